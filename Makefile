@@ -1,0 +1,58 @@
+# Top-level entry points. See README.md.
+#   make deps   install the Debian packages the build and the tests need
+#   make build  build everything into ./build
+#   make test   all tests (unit, sanitizers, fuzz smoke, integration)
+#   make bench  benchmarks; prints figures with their conditions
+#   make run    capture on a default interface with a local config in ./run
+SHELL := /bin/bash
+export PATH := /usr/local/go/bin:$(PATH)
+GO ?= go
+FUZZ_SECONDS ?= 60
+
+DEB_PACKAGES := build-essential pkg-config clang libclang-rt-14-dev \
+  libleveldb-dev libsnappy-dev libaio-dev libseccomp-dev libpcap-dev libgtest-dev \
+  tcpdump tcpreplay tshark iproute2 openssl jq curl ethtool libcap2-bin \
+  python3-grpc-tools strace
+
+.PHONY: deps build test bench run unit asan fuzz-smoke gotest vet clean
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@command -v $(GO) >/dev/null || { echo "Go toolchain not found (expected /usr/local/go/bin/go)"; exit 1; }
+
+build: deps
+	$(MAKE) -C stenotype -j2 all test-bins
+	$(GO) build -o build/bin/ ./cmd/... 2>/dev/null || true
+
+unit: build
+	build/bin/stenotype_test
+
+asan: deps
+	$(MAKE) -C stenotype -j2 asan
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 build/asan/stenotype_test
+
+fuzz-smoke: deps
+	$(MAKE) -C stenotype fuzz
+	tests/fuzz_smoke.sh $(FUZZ_SECONDS)
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'))" || { gofmt -l .; echo "gofmt needed"; exit 1; }
+
+gotest: build
+	$(GO) test -count=1 -timeout 15m ./...
+
+test: build unit asan fuzz-smoke vet gotest
+
+bench: build
+	tests/bench/run.sh
+
+run: build
+	scripts/run_local.sh $(IFACE)
+
+clean:
+	rm -rf build

@@ -1,0 +1,326 @@
+// Package blockfile reads stenotype packet files: sequences of fixed-size
+// TPACKET_V3 ring blocks exactly as the kernel filled them (SPEC §3).
+//
+// Stage: disk → packets. Input: a packet file and its block size. Output:
+// packets at given positions, or all packets in file order, with any VLAN
+// tag the kernel stripped put back into the frame.
+//
+// Nothing read from the file is trusted: every offset and length is checked
+// against the block and the file, and a bad one is an error naming the file
+// and offset, never a panic.
+package blockfile
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+)
+
+// Layout of a block header (struct tpacket_block_desc) and a packet header
+// (struct tpacket3_hdr), little-endian as written on x86.
+const (
+	blockHeaderSize  = 48
+	packetHeaderSize = 48
+
+	offNumPkts    = 12
+	offFirstPkt   = 16
+	offNextOffset = 0
+	offSec        = 4
+	offNsec       = 8
+	offSnaplen    = 12
+	offLen        = 16
+	offStatus     = 20
+	offMac        = 24
+	offVlanTCI    = 32
+	offVlanTPID   = 36
+
+	statusVlanValid     = 0x10
+	statusVlanTPIDValid = 0x40
+
+	// DefaultBlockSize is stenotype's default --blocksize_kb (1024 KiB).
+	DefaultBlockSize = 1 << 20
+	// maxSnaplen bounds a single frame; a block can never hold more.
+	maxSnaplen = 1 << 28
+)
+
+// ErrCorrupt is wrapped by every error about inconsistent file contents.
+var ErrCorrupt = errors.New("blockfile: corrupt packet file")
+
+// Packet is one captured frame.
+type Packet struct {
+	Position  int64     // offset of its tpacket3_hdr in the file
+	Timestamp time.Time // capture time (nanosecond precision)
+	WireLen   int       // length on the wire, including a restored VLAN tag
+	Data      []byte    // captured bytes, VLAN tag restored
+}
+
+// File is an open packet file. Methods are safe for concurrent use: reads
+// go through ReadAt only.
+type File struct {
+	name      string
+	f         io.ReaderAt
+	closer    io.Closer
+	size      int64
+	blockSize int64
+}
+
+// Open opens the packet file at name whose blocks are blockSize bytes.
+func Open(name string, blockSize int) (*File, error) {
+	if err := checkBlockSize(blockSize); err != nil {
+		return nil, fmt.Errorf("blockfile: open %s: %w", name, err)
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, fmt.Errorf("blockfile: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("blockfile: stat %s: %w", name, err)
+	}
+	return &File{name: name, f: f, closer: f, size: st.Size(), blockSize: int64(blockSize)}, nil
+}
+
+// New reads a packet file of size bytes from r; name is used in errors.
+// Close does nothing for such a File.
+func New(r io.ReaderAt, size int64, name string, blockSize int) (*File, error) {
+	if err := checkBlockSize(blockSize); err != nil {
+		return nil, fmt.Errorf("blockfile: %s: %w", name, err)
+	}
+	return &File{name: name, f: r, size: size, blockSize: int64(blockSize)}, nil
+}
+
+func checkBlockSize(n int) error {
+	if n < 4096 || n%4096 != 0 {
+		return fmt.Errorf("invalid block size %d (a multiple of 4096 is required)", n)
+	}
+	return nil
+}
+
+// Name returns the file's path.
+func (f *File) Name() string { return f.name }
+
+// Size returns the file's size in bytes when it was opened.
+func (f *File) Size() int64 { return f.size }
+
+// Close closes the file.
+func (f *File) Close() error {
+	if f.closer == nil {
+		return nil
+	}
+	return f.closer.Close()
+}
+
+func (f *File) corrupt(pos int64, format string, args ...any) error {
+	return fmt.Errorf("%w %s at offset %d: %s", ErrCorrupt, f.name, pos, fmt.Sprintf(format, args...))
+}
+
+// ReadPacket reads the packet whose header is at pos. buf is reused for the
+// frame when large enough; the returned Packet's Data may alias it.
+func (f *File) ReadPacket(pos int64, buf []byte) (Packet, error) {
+	if pos < 0 || pos >= f.size {
+		return Packet{}, f.corrupt(pos, "position outside file of %d bytes", f.size)
+	}
+	blockStart := pos - pos%f.blockSize
+	blockEnd := min(blockStart+f.blockSize, f.size)
+	if pos-blockStart < blockHeaderSize || blockEnd-pos < packetHeaderSize {
+		return Packet{}, f.corrupt(pos, "position inside a block header or past the block")
+	}
+	var hdr [packetHeaderSize]byte
+	if _, err := f.f.ReadAt(hdr[:], pos); err != nil {
+		return Packet{}, fmt.Errorf("blockfile: read %s at %d: %w", f.name, pos, err)
+	}
+	h := parseHeader(hdr[:])
+	dataStart := pos + int64(h.mac)
+	if h.mac < packetHeaderSize || h.snaplen > maxSnaplen || dataStart+int64(h.snaplen) > blockEnd {
+		return Packet{}, f.corrupt(pos, "frame (mac offset %d, snaplen %d) outside its block", h.mac, h.snaplen)
+	}
+	extra := 0
+	if h.vlanStripped() {
+		extra = 4
+	}
+	need := int(h.snaplen) + extra
+	if cap(buf) < need {
+		buf = make([]byte, need)
+	}
+	buf = buf[:need]
+	if _, err := f.f.ReadAt(buf[extra:], dataStart); err != nil {
+		return Packet{}, fmt.Errorf("blockfile: read %s at %d: %w", f.name, dataStart, err)
+	}
+	return h.packet(pos, buf, extra), nil
+}
+
+type header struct {
+	next, sec, nsec, snaplen, wireLen, status uint32
+	mac                                       uint16
+	vlanTCI                                   uint16
+	vlanTPID                                  uint16
+}
+
+func parseHeader(b []byte) header {
+	le := binary.LittleEndian
+	return header{
+		next:     le.Uint32(b[offNextOffset:]),
+		sec:      le.Uint32(b[offSec:]),
+		nsec:     le.Uint32(b[offNsec:]),
+		snaplen:  le.Uint32(b[offSnaplen:]),
+		wireLen:  le.Uint32(b[offLen:]),
+		status:   le.Uint32(b[offStatus:]),
+		mac:      le.Uint16(b[offMac:]),
+		vlanTCI:  uint16(le.Uint32(b[offVlanTCI:])),
+		vlanTPID: le.Uint16(b[offVlanTPID:]),
+	}
+}
+
+func (h header) vlanStripped() bool { return h.status&statusVlanValid != 0 }
+
+// packet builds the Packet from a header and a buffer whose first extra
+// bytes are free and whose remainder holds the captured frame. When the
+// kernel stripped a VLAN tag (extra == 4) the tag is put back after the two
+// MAC addresses, as libpcap does.
+func (h header) packet(pos int64, buf []byte, extra int) Packet {
+	wire := int(h.wireLen)
+	if extra > 0 {
+		if len(buf) >= 12+extra {
+			copy(buf, buf[extra:extra+12]) // move the MAC addresses forward
+			tpid := uint16(0x8100)
+			if h.status&statusVlanTPIDValid != 0 && h.vlanTPID != 0 {
+				tpid = h.vlanTPID
+			}
+			binary.BigEndian.PutUint16(buf[12:], tpid)
+			binary.BigEndian.PutUint16(buf[14:], h.vlanTCI)
+			wire += extra
+		} else {
+			buf = buf[extra:] // too short to hold MAC addresses: leave as captured
+		}
+	}
+	return Packet{
+		Position:  pos,
+		Timestamp: time.Unix(int64(h.sec), int64(h.nsec)),
+		WireLen:   wire,
+		Data:      buf,
+	}
+}
+
+// Scanner iterates over every packet of a file in order, one block in
+// memory at a time.
+//
+//	s := f.Scan()
+//	for s.Next() { use(s.Packet()) }
+//	if err := s.Err(); err != nil { ... }
+type Scanner struct {
+	f        *File
+	block    []byte
+	blockPos int64 // file offset of the block in s.block
+	off      int64 // offset of the next packet within the block, 0 = load next block
+	left     uint32
+	pkt      Packet
+	err      error
+	done     bool
+}
+
+// Scan returns a Scanner positioned before the first packet.
+func (f *File) Scan() *Scanner {
+	return &Scanner{f: f, blockPos: -f.blockSize}
+}
+
+// Next advances to the next packet. It returns false at the end of the file,
+// at the first unused (zero) block, or on an error (see Err).
+func (s *Scanner) Next() bool {
+	for !s.done {
+		if s.left == 0 || s.off == 0 {
+			if !s.loadBlock() {
+				return false
+			}
+			continue
+		}
+		return s.readFromBlock()
+	}
+	return false
+}
+
+func (s *Scanner) loadBlock() bool {
+	s.blockPos += s.f.blockSize
+	if s.blockPos >= s.f.size {
+		s.done = true
+		return false
+	}
+	if s.f.size-s.blockPos < s.f.blockSize {
+		s.done = true
+		s.err = s.f.corrupt(s.blockPos, "partial block of %d bytes at the end of the file", s.f.size-s.blockPos)
+		return false
+	}
+	if s.block == nil {
+		s.block = make([]byte, s.f.blockSize)
+	}
+	if _, err := s.f.f.ReadAt(s.block, s.blockPos); err != nil && err != io.EOF {
+		s.done = true
+		s.err = fmt.Errorf("blockfile: read %s at %d: %w", s.f.name, s.blockPos, err)
+		return false
+	}
+	le := binary.LittleEndian
+	s.left = le.Uint32(s.block[offNumPkts:])
+	if s.left == 0 { // preallocated, never used: the data ends here
+		s.done = true
+		return false
+	}
+	first := int64(le.Uint32(s.block[offFirstPkt:]))
+	if first < blockHeaderSize || first > s.f.blockSize-packetHeaderSize {
+		s.done = true
+		s.err = s.f.corrupt(s.blockPos, "offset_to_first_pkt %d out of bounds", first)
+		return false
+	}
+	s.off = first
+	return true
+}
+
+func (s *Scanner) readFromBlock() bool {
+	b := s.block
+	if s.off > int64(len(b))-packetHeaderSize {
+		return s.fail("packet header out of bounds")
+	}
+	h := parseHeader(b[s.off:])
+	start := s.off + int64(h.mac)
+	if h.mac < packetHeaderSize || start+int64(h.snaplen) > int64(len(b)) {
+		return s.fail(fmt.Sprintf("frame (mac offset %d, snaplen %d) outside its block", h.mac, h.snaplen))
+	}
+	extra := 0
+	if h.vlanStripped() {
+		extra = 4
+	}
+	buf := make([]byte, int(h.snaplen)+extra)
+	copy(buf[extra:], b[start:start+int64(h.snaplen)])
+	s.pkt = h.packet(s.blockPos+s.off, buf, extra)
+	s.left--
+	switch next := int64(h.next); {
+	case next == 0:
+		s.off = 0
+		if s.left != 0 {
+			s.left = 0 // the kernel's count and the chain disagree: trust neither further
+		}
+	case next < packetHeaderSize || s.off+next > int64(len(b))-packetHeaderSize:
+		if s.left != 0 {
+			s.err = s.f.corrupt(s.blockPos+s.off, "tp_next_offset %d out of bounds", next)
+			s.done = true
+		}
+		s.off = 0
+	default:
+		s.off += next
+	}
+	return true
+}
+
+func (s *Scanner) fail(msg string) bool {
+	s.err = s.f.corrupt(s.blockPos+s.off, "%s", msg)
+	s.done = true
+	return false
+}
+
+// Packet returns the packet Next moved to. Its Data is not reused.
+func (s *Scanner) Packet() Packet { return s.pkt }
+
+// Err returns the error that stopped the scan, if any.
+func (s *Scanner) Err() error { return s.err }
