@@ -1,0 +1,273 @@
+package query
+
+import (
+	"context"
+	"slices"
+	"time"
+)
+
+// Index is what evaluation needs from one index file: the sorted,
+// duplicate-free positions of every key in [lo, hi].
+type Index interface {
+	Range(ctx context.Context, lo, hi []byte) ([]uint32, error)
+}
+
+// Span is what is known of the capture times of the packets of one file:
+// every packet has Min <= ts <= Max. A zero Max means unknown (no limit).
+type Span struct {
+	Min, Max time.Time
+}
+
+// Match is the result of evaluating a query against one file.
+type Match struct {
+	// All is true when the index cannot narrow the packets down (a query of
+	// time bounds only, or an 'or' with one): every packet of the file is a
+	// candidate. Otherwise Positions are the candidates, ascending.
+	All       bool
+	Positions []uint32
+	// Keep, when not nil, must be called for each candidate packet: it
+	// decides on the packet's own timestamp. Nil means every candidate
+	// matches.
+	Keep func(pos uint32, ts time.Time) bool
+	// Lookups counts index range lookups done, for --explain and stats.
+	Lookups int
+}
+
+// Empty reports whether nothing in the file can match.
+func (m Match) Empty() bool { return !m.All && len(m.Positions) == 0 }
+
+// Evaluate runs the query q against one file's index. Time bounds that the
+// span decides for the whole file are settled here; the rest go into Keep.
+// Lookups stop as soon as an 'and' is known to be empty.
+func Evaluate(ctx context.Context, q Node, idx Index, span Span) (Match, error) {
+	e := &evaluator{ctx: ctx, idx: idx, span: span}
+	r, err := e.eval(q)
+	if err != nil {
+		return Match{}, err
+	}
+	m := Match{All: r.all, Positions: r.set, Lookups: e.lookups}
+	if !r.exact && !r.empty() {
+		m.Keep = r.keep
+	}
+	return m, nil
+}
+
+// result is an evaluated subtree. For an inexact result, set (or all) is
+// a superset of the matching packets and keep decides exactly.
+type result struct {
+	all   bool
+	set   []uint32
+	exact bool
+	keep  func(pos uint32, ts time.Time) bool
+}
+
+func (r *result) empty() bool { return !r.all && len(r.set) == 0 }
+
+type evaluator struct {
+	ctx     context.Context
+	idx     Index
+	span    Span
+	lookups int
+}
+
+func (e *evaluator) eval(n Node) (*result, error) {
+	switch n := n.(type) {
+	case Key:
+		if err := e.ctx.Err(); err != nil {
+			return nil, err
+		}
+		set, err := e.idx.Range(e.ctx, n.Lo, n.Hi)
+		if err != nil {
+			return nil, err
+		}
+		e.lookups++
+		return &result{set: set, exact: true}, nil
+	case Time:
+		return e.evalTime(n), nil
+	case And:
+		return e.evalAnd(n.Children)
+	case Or:
+		return e.evalOr(n.Children)
+	}
+	panic("query: unknown node type")
+}
+
+func (e *evaluator) evalTime(t Time) *result {
+	in := func(ts time.Time) bool {
+		if t.Before {
+			return ts.Before(t.At)
+		}
+		return ts.After(t.At)
+	}
+	hasMax := !e.span.Max.IsZero()
+	switch {
+	case t.Before && hasMax && e.span.Max.Before(t.At), !t.Before && e.span.Min.After(t.At):
+		return &result{all: true, exact: true} // the whole file is inside
+	case t.Before && !e.span.Min.Before(t.At), !t.Before && hasMax && !e.span.Max.After(t.At):
+		return &result{exact: true} // the whole file is outside
+	}
+	return &result{all: true, keep: func(_ uint32, ts time.Time) bool { return in(ts) }}
+}
+
+// evalAnd evaluates index lookups before time bounds and intersects as it
+// goes, smallest set first, stopping at the first empty intersection.
+func (e *evaluator) evalAnd(children []Node) (*result, error) {
+	ordered := slices.Clone(children)
+	slices.SortStableFunc(ordered, func(a, b Node) int { return cost(a) - cost(b) })
+	var parts []*result
+	acc := &result{all: true, exact: true}
+	for _, c := range ordered {
+		r, err := e.eval(c)
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, r)
+		switch {
+		case r.all:
+		case acc.all:
+			acc.all, acc.set = false, r.set
+		default:
+			acc.set = intersect(acc.set, r.set)
+		}
+		acc.exact = acc.exact && r.exact
+		if acc.empty() {
+			return &result{exact: true}, nil
+		}
+	}
+	if !acc.exact {
+		acc.keep = func(pos uint32, ts time.Time) bool {
+			for _, p := range parts {
+				if !p.matches(pos, ts) {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	return acc, nil
+}
+
+func (e *evaluator) evalOr(children []Node) (*result, error) {
+	var parts []*result
+	acc := &result{exact: true}
+	for _, c := range children {
+		r, err := e.eval(c)
+		if err != nil {
+			return nil, err
+		}
+		if r.all && r.exact {
+			return &result{all: true, exact: true}, nil
+		}
+		parts = append(parts, r)
+		acc.all = acc.all || r.all
+		if !acc.all {
+			acc.set = union(acc.set, r.set)
+		}
+		acc.exact = acc.exact && r.exact
+	}
+	if acc.all {
+		acc.set = nil
+	}
+	if !acc.exact {
+		acc.keep = func(pos uint32, ts time.Time) bool {
+			for _, p := range parts {
+				if p.matches(pos, ts) {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	return acc, nil
+}
+
+// matches decides one packet against an evaluated subtree.
+func (r *result) matches(pos uint32, ts time.Time) bool {
+	if !r.all {
+		if _, found := slices.BinarySearch(r.set, pos); !found {
+			return false
+		}
+	}
+	return r.keep == nil || r.keep(pos, ts)
+}
+
+// cost orders the children of an 'and': lookups of narrow keys first,
+// time bounds (free, but they narrow nothing in the index) last.
+func cost(n Node) int {
+	switch n := n.(type) {
+	case Key:
+		switch n.Lo[0] {
+		case 0x04, 0x06: // addresses: usually the rarest
+			if string(n.Lo) == string(n.Hi) {
+				return 0
+			}
+			return 2
+		case 0x02, 0x03, 0x05:
+			return 1
+		default: // protocols match a large share of traffic
+			return 3
+		}
+	case Time:
+		return 5
+	}
+	return 4
+}
+
+// intersect returns the elements of both sorted sets.
+func intersect(a, b []uint32) []uint32 {
+	if len(a) > len(b) {
+		a, b = b, a
+	}
+	out := make([]uint32, 0, len(a))
+	// When one set is much smaller, binary search beats a linear merge.
+	if len(a)*16 < len(b) {
+		for _, x := range a {
+			if _, ok := slices.BinarySearch(b, x); ok {
+				out = append(out, x)
+			}
+		}
+		return out
+	}
+	i, j := 0, 0
+	for i < len(a) && j < len(b) {
+		switch {
+		case a[i] < b[j]:
+			i++
+		case a[i] > b[j]:
+			j++
+		default:
+			out = append(out, a[i])
+			i++
+			j++
+		}
+	}
+	return out
+}
+
+// union returns the elements of either sorted set.
+func union(a, b []uint32) []uint32 {
+	if len(a) == 0 {
+		return b
+	}
+	if len(b) == 0 {
+		return a
+	}
+	out := make([]uint32, 0, len(a)+len(b))
+	i, j := 0, 0
+	for i < len(a) && j < len(b) {
+		switch {
+		case a[i] < b[j]:
+			out = append(out, a[i])
+			i++
+		case a[i] > b[j]:
+			out = append(out, b[j])
+			j++
+		default:
+			out = append(out, a[i])
+			i++
+			j++
+		}
+	}
+	out = append(out, a[i:]...)
+	return append(out, b[j:]...)
+}

@@ -1,0 +1,118 @@
+package query
+
+import (
+	"bytes"
+	"context"
+	"slices"
+	"testing"
+	"time"
+)
+
+// memIndex is an in-memory index: key -> positions.
+type memIndex map[string][]uint32
+
+func (m memIndex) Range(_ context.Context, lo, hi []byte) ([]uint32, error) {
+	var out []uint32
+	for k, v := range m {
+		if bytes.Compare([]byte(k), lo) >= 0 && bytes.Compare([]byte(k), hi) <= 0 {
+			out = union(out, v)
+		}
+	}
+	return out, nil
+}
+
+func TestEvaluate(t *testing.T) {
+	idx := memIndex{
+		"\x02\x00\x50":         {10, 20, 30},     // port 80
+		"\x02\x01\xbb":         {40, 50},         // port 443
+		"\x01\x06":             {10, 20, 30, 40}, // tcp
+		"\x01\x11":             {50, 60},         // udp
+		"\x04\x0a\x00\x00\x01": {10, 40, 60},     // 10.0.0.1
+		"\x04\x0a\x00\x00\x02": {20, 50},         // 10.0.0.2
+		"\x04\x0b\x00\x00\x01": {30},             // 11.0.0.1
+		"\x03\x00\x07":         {20, 30, 40, 50}, // vlan 7
+	}
+	// Packet timestamps: position p was captured at base + p seconds.
+	base := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	ts := func(p uint32) time.Time { return base.Add(time.Duration(p) * time.Second) }
+	all := []uint32{10, 20, 30, 40, 50, 60}
+	span := Span{Min: ts(10), Max: ts(60)}
+	at := func(p uint32) string { return ts(p).Format(time.RFC3339) }
+
+	tests := []struct {
+		q       string
+		want    []uint32
+		lookups int
+	}{
+		{"port 80", []uint32{10, 20, 30}, 1},
+		{"port 80 or port 443", []uint32{10, 20, 30, 40, 50}, 2},
+		{"tcp and host 10.0.0.1", []uint32{10, 40}, 2},
+		{"net 10.0.0.0/8", []uint32{10, 20, 40, 50, 60}, 1},
+		{"net 10.0.0.0/8 and port 443", []uint32{40, 50}, 2},
+		{"host 11.0.0.1 and port 443 and tcp", nil, 2}, // stops after the empty intersection
+		{"port 80 and vlan 7 or udp", []uint32{20, 30, 50, 60}, 3},
+		{"port 9", nil, 1},
+		{"after " + at(35), []uint32{40, 50, 60}, 0},
+		{"before " + at(35), []uint32{10, 20, 30}, 0},
+		{"after " + at(0), all, 0},
+		{"before " + at(100), all, 0},
+		{"after " + at(100), nil, 0},
+		{"tcp and after " + at(25), []uint32{30, 40}, 1},
+		{"port 80 or after " + at(45), []uint32{10, 20, 30, 50, 60}, 1},
+		{"(port 80 or after " + at(45) + ") and host 10.0.0.1", []uint32{10, 60}, 2},
+		{"ip=10.0.0.1-10.0.0.2 port=443", []uint32{40, 50}, 2},
+	}
+	for _, tc := range tests {
+		q, err := Parse(tc.q, base)
+		if err != nil {
+			t.Fatalf("Parse(%q): %v", tc.q, err)
+		}
+		m, err := Evaluate(context.Background(), q, idx, span)
+		if err != nil {
+			t.Fatalf("Evaluate(%q): %v", tc.q, err)
+		}
+		cands := m.Positions
+		if m.All {
+			cands = all
+		}
+		var got []uint32
+		for _, p := range cands {
+			if m.Keep == nil || m.Keep(p, ts(p)) {
+				got = append(got, p)
+			}
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%q = %v, want %v", tc.q, got, tc.want)
+		}
+		if m.Lookups != tc.lookups {
+			t.Errorf("%q did %d lookups, want %d", tc.q, m.Lookups, tc.lookups)
+		}
+	}
+}
+
+func TestEvaluateCancelled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	q, _ := Parse("port 80", time.Now())
+	if _, err := Evaluate(ctx, q, memIndex{}, Span{}); err == nil {
+		t.Error("Evaluate with a cancelled context succeeded")
+	}
+}
+
+func TestSetOps(t *testing.T) {
+	a := []uint32{1, 3, 5, 7, 9}
+	b := []uint32{3, 4, 5, 100}
+	if got := intersect(a, b); !slices.Equal(got, []uint32{3, 5}) {
+		t.Errorf("intersect = %v", got)
+	}
+	if got := union(a, b); !slices.Equal(got, []uint32{1, 3, 4, 5, 7, 9, 100}) {
+		t.Errorf("union = %v", got)
+	}
+	big := make([]uint32, 1000)
+	for i := range big {
+		big[i] = uint32(i * 2)
+	}
+	if got := intersect([]uint32{4, 5, 1998}, big); !slices.Equal(got, []uint32{4, 1998}) {
+		t.Errorf("intersect small/big = %v", got)
+	}
+}
