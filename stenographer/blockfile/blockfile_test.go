@@ -2,6 +2,7 @@ package blockfile
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"os"
@@ -189,4 +190,37 @@ func FuzzScan(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestReadPositions(t *testing.T) {
+	frames := [][]byte{make([]byte, 60), make([]byte, 61), make([]byte, 62)}
+	b := append(block(frames...), block(frames...)...)
+	f, err := New(bytes.NewReader(b), int64(len(b)), "mem", 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []uint32
+	s := f.Scan()
+	for s.Next() {
+		all = append(all, uint32(s.Packet().Position))
+	}
+	for _, positions := range [][]uint32{all, {all[0]}, {all[1], all[4]}, {all[3], all[4], all[5]}} {
+		var lens []int
+		err := f.ReadPositions(context.Background(), positions, func(p Packet) bool {
+			lens = append(lens, len(p.Data))
+			return true
+		})
+		if err != nil || len(lens) != len(positions) {
+			t.Errorf("ReadPositions(%v) = %v, %v", positions, lens, err)
+		}
+		for i, n := range lens {
+			q, _ := f.ReadPacket(int64(positions[i]), nil)
+			if n != len(q.Data) {
+				t.Errorf("packet at %d has %d bytes, ReadPacket says %d", positions[i], n, len(q.Data))
+			}
+		}
+	}
+	if err := f.ReadPositions(context.Background(), []uint32{all[0], 50}, func(Packet) bool { return true }); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("bad position err = %v, want ErrCorrupt", err)
+	}
 }
