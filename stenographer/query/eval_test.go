@@ -116,3 +116,32 @@ func TestSetOps(t *testing.T) {
 		t.Errorf("intersect small/big = %v", got)
 	}
 }
+
+func TestMayMatch(t *testing.T) {
+	base := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	span := Span{Min: base, Max: base.Add(time.Hour)}
+	open := Span{Min: base}
+	tests := []struct {
+		q    string
+		span Span
+		want bool
+	}{
+		{"port 80", span, true},
+		{"after 2024-01-01T02:00:00Z", span, false},
+		{"after 2024-01-01T02:00:00Z", open, true},
+		{"after 2024-01-01T00:30:00Z", span, true},
+		{"before 2023-12-31T23:00:00Z", span, false},
+		{"before 2024-01-01T00:00:01Z", span, true},
+		{"port 80 and before 2023-12-31T23:00:00Z", span, false},
+		{"port 80 or before 2023-12-31T23:00:00Z", span, true},
+	}
+	for _, tc := range tests {
+		q, err := Parse(tc.q, base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := MayMatch(q, tc.span); got != tc.want {
+			t.Errorf("MayMatch(%q, %v) = %v, want %v", tc.q, tc.span, got, tc.want)
+		}
+	}
+}
