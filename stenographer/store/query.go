@@ -1,0 +1,217 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/stenographer-ng/stenographer/stenographer/blockfile"
+	"github.com/stenographer-ng/stenographer/stenographer/pcap"
+	"github.com/stenographer-ng/stenographer/stenographer/query"
+)
+
+// StartSlack is how much earlier than its file's name a packet may have
+// been captured: packets wait in the kernel ring (up to the block timeout,
+// longer under backlog) before the block holding them is written, possibly
+// into a file opened after they arrived.
+const StartSlack = 5 * time.Minute
+
+// Result summarizes one query.
+type Result struct {
+	Packets      int64 // packets written
+	Bytes        int64 // PCAP bytes written
+	FilesOpened  int   // file pairs whose index was consulted
+	FilesSkipped int   // file pairs pruned by time without opening
+	Lookups      int   // index range lookups
+	Truncated    bool  // a limit stopped the result early
+	// Errors lists files that could not be read completely; the result has
+	// everything else. A query is not failed for one bad file.
+	Errors []error
+}
+
+// Query writes every packet matching q, across all threads, to w in
+// timestamp order. It stops early at w's limits (Result.Truncated) or
+// when ctx is cancelled (returning ctx's error).
+func (s *Store) Query(ctx context.Context, q query.Node, w *pcap.Writer) (*Result, error) {
+	res := &Result{}
+	var srcs []pcap.Source
+	for i := range s.cfg.Threads {
+		srcs = append(srcs, &threadSource{ctx: ctx, s: s, q: q, files: s.Files(i), res: res})
+	}
+	m := pcap.NewMerge(srcs...)
+	for m.Next() {
+		p := m.Packet()
+		if err := w.WritePacket(p.Timestamp, p.WireLen, p.Data); err != nil {
+			if errors.Is(err, pcap.ErrLimit) {
+				res.Truncated = true
+				break
+			}
+			return res, fmt.Errorf("store: writing result: %w", err)
+		}
+	}
+	if err := m.Err(); err != nil {
+		return res, err
+	}
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	if err := w.Flush(); err != nil {
+		return res, fmt.Errorf("store: writing result: %w", err)
+	}
+	res.Packets, res.Bytes = w.Packets(), w.Bytes()
+	return res, nil
+}
+
+// batchSize bounds how many packets a thread reads ahead of the merge.
+const batchSize = 512
+
+// threadSource yields one thread's matching packets in file order. It
+// reads a batch of packets at a time so that a block is read once for all
+// the matches it holds.
+type threadSource struct {
+	ctx   context.Context
+	s     *Store
+	q     query.Node
+	files []FileInfo
+	res   *Result
+
+	next  int // index of the next file to open
+	cur   *fileCursor
+	batch []pcap.Packet
+	bi    int
+	err   error
+}
+
+// fileCursor is the progress through one matching file.
+type fileCursor struct {
+	info    FileInfo
+	p       *pair
+	release func()
+	match   query.Match
+	scan    *blockfile.Scanner // when match.All
+	pos     int                // next index into match.Positions
+}
+
+func (t *threadSource) Next() bool {
+	for t.err == nil {
+		if t.bi < len(t.batch) {
+			t.bi++
+			return true
+		}
+		if err := t.ctx.Err(); err != nil {
+			t.err = err
+			break
+		}
+		if t.cur == nil && !t.openNext() {
+			return false
+		}
+		if t.cur != nil {
+			t.fill()
+		}
+	}
+	t.close()
+	return false
+}
+
+func (t *threadSource) Packet() pcap.Packet { return t.batch[t.bi-1] }
+func (t *threadSource) Err() error          { return t.err }
+
+func (t *threadSource) close() {
+	if t.cur != nil {
+		t.cur.release()
+		t.cur = nil
+	}
+}
+
+// openNext moves to the next file that may hold matches; false when no
+// file is left.
+func (t *threadSource) openNext() bool {
+	for t.next < len(t.files) {
+		f := t.files[t.next]
+		t.next++
+		span := query.Span{Min: f.Start.Add(-StartSlack)}
+		if t.next < len(t.files) {
+			span.Max = t.files[t.next].Start
+		}
+		if !query.MayMatch(t.q, span) {
+			t.res.FilesSkipped++
+			continue
+		}
+		p, release, err := t.s.acquire(f)
+		if err != nil {
+			t.fileError(f, err)
+			continue
+		}
+		t.res.FilesOpened++
+		m, err := query.Evaluate(t.ctx, t.q, p.idx, span)
+		t.res.Lookups += m.Lookups
+		if err != nil {
+			release()
+			if t.ctx.Err() != nil {
+				t.err = t.ctx.Err()
+				return false
+			}
+			t.fileError(f, err)
+			continue
+		}
+		if m.Empty() {
+			release()
+			continue
+		}
+		t.cur = &fileCursor{info: f, p: p, release: release, match: m}
+		if m.All {
+			t.cur.scan = p.pkt.Scan()
+		}
+		return true
+	}
+	return false
+}
+
+func (t *threadSource) fileError(f FileInfo, err error) {
+	t.s.log.Warn("query skips unreadable file", "thread", f.Thread, "file", f.Name, "err", err)
+	t.res.Errors = append(t.res.Errors, err)
+}
+
+// fill reads the next batch from the current file, moving past the file
+// when it is exhausted.
+func (t *threadSource) fill() {
+	t.batch, t.bi = t.batch[:0], 0
+	c := t.cur
+	keep := c.match.Keep
+	if c.scan != nil {
+		for len(t.batch) < batchSize && c.scan.Next() {
+			p := c.scan.Packet()
+			if keep == nil || keep(uint32(p.Position), p.Timestamp) {
+				t.batch = append(t.batch, pcap.Packet{Timestamp: p.Timestamp, WireLen: p.WireLen, Data: p.Data})
+			}
+		}
+		if len(t.batch) < batchSize {
+			if err := c.scan.Err(); err != nil {
+				t.fileError(c.info, err)
+			}
+			t.close()
+		}
+		return
+	}
+	end := min(c.pos+batchSize, len(c.match.Positions))
+	err := c.p.pkt.ReadPositions(t.ctx, c.match.Positions[c.pos:end], func(p blockfile.Packet) bool {
+		if keep == nil || keep(uint32(p.Position), p.Timestamp) {
+			t.batch = append(t.batch, pcap.Packet{Timestamp: p.Timestamp, WireLen: p.WireLen, Data: append([]byte(nil), p.Data...)})
+		}
+		return true
+	})
+	c.pos = end
+	if err != nil {
+		if t.ctx.Err() != nil {
+			t.err = t.ctx.Err()
+			return
+		}
+		t.fileError(c.info, err)
+		t.close()
+		return
+	}
+	if c.pos >= len(c.match.Positions) {
+		t.close()
+	}
+}

@@ -1,0 +1,191 @@
+// Package store is the read-side view of stenotype's output: per thread, a
+// packet directory and an index directory holding file pairs named by the
+// microsecond they were opened (SPEC §2).
+//
+// Stage: directories → queryable file pairs. Input: thread directories.
+// Output: the pairs usable for queries (both files visible), opened lazily
+// and kept open up to a bound, and query execution over them (query.go).
+package store
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/stenographer-ng/stenographer/stenographer/blockfile"
+	"github.com/stenographer-ng/stenographer/stenographer/indexfile"
+)
+
+// Thread names the two directories of one stenotype thread.
+type Thread struct {
+	PacketsDirectory string
+	IndexDirectory   string
+}
+
+// Config configures a Store.
+type Config struct {
+	Threads   []Thread
+	BlockSize int // packet file block size; 0 means 1 MiB
+	// MaxOpenFiles bounds open file descriptors (two per open pair); 0
+	// means 1000. Pairs in use by a query are never closed, so the bound
+	// can be exceeded while that many pairs are being read at once.
+	MaxOpenFiles int
+	Logger       *slog.Logger
+}
+
+// FileInfo describes one usable file pair.
+type FileInfo struct {
+	Thread int
+	Name   string    // decimal microseconds since the epoch
+	Start  time.Time // from the name: when stenotype opened the file
+	Size   int64     // packet file size in bytes
+}
+
+// Store tracks the file pairs of every thread. Safe for concurrent use.
+type Store struct {
+	cfg   Config
+	log   *slog.Logger
+	mu    sync.Mutex
+	files [][]FileInfo // per thread, ascending by name
+	open  *openFiles
+}
+
+// New returns a Store over cfg's threads; call Refresh to find files.
+func New(cfg Config) *Store {
+	if cfg.BlockSize == 0 {
+		cfg.BlockSize = blockfile.DefaultBlockSize
+	}
+	if cfg.MaxOpenFiles <= 0 {
+		cfg.MaxOpenFiles = 1000
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("component", "store")
+	return &Store{
+		cfg:   cfg,
+		log:   log,
+		files: make([][]FileInfo, len(cfg.Threads)),
+		open:  newOpenFiles(max(cfg.MaxOpenFiles/2, 1)),
+	}
+}
+
+// Threads returns the number of threads.
+func (s *Store) Threads() int { return len(s.cfg.Threads) }
+
+// ParseName returns the time a file name encodes, or false if the name is
+// not a visible stenotype file name.
+func ParseName(name string) (time.Time, bool) {
+	if name == "" || name[0] == '.' {
+		return time.Time{}, false
+	}
+	us, err := strconv.ParseInt(name, 10, 64)
+	if err != nil || us <= 0 {
+		return time.Time{}, false
+	}
+	return time.UnixMicro(us), true
+}
+
+// Refresh rescans every thread's directories. A pair is usable once both
+// the packet file and the index file are visible; half pairs are ignored.
+func (s *Store) Refresh() error {
+	all := make([][]FileInfo, len(s.cfg.Threads))
+	for i, th := range s.cfg.Threads {
+		files, err := scanThread(i, th)
+		if err != nil {
+			return err
+		}
+		all[i] = files
+	}
+	s.mu.Lock()
+	s.files = all
+	s.mu.Unlock()
+	return nil
+}
+
+func scanThread(i int, th Thread) ([]FileInfo, error) {
+	pkts, err := os.ReadDir(th.PacketsDirectory)
+	if err != nil {
+		return nil, fmt.Errorf("store: thread %d: %w", i, err)
+	}
+	idx, err := os.ReadDir(th.IndexDirectory)
+	if err != nil {
+		return nil, fmt.Errorf("store: thread %d: %w", i, err)
+	}
+	indexed := make(map[string]bool, len(idx))
+	for _, e := range idx {
+		indexed[e.Name()] = true
+	}
+	var out []FileInfo
+	for _, e := range pkts {
+		start, ok := ParseName(e.Name())
+		if !ok || !indexed[e.Name()] || !e.Type().IsRegular() {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			continue // removed since ReadDir
+		}
+		out = append(out, FileInfo{Thread: i, Name: e.Name(), Start: start, Size: info.Size()})
+	}
+	slices.SortFunc(out, func(a, b FileInfo) int { return a.Start.Compare(b.Start) })
+	return out, nil
+}
+
+// Files returns a snapshot of thread i's usable pairs, oldest first.
+func (s *Store) Files(i int) []FileInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.files[i])
+}
+
+func (s *Store) paths(f FileInfo) (pkt, idx string) {
+	th := s.cfg.Threads[f.Thread]
+	return th.PacketsDirectory + "/" + f.Name, th.IndexDirectory + "/" + f.Name
+}
+
+// pair is an open packet file with its index.
+type pair struct {
+	pkt *blockfile.File
+	idx *indexfile.File
+}
+
+func (p *pair) close() {
+	p.pkt.Close()
+	p.idx.Close()
+}
+
+// acquire opens (or reuses) f's pair. The caller must release it.
+func (s *Store) acquire(f FileInfo) (*pair, func(), error) {
+	pktPath, idxPath := s.paths(f)
+	return s.open.acquire(pktPath, func() (*pair, error) {
+		pkt, err := blockfile.Open(pktPath, s.cfg.BlockSize)
+		if err != nil {
+			return nil, err
+		}
+		idx, err := indexfile.Open(idxPath)
+		if err != nil {
+			pkt.Close()
+			return nil, err
+		}
+		return &pair{pkt: pkt, idx: idx}, nil
+	})
+}
+
+// Forget drops a pair from the view (retention deleted it). An open
+// handle stays valid for the queries using it and is closed after them.
+func (s *Store) Forget(f FileInfo) {
+	s.mu.Lock()
+	files := s.files[f.Thread]
+	if i := slices.IndexFunc(files, func(g FileInfo) bool { return g.Name == f.Name }); i >= 0 {
+		s.files[f.Thread] = slices.Delete(slices.Clone(files), i, i+1)
+	}
+	s.mu.Unlock()
+	pktPath, _ := s.paths(f)
+	s.open.forget(pktPath)
+}
