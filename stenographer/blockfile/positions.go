@@ -24,20 +24,20 @@ func (f *File) ReadPositions(ctx context.Context, positions []uint32, fn func(Pa
 		for j < len(positions) && int64(positions[j]) < start+f.blockSize {
 			j++
 		}
-		if j-i == 1 {
-			p, err := f.ReadPacket(pos, one)
-			if err != nil {
-				return err
+		// A lone position, or a block cut short by truncation (whose intact
+		// packets are still worth returning), is read packet by packet.
+		if j-i == 1 || start+f.blockSize > f.size {
+			for ; i < j; i++ {
+				p, err := f.ReadPacket(int64(positions[i]), one)
+				if err != nil {
+					return err
+				}
+				one = p.Data[:0]
+				if !fn(p) {
+					return nil
+				}
 			}
-			one = p.Data[:0]
-			if !fn(p) {
-				return nil
-			}
-			i = j
 			continue
-		}
-		if start+f.blockSize > f.size {
-			return f.corrupt(start, "partial block of %d bytes", f.size-start)
 		}
 		if block == nil {
 			block = make([]byte, f.blockSize)
