@@ -2,11 +2,13 @@
 // while it walks each block and handed whole to the index-writer thread at
 // rotation.
 //
-// Add() is on the capture hot path (target: several million packets/s/core),
-// so it only appends a position to a per-key vector; positions arrive in
-// ascending order, so each vector stays sorted and duplicates (src == dst)
-// are dropped by comparing with the last element. Keys are sorted only once,
-// when the file is written.
+// Add() is on the capture hot path, so it only appends a position to a
+// per-key vector. Positions arrive in ascending order, so each vector stays
+// sorted, and a duplicate (a packet whose source and destination port are
+// equal) is dropped by comparing with the last element. Small key spaces
+// (protocol, port, VLAN) are arrays indexed by value; addresses and MPLS
+// labels go through open-addressing hash tables. Keys are sorted once, when
+// the file is written.
 //
 // Not thread-safe: one owner at a time (capture thread, then index thread).
 #ifndef STENOTYPE_INDEX_INDEX_H_
@@ -14,6 +16,7 @@
 
 #include <stdint.h>
 
+#include <array>
 #include <memory>
 #include <string>
 #include <vector>
@@ -34,10 +37,33 @@ enum KeyType : uint8_t {
   kKeyIPv6 = 0x06,
 };
 
+using Positions = std::vector<uint32_t>;
+
+// KeyTable maps fixed-size keys (N bytes) to position lists with open
+// addressing and linear probing. Slots hold an index into lists_, so growth
+// moves 4-byte slots, not vectors.
+template <size_t N>
+class KeyTable {
+ public:
+  using Key = std::array<uint8_t, N>;
+  KeyTable();
+  // Returns the list for key, creating it empty.
+  Positions* Find(const uint8_t* key);
+  size_t size() const { return keys_.size(); }
+  const Key& key(size_t i) const { return keys_[i]; }
+  const Positions& list(size_t i) const { return lists_[i]; }
+
+ private:
+  void Grow();
+  static uint64_t Hash(const uint8_t* key);
+  std::vector<uint32_t> slots_;  // 0 = empty, else 1 + index into keys_/lists_
+  std::vector<Key> keys_;
+  std::vector<Positions> lists_;
+};
+
 class Index {
  public:
   Index();
-  ~Index();
   Index(const Index&) = delete;
   Index& operator=(const Index&) = delete;
 
@@ -46,34 +72,29 @@ class Index {
 
   uint64_t packets() const { return packets_; }
 
-  // ForEachKey calls fn(key, positions) for every key in bytewise key order,
-  // where key is the full index key (type byte + value) and positions are
-  // ascending and unique. This is what the writer turns into a table.
-  template <typename Fn>
-  void ForEachKey(Fn fn) const;
-
- private:
-  struct Impl;
-  std::unique_ptr<Impl> impl_;
-  uint64_t packets_ = 0;
-  friend class IndexWriterAccess;
- public:
-  // Sorted snapshot used by ForEachKey and the writer; computed on demand.
+  // An entry of the index in key order: the full key as written to the file
+  // (type byte + big-endian value) and its ascending positions.
   struct Entry {
     std::string key;
-    const std::vector<uint32_t>* positions;
+    const Positions* positions;
   };
+  // SortedEntries lists every key with at least one position in bytewise
+  // key order. The pointers stay valid while the Index lives unchanged.
   std::vector<Entry> SortedEntries() const;
+
+ private:
+  std::vector<Positions> proto_;  // 256
+  std::vector<Positions> port_;   // 65536
+  std::vector<Positions> vlan_;   // 4096
+  KeyTable<4> ipv4_;
+  KeyTable<4> mpls_;
+  KeyTable<16> ipv6_;
+  uint64_t packets_ = 0;
 };
 
-template <typename Fn>
-void Index::ForEachKey(Fn fn) const {
-  for (const Entry& e : SortedEntries()) fn(e.key, *e.positions);
-}
-
-// WriteIndexFile writes index as a LevelDB table at path (the caller renames
-// it into place): version record first, then every key in order, values as
-// concatenated big-endian u32 positions.
+// WriteIndexFile writes index as a LevelDB table at path and syncs it (the
+// caller renames it into place): the version record first, then every key
+// in order, values as concatenated big-endian u32 positions.
 Status WriteIndexFile(const Index& index, const std::string& path);
 
 }  // namespace steno
