@@ -1,5 +1,6 @@
 #include "base/logging.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
@@ -26,7 +27,9 @@ LogMessage::LogMessage(const char* file, int line, LogLevel level, bool fatal)
   strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
   const char* base = strrchr(file, '/');
   char lvl = level == LogLevel::kError ? 'E' : level == LogLevel::kInfo ? 'I' : 'V';
-  stream_ << buf << "." << static_cast<int>(tv.tv_usec / 1000) << "Z " << lvl << " "
+  char ms[8];
+  snprintf(ms, sizeof(ms), ".%03d", static_cast<int>(tv.tv_usec / 1000));
+  stream_ << buf << ms << "Z " << lvl << " "
           << (base ? base + 1 : file) << ":" << line << "] ";
 }
 

@@ -27,12 +27,18 @@ class LogMessage {
   bool fatal_;
 };
 
+// Voidify lets a log statement be one expression (safe in unbraced ifs):
+// `cond ? (void)0 : Voidify() & stream << ...`.
+struct LogVoidify {
+  void operator&(std::ostream&) {}
+};
+
 }  // namespace steno
 
-#define STENO_LOG_IF(level)                                   \
-  if (static_cast<int>(level) > ::steno::LogVerbosity()) {  \
-  } else                                                      \
-    ::steno::LogMessage(__FILE__, __LINE__, level).stream()
+#define STENO_LOG_IF(level)                                    \
+  (static_cast<int>(level) > ::steno::LogVerbosity())          \
+      ? (void)0                                                \
+      : ::steno::LogVoidify() & ::steno::LogMessage(__FILE__, __LINE__, level).stream()
 
 #define LOG_ERROR STENO_LOG_IF(::steno::LogLevel::kError)
 #define LOG_INFO STENO_LOG_IF(::steno::LogLevel::kInfo)
@@ -40,11 +46,10 @@ class LogMessage {
 #define LOG_V2 STENO_LOG_IF(::steno::LogLevel::kDebug)
 
 // CHECK is for programmer errors only: it aborts with the failed condition.
-#define CHECK(cond)                                                         \
-  if (cond) {                                                               \
-  } else                                                                    \
-    ::steno::LogMessage(__FILE__, __LINE__, ::steno::LogLevel::kError, true) \
-            .stream()                                                       \
-        << "CHECK failed: " #cond " "
+#define CHECK(cond)                                                               \
+  (cond) ? (void)0                                                                \
+         : ::steno::LogVoidify() &                                                \
+               ::steno::LogMessage(__FILE__, __LINE__, ::steno::LogLevel::kError, true).stream() \
+                   << "CHECK failed: " #cond " "
 
 #endif  // STENOTYPE_BASE_LOGGING_H_

@@ -82,12 +82,25 @@ void Index::Add(const PacketKeys& k, uint32_t pos) {
   }
 }
 
+void Index::DropFrom(uint32_t position) {
+  auto cut = [position](Positions* l) {
+    l->erase(std::lower_bound(l->begin(), l->end(), position), l->end());
+  };
+  for (Positions& l : proto_) cut(&l);
+  for (Positions& l : port_) cut(&l);
+  for (Positions& l : vlan_) cut(&l);
+  ipv4_.ForEachList(cut);
+  mpls_.ForEachList(cut);
+  ipv6_.ForEachList(cut);
+}
+
 namespace {
 
 template <size_t N>
 void AddTable(const KeyTable<N>& t, uint8_t type, std::vector<Index::Entry>* out) {
   size_t first = out->size();
   for (size_t i = 0; i < t.size(); ++i) {
+    if (t.list(i).empty()) continue;
     std::string key(1, static_cast<char>(type));
     key.append(reinterpret_cast<const char*>(t.key(i).data()), N);
     out->push_back({std::move(key), &t.list(i)});

@@ -49,6 +49,11 @@ class KeyTable {
   KeyTable();
   // Returns the list for key, creating it empty.
   Positions* Find(const uint8_t* key);
+  // ForEachList calls fn on every list, for bulk edits.
+  template <typename Fn>
+  void ForEachList(Fn fn) {
+    for (Positions& l : lists_) fn(&l);
+  }
   size_t size() const { return keys_.size(); }
   const Key& key(size_t i) const { return keys_[i]; }
   const Positions& list(size_t i) const { return lists_[i]; }
@@ -71,6 +76,10 @@ class Index {
   void Add(const PacketKeys& keys, uint32_t position);
 
   uint64_t packets() const { return packets_; }
+
+  // DropFrom removes every position >= position: the packets of blocks
+  // that could not be written must not be found by queries.
+  void DropFrom(uint32_t position);
 
   // An entry of the index in key order: the full key as written to the file
   // (type byte + big-endian value) and its ascending positions.

@@ -28,6 +28,7 @@
 
 #include "base/status.h"
 #include "format/block.h"
+#include "index/block_index.h"
 #include "index/index.h"
 #include "index/packet_parser.h"
 
@@ -103,10 +104,11 @@ int DumpIndex(const std::string& path) {
   return 0;
 }
 
-// ForEachPacket walks a packet file block by block; fn gets the position
-// and the packet. Returns an error message, or "" when the file was whole.
-std::string ForEachPacket(const std::string& path, size_t block_size,
-                          const std::function<void(uint64_t, const PacketView&)>& fn) {
+// ForEachBlock calls fn(offset, block) for every used block of a packet
+// file; fn returns an error message or "". Returns an error message, or ""
+// when the file was whole.
+std::string ForEachBlock(const std::string& path, size_t block_size,
+                         const std::function<std::string(uint64_t, const uint8_t*)>& fn) {
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Status::FromErrno(errno, "open", path).ToString();
   std::vector<uint8_t> block(block_size);
@@ -123,20 +125,26 @@ std::string ForEachPacket(const std::string& path, size_t block_size,
       break;
     }
     BlockReader r(block.data(), block_size);
-    if (!r.header_ok()) {
-      err = path + ": block at offset " + std::to_string(off) + ": " + r.error();
-      break;
-    }
-    if (r.header().num_pkts == 0) break;  // preallocated tail
-    PacketView p;
-    while (r.Next(&p)) fn(off + p.offset, p);
-    if (!r.error().empty()) {
-      err = path + ": block at offset " + std::to_string(off) + ": " + r.error();
+    if (r.header_ok() && r.header().num_pkts == 0) break;  // preallocated tail
+    std::string e = r.header_ok() ? fn(off, block.data()) : r.error();
+    if (!e.empty()) {
+      err = path + ": block at offset " + std::to_string(off) + ": " + e;
       break;
     }
   }
   close(fd);
   return err;
+}
+
+// ForEachPacket calls fn(position, packet) for every packet of a file.
+std::string ForEachPacket(const std::string& path, size_t block_size,
+                          const std::function<void(uint64_t, const PacketView&)>& fn) {
+  return ForEachBlock(path, block_size, [&](uint64_t off, const uint8_t* block) {
+    BlockReader r(block, block_size);
+    PacketView p;
+    while (r.Next(&p)) fn(off + p.offset, p);
+    return r.error();
+  });
 }
 
 void PutLE32(FILE* f, uint32_t v) { fwrite(&v, 4, 1, f); }
@@ -185,10 +193,10 @@ int DumpPositions(const std::string& path, size_t block_size) {
 
 int Reindex(const std::string& path, size_t block_size, const std::string& out_path) {
   Index index;
-  PacketKeys keys;
-  std::string err = ForEachPacket(path, block_size, [&](uint64_t pos, const PacketView& p) {
-    ParsePacket(p.data, p.snaplen, p.vlan_stripped() ? (p.vlan_tci & 0x0fff) : -1, &keys);
-    index.Add(keys, static_cast<uint32_t>(pos));
+  std::string err = ForEachBlock(path, block_size, [&](uint64_t off, const uint8_t* block) {
+    std::string e;
+    IndexBlock(block, block_size, off, &index, &e);
+    return e;
   });
   Status s = WriteIndexFile(index, out_path);
   if (!s.ok()) return Fail(s.ToString());

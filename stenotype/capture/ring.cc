@@ -1,0 +1,124 @@
+#include "capture/ring.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
+#include <net/if.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+
+#include "base/logging.h"
+
+namespace steno {
+
+Status Ring::Open(const RingOptions& o, std::unique_ptr<Ring>* out) {
+  unsigned ifindex = if_nametoindex(o.iface.c_str());
+  if (ifindex == 0) return Status::NotFound("interface " + o.iface + " does not exist");
+  auto r = std::make_unique<Ring>();
+  r->iface_ = o.iface;
+  r->block_size_ = o.block_size;
+  r->blocks_ = o.blocks;
+  r->fd_ = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
+  if (r->fd_ < 0) return Status::FromErrno(errno, "socket(AF_PACKET) for", o.iface);
+  int v = TPACKET_V3;
+  if (setsockopt(r->fd_, SOL_PACKET, PACKET_VERSION, &v, sizeof(v)) != 0)
+    return Status::FromErrno(errno, "setsockopt(PACKET_VERSION) on", o.iface);
+  if (!o.filter.empty()) {
+    struct sock_fprog prog;
+    prog.len = static_cast<unsigned short>(o.filter.size());
+    prog.filter = const_cast<struct sock_filter*>(o.filter.data());
+    if (setsockopt(r->fd_, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) != 0)
+      return Status::FromErrno(errno, "setsockopt(SO_ATTACH_FILTER) on", o.iface);
+  }
+  struct tpacket_req3 req;
+  memset(&req, 0, sizeof(req));
+  req.tp_block_size = static_cast<unsigned>(o.block_size);
+  req.tp_block_nr = static_cast<unsigned>(o.blocks);
+  req.tp_frame_size = 2048;  // unused by V3 beyond the kernel's sanity check
+  req.tp_frame_nr = static_cast<unsigned>(o.block_size / 2048 * o.blocks);
+  req.tp_retire_blk_tov = static_cast<unsigned>(o.block_timeout_ms);
+  req.tp_feature_req_word = 0;
+  if (setsockopt(r->fd_, SOL_PACKET, PACKET_RX_RING, &req, sizeof(req)) != 0)
+    return Status::FromErrno(errno, "setsockopt(PACKET_RX_RING " + std::to_string(o.blocks) + " x " +
+                                        std::to_string(o.block_size) + " bytes) on",
+                             o.iface);
+  r->map_size_ = o.block_size * static_cast<size_t>(o.blocks);
+  void* m = mmap(nullptr, r->map_size_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_LOCKED, r->fd_, 0);
+  if (m == MAP_FAILED) {
+    // MAP_LOCKED needs CAP_IPC_LOCK or a high memlock limit; unlocked works.
+    m = mmap(nullptr, r->map_size_, PROT_READ | PROT_WRITE, MAP_SHARED, r->fd_, 0);
+    if (m == MAP_FAILED) return Status::FromErrno(errno, "mmap ring of", o.iface);
+  }
+  r->map_ = static_cast<uint8_t*>(m);
+  struct sockaddr_ll sll;
+  memset(&sll, 0, sizeof(sll));
+  sll.sll_family = AF_PACKET;
+  sll.sll_protocol = htons(ETH_P_ALL);
+  sll.sll_ifindex = static_cast<int>(ifindex);
+  if (bind(r->fd_, reinterpret_cast<struct sockaddr*>(&sll), sizeof(sll)) != 0)
+    return Status::FromErrno(errno, "bind", o.iface);
+  if (o.promisc) {
+    struct packet_mreq mr;
+    memset(&mr, 0, sizeof(mr));
+    mr.mr_ifindex = static_cast<int>(ifindex);
+    mr.mr_type = PACKET_MR_PROMISC;
+    if (setsockopt(r->fd_, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mr, sizeof(mr)) != 0)
+      return Status::FromErrno(errno, "setsockopt(PACKET_ADD_MEMBERSHIP promiscuous) on", o.iface);
+  }
+  if (o.fanout) {
+    int arg = static_cast<int>(o.fanout_id | (o.fanout_type << 16));
+    if (setsockopt(r->fd_, SOL_PACKET, PACKET_FANOUT, &arg, sizeof(arg)) != 0)
+      return Status::FromErrno(errno, "setsockopt(PACKET_FANOUT id " + std::to_string(o.fanout_id) + ") on", o.iface);
+  }
+  LOG_INFO << "ring on " << o.iface << ": " << o.blocks << " blocks of " << o.block_size / 1024 << " KiB ("
+           << r->map_size_ / (1 << 20) << " MiB), block timeout " << o.block_timeout_ms << " ms"
+           << (o.fanout ? ", fanout id " + std::to_string(o.fanout_id) : "");
+  *out = std::move(r);
+  return Status::OK();
+}
+
+Ring::~Ring() {
+  if (map_ != nullptr) munmap(map_, map_size_);
+  if (fd_ >= 0) close(fd_);
+}
+
+uint8_t* Ring::Next(int timeout_ms) {
+  uint8_t* block = map_ + static_cast<size_t>(cursor_) * block_size_;
+  auto* desc = reinterpret_cast<struct tpacket_block_desc*>(block);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    uint32_t status = __atomic_load_n(&desc->hdr.bh1.block_status, __ATOMIC_ACQUIRE);
+    if (status & TP_STATUS_USER) {
+      cursor_ = (cursor_ + 1) % blocks_;
+      return block;
+    }
+    if (attempt == 1) break;
+    struct pollfd pfd = {fd_, POLLIN | POLLERR, 0};
+    int n = poll(&pfd, 1, timeout_ms);
+    if (n < 0 && errno != EINTR) LOG_ERROR << Status::FromErrno(errno, "poll", iface_).ToString();
+    if (n <= 0) return nullptr;
+  }
+  return nullptr;
+}
+
+void Ring::Release(uint8_t* block) {
+  auto* desc = reinterpret_cast<struct tpacket_block_desc*>(block);
+  __atomic_store_n(&desc->hdr.bh1.block_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
+}
+
+Status Ring::UpdateStats() {
+  struct tpacket_stats_v3 st;
+  socklen_t len = sizeof(st);
+  if (getsockopt(fd_, SOL_PACKET, PACKET_STATISTICS, &st, &len) != 0)
+    return Status::FromErrno(errno, "getsockopt(PACKET_STATISTICS) on", iface_);
+  kernel_packets_ += st.tp_packets;
+  kernel_drops_ += st.tp_drops;
+  return Status::OK();
+}
+
+}  // namespace steno

@@ -1,0 +1,68 @@
+// Ring: one AF_PACKET socket with a TPACKET_V3 receive ring mapped into
+// memory. The kernel fills blocks in ring order; Next() hands them out in
+// the same order and Release() gives one back (any order) once its data is
+// on disk. Owns the socket and the mapping (RAII).
+//
+// Not thread-safe: one capture thread per ring.
+#ifndef STENOTYPE_CAPTURE_RING_H_
+#define STENOTYPE_CAPTURE_RING_H_
+
+#include <linux/filter.h>
+#include <stdint.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+
+namespace steno {
+
+struct RingOptions {
+  std::string iface;
+  size_t block_size = 1 << 20;
+  int blocks = 2048;
+  int block_timeout_ms = 10000;
+  bool promisc = true;
+  bool fanout = false;      // join a fanout group (several threads)
+  uint16_t fanout_id = 0;
+  uint32_t fanout_type = 0;  // mode | flags, see ParseFanout
+  std::vector<struct sock_filter> filter;
+};
+
+class Ring {
+ public:
+  // Use Open; a default-constructed Ring has no socket.
+  Ring() = default;
+  static Status Open(const RingOptions& opts, std::unique_ptr<Ring>* out);
+  ~Ring();
+  Ring(const Ring&) = delete;
+  Ring& operator=(const Ring&) = delete;
+
+  // Next returns the next filled block, waiting up to timeout_ms; nullptr
+  // when none arrived (or on EINTR).
+  uint8_t* Next(int timeout_ms);
+  // Release returns a block to the kernel.
+  void Release(uint8_t* block);
+
+  // Stats adds the kernel's packet and drop counts since the last call
+  // (PACKET_STATISTICS resets on read) to the running totals.
+  Status UpdateStats();
+  uint64_t kernel_packets() const { return kernel_packets_; }
+  uint64_t kernel_drops() const { return kernel_drops_; }
+  size_t block_size() const { return block_size_; }
+
+ private:
+  int fd_ = -1;
+  uint8_t* map_ = nullptr;
+  size_t map_size_ = 0;
+  size_t block_size_ = 0;
+  int blocks_ = 0;
+  int cursor_ = 0;
+  std::string iface_;
+  uint64_t kernel_packets_ = 0, kernel_drops_ = 0;
+};
+
+}  // namespace steno
+
+#endif  // STENOTYPE_CAPTURE_RING_H_

@@ -1,0 +1,120 @@
+#include "pcapin/pcap_import.h"
+
+#include <pcap/pcap.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <memory>
+#include <vector>
+
+#include "base/logging.h"
+#include "format/block_builder.h"
+#include "index/block_index.h"
+
+namespace steno {
+namespace {
+
+struct FreeDeleter {
+  void operator()(void* p) const { free(p); }
+};
+using AlignedBlock = std::unique_ptr<uint8_t, FreeDeleter>;
+
+struct PcapCloser {
+  void operator()(pcap_t* p) const { pcap_close(p); }
+};
+
+// BlockPool hands out O_DIRECT-aligned blocks; a block comes back when its
+// write completed.
+class BlockPool {
+ public:
+  BlockPool(size_t block_size, int count) {
+    for (int i = 0; i < count; ++i) {
+      void* p = nullptr;
+      CHECK(posix_memalign(&p, 4096, block_size) == 0) << "out of memory for import blocks";
+      all_.emplace_back(static_cast<uint8_t*>(p));
+      free_.push_back(static_cast<uint8_t*>(p));
+    }
+  }
+  uint8_t* Take() {
+    if (free_.empty()) return nullptr;
+    uint8_t* b = free_.back();
+    free_.pop_back();
+    return b;
+  }
+  void Give(uint8_t* b) { free_.push_back(b); }
+
+ private:
+  std::vector<AlignedBlock> all_;
+  std::vector<uint8_t*> free_;
+};
+
+}  // namespace
+
+Status ImportPcap(const std::string& path, BlockWriter* writer, size_t block_size, int max_inflight,
+                  const std::atomic<bool>* stop, ImportStats* stats) {
+  char errbuf[PCAP_ERRBUF_SIZE] = {0};
+  std::unique_ptr<pcap_t, PcapCloser> pc(
+      pcap_open_offline_with_tstamp_precision(path.c_str(), PCAP_TSTAMP_PRECISION_NANO, errbuf));
+  if (!pc) return Status::Invalid("reading " + path + ": " + errbuf);
+  if (pcap_datalink(pc.get()) != DLT_EN10MB)
+    return Status::Invalid(path + ": link type " + std::string(pcap_datalink_val_to_name(pcap_datalink(pc.get())) ?: "?") +
+                           " is not Ethernet; only Ethernet captures can be imported");
+
+  BlockPool pool(block_size, max_inflight + 1);
+  uint8_t* block = nullptr;
+  std::unique_ptr<BlockBuilder> builder;
+  uint64_t seq = 0;
+  int64_t block_first_usec = 0;
+
+  // Flush hands the block being built to the writer, rotating first when
+  // the file is full or older (in packet time) than the age limit.
+  auto flush = [&]() {
+    if (!builder || builder->empty()) return;
+    builder->Finish();
+    if (writer->NeedsRotation(block_first_usec)) {
+      Status s = writer->Rotate(block_first_usec);
+      if (!s.ok()) LOG_ERROR << s.ToString();
+    }
+    if (Index* idx = writer->index()) IndexBlock(block, block_size, writer->next_offset(), idx);
+    uint8_t* b = block;
+    writer->Submit(b, [&pool, b] { pool.Give(b); });
+    stats->blocks++;
+    builder.reset();
+    block = nullptr;
+  };
+
+  Status result;
+  struct pcap_pkthdr* hdr;
+  const u_char* data;
+  for (;;) {
+    if (stop != nullptr && stop->load()) break;
+    int r = pcap_next_ex(pc.get(), &hdr, &data);
+    if (r == PCAP_ERROR_BREAK) break;  // end of file
+    if (r != 1) {
+      result = Status::Corruption("reading " + path + " after " + std::to_string(stats->packets) +
+                                  " packets: " + pcap_geterr(pc.get()));
+      break;
+    }
+    uint32_t sec = static_cast<uint32_t>(hdr->ts.tv_sec), nsec = static_cast<uint32_t>(hdr->ts.tv_usec);
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      if (!builder) {
+        while ((block = pool.Take()) == nullptr) writer->Reap(true);
+        memset(block, 0, block_size);
+        builder = std::make_unique<BlockBuilder>(block, block_size, ++seq);
+      }
+      bool first = builder->empty();
+      if (builder->Add(data, hdr->caplen, hdr->len, sec, nsec)) {
+        if (first) block_first_usec = static_cast<int64_t>(sec) * 1000000 + nsec / 1000;
+        break;
+      }
+      flush();  // the block is full: start another
+    }
+    stats->packets++;
+    stats->bytes += hdr->caplen;
+    writer->Reap(false);
+  }
+  flush();
+  return result;
+}
+
+}  // namespace steno
