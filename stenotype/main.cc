@@ -27,8 +27,14 @@
 namespace steno {
 namespace {
 
-Status MakeDir(const std::string& dir) {
-  if (mkdir(dir.c_str(), 0750) != 0 && errno != EEXIST) return Status::FromErrno(errno, "mkdir", dir);
+// MakeDir creates dir if missing, owned by the user stenotype will run as
+// (it is still root here, and must be able to write there after the drop).
+Status MakeDir(const std::string& dir, const Identity& id) {
+  if (mkdir(dir.c_str(), 0750) == 0) {
+    if (chown(dir.c_str(), id.uid, id.gid) != 0) return Status::FromErrno(errno, "chown", dir);
+  } else if (errno != EEXIST) {
+    return Status::FromErrno(errno, "mkdir", dir);
+  }
   struct stat st;
   if (stat(dir.c_str(), &st) != 0) return Status::FromErrno(errno, "stat", dir);
   if (!S_ISDIR(st.st_mode)) return Status::Invalid(dir + " is not a directory");
@@ -111,7 +117,20 @@ int Import(const Options& o, std::atomic<bool>* stop, SignalWatcher* signals) {
   return 0;
 }
 
-int Capture(const Options& o, std::atomic<bool>* stop, SignalWatcher* signals) {
+// Setup is what runs after the drop and before packets flow: every output
+// directory must take O_DIRECT writes as the user we now are.
+Status ProbeOutputs(const Options& o, const Identity& id) {
+  RETURN_IF_ERROR(DropPrivileges(id));
+  for (int i = 0; i < o.threads; ++i) {
+    Status s = ProbeDirectIO(o.dir + "/PKT" + std::to_string(i), static_cast<size_t>(o.blocksize_kb) * 1024);
+    if (!s.ok()) return Status::Invalid(s.ToString() + " (stenotype runs as uid " + std::to_string(id.uid) + ")");
+    std::string idx = o.dir + "/IDX" + std::to_string(i);
+    if (access(idx.c_str(), W_OK | X_OK) != 0) return Status::FromErrno(errno, "cannot write index directory", idx);
+  }
+  return InstallSeccomp(o.seccomp);
+}
+
+int Capture(const Options& o, const Identity& id, std::atomic<bool>* stop, SignalWatcher* signals) {
   RingOptions ro;
   ro.iface = o.iface;
   ro.block_size = static_cast<size_t>(o.blocksize_kb) * 1024;
@@ -141,8 +160,7 @@ int Capture(const Options& o, std::atomic<bool>* stop, SignalWatcher* signals) {
     threads.push_back(std::make_unique<CaptureThread>(i, std::move(ring), std::move(writer), std::move(index_thread),
                                                       1000, ro.block_timeout_ms));
   }
-  s = DropPrivileges(o.uid, o.gid);
-  if (s.ok()) s = InstallSeccomp(o.seccomp);
+  s = ProbeOutputs(o, id);
   if (!s.ok()) {
     LOG_ERROR << s.ToString();
     return 1;
@@ -229,11 +247,12 @@ int Main(int argc, char** argv) {
   std::atomic<bool> stop{false};
   SignalWatcher signals(&stop);
 
-  s = MakeDir(o.dir);
+  Identity id;
+  s = ResolveIdentity(o.uid, o.gid, &id);
+  if (s.ok()) s = MakeDir(o.dir, id);
   for (int i = 0; s.ok() && i < o.threads; ++i) {
-    s = MakeDir(o.dir + "/PKT" + std::to_string(i));
-    if (s.ok()) s = MakeDir(o.dir + "/IDX" + std::to_string(i));
-    if (s.ok()) s = ProbeDirectIO(o.dir + "/PKT" + std::to_string(i), static_cast<size_t>(o.blocksize_kb) * 1024);
+    s = MakeDir(o.dir + "/PKT" + std::to_string(i), id);
+    if (s.ok()) s = MakeDir(o.dir + "/IDX" + std::to_string(i), id);
   }
   if (!s.ok()) {
     LOG_ERROR << s.ToString();
@@ -242,15 +261,14 @@ int Main(int argc, char** argv) {
   if (!o.pcap_in.empty()) {
     // The import opens its input after the drop: it must be readable by
     // the user stenotype runs as.
-    s = DropPrivileges(o.uid, o.gid);
-    if (s.ok()) s = InstallSeccomp(o.seccomp);
+    s = ProbeOutputs(o, id);
     if (!s.ok()) {
       LOG_ERROR << s.ToString();
       return 1;
     }
     return Import(o, &stop, &signals);
   }
-  return Capture(o, &stop, &signals);
+  return Capture(o, id, &stop, &signals);
 }
 
 }  // namespace

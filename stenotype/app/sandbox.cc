@@ -45,23 +45,32 @@ Status LookupGid(const std::string& s, gid_t* gid) {
 
 }  // namespace
 
-Status DropPrivileges(const std::string& uid_s, const std::string& gid_s) {
+Status ResolveIdentity(const std::string& uid_s, const std::string& gid_s, Identity* out) {
   std::string u = uid_s, g = gid_s;
   if (u.empty() && g.empty()) {
-    if (geteuid() != 0) return Status::OK();
+    if (geteuid() != 0) {
+      *out = {geteuid(), getegid()};
+      return Status::OK();
+    }
     u = "nobody";
     g = getgrnam("nogroup") != nullptr ? "nogroup" : "nobody";
   }
   uid_t uid = geteuid();
-  gid_t gid = getegid(), primary = getegid();
+  gid_t primary = getegid();
   if (!u.empty()) RETURN_IF_ERROR(LookupUid(u, &uid, &primary));
-  gid = primary;
+  gid_t gid = primary;
   if (!g.empty()) RETURN_IF_ERROR(LookupGid(g, &gid));
+  *out = {uid, gid};
+  return Status::OK();
+}
+
+Status DropPrivileges(const Identity& id) {
+  if (geteuid() == id.uid && getegid() == id.gid && id.uid != 0) return Status::OK();
   if (geteuid() == 0 && setgroups(0, nullptr) != 0) return Status::FromErrno(errno, "setgroups", "");
-  if (setresgid(gid, gid, gid) != 0) return Status::FromErrno(errno, "setresgid", std::to_string(gid));
-  if (setresuid(uid, uid, uid) != 0) return Status::FromErrno(errno, "setresuid", std::to_string(uid));
-  if (uid != 0 && setuid(0) == 0) return Status::IOError("privilege drop failed: setuid(0) still works");
-  LOG_INFO << "running as uid " << uid << " gid " << gid;
+  if (setresgid(id.gid, id.gid, id.gid) != 0) return Status::FromErrno(errno, "setresgid", std::to_string(id.gid));
+  if (setresuid(id.uid, id.uid, id.uid) != 0) return Status::FromErrno(errno, "setresuid", std::to_string(id.uid));
+  if (id.uid != 0 && setuid(0) == 0) return Status::IOError("privilege drop failed: setuid(0) still works");
+  LOG_INFO << "running as uid " << id.uid << " gid " << id.gid;
   return Status::OK();
 }
 

@@ -9,10 +9,22 @@
 
 namespace steno {
 
-// DropPrivileges switches to uid/gid (names or numbers). As root with
-// neither given it drops to nobody/nogroup; as non-root with neither given
-// it does nothing. The drop is verified (setuid(0) must then fail).
-Status DropPrivileges(const std::string& uid, const std::string& gid);
+#include <sys/types.h>
+
+// Identity is who stenotype runs as after setup.
+struct Identity {
+  uid_t uid;
+  gid_t gid;
+};
+
+// ResolveIdentity turns --uid/--gid (names or numbers) into ids. As root
+// with neither given the answer is nobody/nogroup; as non-root with neither
+// given it is the current user.
+Status ResolveIdentity(const std::string& uid, const std::string& gid, Identity* out);
+
+// DropPrivileges switches to id for good. The drop is verified: setuid(0)
+// must fail afterwards.
+Status DropPrivileges(const Identity& id);
 
 // InstallSeccomp confines the process to the system calls stenotype makes
 // after setup. mode: "none", "trace" (log violations, allow them) or

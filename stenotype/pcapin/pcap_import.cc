@@ -56,9 +56,11 @@ Status ImportPcap(const std::string& path, BlockWriter* writer, size_t block_siz
   std::unique_ptr<pcap_t, PcapCloser> pc(
       pcap_open_offline_with_tstamp_precision(path.c_str(), PCAP_TSTAMP_PRECISION_NANO, errbuf));
   if (!pc) return Status::Invalid("reading " + path + ": " + errbuf);
-  if (pcap_datalink(pc.get()) != DLT_EN10MB)
-    return Status::Invalid(path + ": link type " + std::string(pcap_datalink_val_to_name(pcap_datalink(pc.get())) ?: "?") +
+  if (int link = pcap_datalink(pc.get()); link != DLT_EN10MB) {
+    const char* name = pcap_datalink_val_to_name(link);
+    return Status::Invalid(path + ": link type " + (name ? name : std::to_string(link)) +
                            " is not Ethernet; only Ethernet captures can be imported");
+  }
 
   BlockPool pool(block_size, max_inflight + 1);
   uint8_t* block = nullptr;
@@ -68,12 +70,15 @@ Status ImportPcap(const std::string& path, BlockWriter* writer, size_t block_siz
 
   // Flush hands the block being built to the writer, rotating first when
   // the file is full or older (in packet time) than the age limit.
+  // An import, unlike a live capture, cannot go on without a file: the
+  // first failure to open one ends it with that error.
+  Status result;
   auto flush = [&]() {
     if (!builder || builder->empty()) return;
     builder->Finish();
-    if (writer->NeedsRotation(block_first_usec)) {
+    if (writer->NeedsRotation(block_first_usec) && result.ok()) {
       Status s = writer->Rotate(block_first_usec);
-      if (!s.ok()) LOG_ERROR << s.ToString();
+      if (!s.ok()) result = s;
     }
     if (Index* idx = writer->index()) IndexBlock(block, block_size, writer->next_offset(), idx);
     uint8_t* b = block;
@@ -83,14 +88,14 @@ Status ImportPcap(const std::string& path, BlockWriter* writer, size_t block_siz
     block = nullptr;
   };
 
-  Status result;
   struct pcap_pkthdr* hdr;
   const u_char* data;
   for (;;) {
-    if (stop != nullptr && stop->load()) break;
+    if ((stop != nullptr && stop->load()) || !result.ok()) break;
     int r = pcap_next_ex(pc.get(), &hdr, &data);
     if (r == PCAP_ERROR_BREAK) break;  // end of file
     if (r != 1) {
+      if (!result.ok()) break;
       result = Status::Corruption("reading " + path + " after " + std::to_string(stats->packets) +
                                   " packets: " + pcap_geterr(pc.get()));
       break;
