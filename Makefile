@@ -14,7 +14,7 @@ DEB_PACKAGES := build-essential pkg-config clang libclang-rt-14-dev \
   tcpdump tcpreplay tshark iproute2 openssl jq curl ethtool libcap2-bin \
   python3-grpc-tools strace
 
-.PHONY: deps build test bench run unit asan fuzz-smoke gotest vet clean
+.PHONY: deps build test bench run unit asan fuzz-smoke gofuzz gotest vet clean
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
@@ -26,7 +26,7 @@ deps:
 
 build: deps
 	$(MAKE) -C stenotype -j2 all test-bins
-	$(GO) build -o build/bin/ ./cmd/... 2>/dev/null || true
+	$(GO) build -o build/bin/ ./cmd/...
 
 unit: build
 	build/bin/stenotype_test
@@ -44,9 +44,16 @@ vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'))" || { gofmt -l .; echo "gofmt needed"; exit 1; }
 
 gotest: build
-	$(GO) test -count=1 -timeout 15m ./...
+	$(GO) test -race -count=1 -timeout 15m ./stenographer/... ./cmd/...
+	$(GO) test -count=1 -timeout 15m ./tests/...
 
-test: build unit asan fuzz-smoke vet gotest
+# Go fuzz targets, briefly: the query parser and the packet-file reader.
+GOFUZZ_SECONDS ?= 15
+gofuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(GOFUZZ_SECONDS)s ./stenographer/query
+	$(GO) test -run '^$$' -fuzz '^FuzzScan$$' -fuzztime $(GOFUZZ_SECONDS)s ./stenographer/blockfile
+
+test: build unit asan fuzz-smoke gofuzz vet gotest
 
 bench: build
 	tests/bench/run.sh

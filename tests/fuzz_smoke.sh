@@ -21,4 +21,7 @@ fi
 echo "fuzz_smoke: $(ls "$seeds" | wc -l) seeds, ${secs}s"
 mkdir -p build/fuzz/work
 "$fuzzer" -max_total_time="$secs" -print_final_stats=1 -max_len=4096 -timeout=10 \
-  -artifact_prefix=build/fuzz/ build/fuzz/work "$seeds" 2>&1 | tail -15
+  -artifact_prefix=build/fuzz/ build/fuzz/work "$seeds" > build/fuzz/log 2>&1 || {
+  tail -40 build/fuzz/log; echo "fuzz_smoke: FAILED (crash input in build/fuzz/)"; exit 1; }
+grep -E '^(#[0-9]+.*DONE|Done|stat::number_of_executed_units)' build/fuzz/log | tail -3
+echo "fuzz_smoke: no crash"

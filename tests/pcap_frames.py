@@ -2,7 +2,8 @@
 """Writes each distinct frame of classic pcap files as a fuzzer seed.
 
 Usage: pcap_frames.py OUTDIR FILE.pcap...  (the first seed byte 0xff means
-"no offloaded VLAN" to the fuzz target). Handles both byte orders and both
+"no offloaded VLAN" to the fuzz target). At most PER_FILE frames are taken
+from each file, so the seed corpus stays small enough to load quickly. Handles both byte orders and both
 timestamp precisions; stops at a truncated record.
 """
 import hashlib
@@ -33,11 +34,16 @@ def frames(path):
         off += incl
 
 
+PER_FILE = 64
+
+
 def main():
     out = sys.argv[1]
     seen = set()
     for path in sys.argv[2:]:
-        for fr in frames(path):
+        for i, fr in enumerate(frames(path)):
+            if i >= PER_FILE:
+                break
             fr = fr[:4096]
             h = hashlib.sha1(fr).hexdigest()
             if h in seen:
