@@ -253,8 +253,8 @@ func TestReferenceCapture(t *testing.T) {
 		q    string
 		want int64
 	}{
-		{"port 445", 3201},        // mercury-emix.pcap's oracle row
-		{"mpls 29 and tcp", 11},   // arkime-mpls-basic.pcap's oracle row
+		{"port 445", 3201},      // mercury-emix.pcap's oracle row
+		{"mpls 29 and tcp", 11}, // arkime-mpls-basic.pcap's oracle row
 		{"net 192.168.122.0/24", 1688},
 		{"after 2000-01-01T00:00:00Z", 11896},
 	} {

@@ -16,6 +16,7 @@
 
 #include "format/block.h"
 #include "testutil/shared.h"
+#include "testutil/temp_dir.h"
 
 namespace steno {
 namespace {
@@ -52,11 +53,6 @@ KeyMap ReadTable(const std::string& path) {
   return m;
 }
 
-std::string TempPath(const char* name) {
-  char tmpl[] = "/tmp/stenotype_test_XXXXXX";
-  EXPECT_NE(mkdtemp(tmpl), nullptr);
-  return std::string(tmpl) + "/" + name;
-}
 
 PacketKeys V4Keys(uint8_t a, uint8_t b, uint16_t sport, uint16_t dport) {
   PacketKeys k;
@@ -111,7 +107,8 @@ TEST(Index, ManyAddressesGrowTheTable) {
 TEST(Index, WriteReadRoundTrip) {
   Index idx;
   for (uint32_t i = 0; i < 5000; ++i) idx.Add(V4Keys(i % 7, 100 + i % 3, 1000 + i % 50, 53), 48 + i * 64);
-  std::string path = TempPath("idx");
+  TempDir tmp;
+  std::string path = tmp.path() + "/idx";
   ASSERT_TRUE(WriteIndexFile(idx, path).ok());
   KeyMap want = ToMap(idx);
   want[std::string("\0", 1)] = {2, 0};  // version 2.0 as two BE u32
@@ -173,7 +170,8 @@ TEST(Index, MatchesReferenceIndex) {
   EXPECT_EQ(extra_positions, 24u);
 
   // Without the offloaded tags our table is the reference's, byte for byte.
-  std::string path = TempPath("ref");
+  TempDir tmp;
+  std::string path = tmp.path() + "/ref";
   ASSERT_TRUE(WriteIndexFile(ours_without_offload, path).ok());
   std::ifstream a(path, std::ios::binary), b(ref_path, std::ios::binary);
   std::stringstream sa, sb;
