@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -482,4 +483,43 @@ func TestLiveSigtermDuringTraffic(t *testing.T) {
 	}
 	checkSubsequence(t, "stored packets", res.expected, s.Packets)
 	t.Logf("stored %d frames before SIGTERM (one loop of the replay is %d)", len(s.Packets), len(res.expected)/50)
+}
+
+// TestLiveFilter captures through a kernel BPF filter, given as an
+// expression (--filter_expr) and as compiled hex (--filter, from
+// scripts/compile_bpf.sh): exactly the replayed frames tcpdump's filter
+// selects are stored.
+func TestLiveFilter(t *testing.T) {
+	files := corpusFiles(t, "tcpdump-dns_udp.pcap", "tcpdump-dns_tcp.pcap", "zeek-http-get-to-ssh-server.pcap")
+	out, err := exec.Command(filepath.Join(testenv.Root(t), "scripts", "compile_bpf.sh"), "tcp").Output()
+	if err != nil {
+		t.Fatalf("compile_bpf.sh: %v", err)
+	}
+	hex := strings.TrimSpace(string(out))
+	for _, tc := range []struct {
+		name, flag, bpf string
+	}{
+		{"expression", "--filter_expr=udp", "udp"},
+		{"compiled", "--filter=" + hex, "tcp"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var want []pcapfile.Packet
+			for _, f := range files {
+				sel, err := exec.Command("tcpdump", "-r", f, "-w", "-", tc.bpf).Output()
+				if err != nil {
+					t.Fatalf("tcpdump -r %s %s: %v", f, tc.bpf, err)
+				}
+				pf, err := pcapfile.Parse(sel)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want = append(want, pf.Packets...)
+			}
+			res := runLive(t, liveConfig{threads: 1, pcaps: files, pps: 200, flags: []string{tc.flag}, minFiles: 1})
+			if len(want) == 0 {
+				t.Fatal("the filter selects nothing: the test would prove nothing")
+			}
+			checkSequence(t, "stored packets", want, res.stored[0].Packets)
+		})
+	}
 }
