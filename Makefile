@@ -57,6 +57,7 @@ test: build unit asan fuzz-smoke gofuzz vet gotest
 
 bench: build
 	tests/bench/run.sh
+	tests/bench/query.sh
 
 run: build
 	scripts/run_local.sh $(IFACE)

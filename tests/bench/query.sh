@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Query benchmark (called by `make bench` after run.sh): builds a store of
+# more than 2 GB of packets by importing one large capture made from the
+# corpus (tests/bench/mkbig: copies shifted in time and address), then times
+# queries with stenoquery next to tcpdump scanning the same packets as one
+# pcap. Each figure is the median of BENCH_RUNS runs (default 3), from the
+# page cache (the store and the pcap were just written).
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+BIN="$ROOT/build/bin"
+SHARED="${STENO_SHARED:-$(dirname "$ROOT")/shared}"
+RUNS="${BENCH_RUNS:-3}"
+WORK="${BENCH_QUERY_DIR:-/var/tmp/steno-qbench}"
+export PATH=/usr/local/go/bin:$PATH
+[[ -d "$SHARED/pcaps" ]] || { echo "query bench: corpus not found at $SHARED/pcaps" >&2; exit 1; }
+mkdir -p "$WORK"
+trap 'rm -rf "$WORK"' EXIT
+
+echo "== query benchmark =="
+(cd "$ROOT" && go run ./tests/bench/mkbig -o "$WORK/big.pcap" -min_bytes "${BENCH_MIN_BYTES:-2200000000}" "$SHARED"/pcaps/*.pcap)
+rm -rf "$WORK/store" && mkdir -p "$WORK/store"
+t0=$(date +%s.%N)
+"$BIN/stenotype" --pcap_in="$WORK/big.pcap" --dir="$WORK/store" --uid=0 --gid=0 --fileage_sec=3600 -q
+t1=$(date +%s.%N)
+pkt_bytes=$(du -cb "$WORK"/store/PKT0/* | tail -1 | cut -f1)
+idx_bytes=$(du -cb "$WORK"/store/IDX0/* | tail -1 | cut -f1)
+files=$(ls "$WORK/store/PKT0" | wc -l)
+printf 'store: %s files, %.2f GB packet files, %.1f MB index files, imported in %.1f s\n' \
+  "$files" "$(echo "$pkt_bytes/1e9" | bc -l)" "$(echo "$idx_bytes/1e6" | bc -l)" "$(echo "$t1-$t0" | bc -l)"
+
+# median_time CMD...: prints "wall user sys" (seconds), median by wall.
+median_time() {
+  local i out=()
+  for ((i = 0; i < RUNS; i++)); do
+    out+=("$( { /usr/bin/env TIMEFORMAT='%R %U %S' bash -c 'time "$@" >/dev/null 2>&1' _ "$@"; } 2>&1 | tail -1)")
+  done
+  printf '%s\n' "${out[@]}" | sort -n | sed -n "$(( (RUNS + 1) / 2 ))p"
+}
+
+# first_packet_ms QUERY: time until the first packet record has arrived.
+first_packet_ms() {
+  python3 - "$BIN/stenoquery" "$WORK/store" "$1" <<'PY'
+import subprocess, sys, time
+t = time.monotonic()
+p = subprocess.Popen([sys.argv[1], "--dir", sys.argv[2], sys.argv[3]], stdout=subprocess.PIPE)
+need, got = 24 + 16, b""
+while len(got) < need:
+    b = p.stdout.read1(need - len(got))
+    if not b:
+        break
+    got += b
+print("%.1f" % ((time.monotonic() - t) * 1000))
+p.kill()
+PY
+}
+
+T_FIRST=$(awk 'NR==1' <(tcpdump -tt -nr "$WORK/big.pcap" -c 1 2>/dev/null) | cut -d' ' -f1)
+AFTER=$(date -u -d "@$(echo "$T_FIRST + 3600" | bc)" +%Y-%m-%dT%H:%M:%SZ)
+BEFORE=$(date -u -d "@$(echo "$T_FIRST + 3900" | bc)" +%Y-%m-%dT%H:%M:%SZ)
+printf '%-34s %10s %9s %9s %9s | %9s %9s %8s %9s\n' query packets wall_s cpu_s first_ms tcpdump_s tcpdump_n speedup stream_MB/s
+run() {
+  local q=$1 filter=$2
+  local n w u s first tw tn
+  n=$("$BIN/stenoquery" --dir "$WORK/store" --count "$q")
+  read -r w u s < <(median_time "$BIN/stenoquery" --dir "$WORK/store" "$q")
+  first=$(first_packet_ms "$q")
+  read -r tw _ _ < <(median_time tcpdump -nr "$WORK/big.pcap" -w /dev/null "$filter")
+  tn=$(tcpdump -nr "$WORK/big.pcap" --count "$filter" 2>/dev/null | awk '{print $1}')
+  local mb
+  mb=$("$BIN/stenoquery" --dir "$WORK/store" "$q" | wc -c)
+  printf '%-34s %10s %9.3f %9.3f %9s | %9.3f %9s %7.1fx %9.1f\n' "$q" "$n" "$w" "$(echo "$u+$s" | bc)" "$first" "$tw" "$tn" \
+    "$(echo "$tw/$w" | bc -l)" "$(echo "$mb/1e6/$w" | bc -l)"
+}
+run "host 212.199.202.9" "ip host 212.199.202.9"
+run "port 443" "tcp port 443 or udp port 443 or (vlan and (tcp port 443 or udp port 443))"
+run "net 192.168.0.0/16 and port 53" "ip net 192.168.0.0/16 and (tcp port 53 or udp port 53)"
+run "after $AFTER and before $BEFORE" "greater 0"
+echo "(tcpdump_n is tcpdump's count for a comparable filter; the time-range row's tcpdump scans everything)"
