@@ -134,19 +134,11 @@ func (f *File) ReadPacket(pos int64, buf []byte) (Packet, error) {
 		return Packet{}, fmt.Errorf("blockfile: read %s at %d: %w", f.name, pos, err)
 	}
 	h := parseHeader(hdr[:])
-	dataStart := pos + int64(h.mac)
-	if h.mac < packetHeaderSize || h.snaplen > maxSnaplen || dataStart+int64(h.snaplen) > blockEnd {
-		return Packet{}, f.corrupt(pos, "frame (mac offset %d, snaplen %d) outside its block", h.mac, h.snaplen)
+	dataStart, err := f.frameStart(h, pos, pos, blockEnd)
+	if err != nil {
+		return Packet{}, err
 	}
-	extra := 0
-	if h.vlanStripped() {
-		extra = 4
-	}
-	need := int(h.snaplen) + extra
-	if cap(buf) < need {
-		buf = make([]byte, need)
-	}
-	buf = buf[:need]
+	buf, extra := h.frameBuffer(buf)
 	if _, err := f.f.ReadAt(buf[extra:], dataStart); err != nil {
 		return Packet{}, fmt.Errorf("blockfile: read %s at %d: %w", f.name, dataStart, err)
 	}
@@ -176,6 +168,29 @@ func parseHeader(b []byte) header {
 }
 
 func (h header) vlanStripped() bool { return h.status&statusVlanValid != 0 }
+
+// frameStart checks that the frame of the packet whose header h sits at
+// offset off (file position pos) ends by limit, and returns where it starts.
+func (f *File) frameStart(h header, off, pos, limit int64) (int64, error) {
+	start := off + int64(h.mac)
+	if h.mac < packetHeaderSize || h.snaplen > maxSnaplen || start+int64(h.snaplen) > limit {
+		return 0, f.corrupt(pos, "frame (mac offset %d, snaplen %d) outside its block", h.mac, h.snaplen)
+	}
+	return start, nil
+}
+
+// frameBuffer sizes buf for the frame plus room for a VLAN tag to restore;
+// the frame goes at buf[extra:].
+func (h header) frameBuffer(buf []byte) (_ []byte, extra int) {
+	if h.vlanStripped() {
+		extra = 4
+	}
+	need := int(h.snaplen) + extra
+	if cap(buf) < need {
+		buf = make([]byte, need)
+	}
+	return buf[:need], extra
+}
 
 // packet builds the Packet from a header and a buffer whose first extra
 // bytes are free and whose remainder holds the captured frame. When the
@@ -279,21 +294,14 @@ func (s *Scanner) loadBlock() bool {
 
 func (s *Scanner) readFromBlock() bool {
 	b := s.block
-	if s.off > int64(len(b))-packetHeaderSize {
-		return s.fail("packet header out of bounds")
+	p, err := s.f.packetInBlock(b, s.blockPos, s.blockPos+s.off, nil)
+	if err != nil {
+		s.err = err
+		s.done = true
+		return false
 	}
+	s.pkt = p
 	h := parseHeader(b[s.off:])
-	start := s.off + int64(h.mac)
-	if h.mac < packetHeaderSize || start+int64(h.snaplen) > int64(len(b)) {
-		return s.fail(fmt.Sprintf("frame (mac offset %d, snaplen %d) outside its block", h.mac, h.snaplen))
-	}
-	extra := 0
-	if h.vlanStripped() {
-		extra = 4
-	}
-	buf := make([]byte, int(h.snaplen)+extra)
-	copy(buf[extra:], b[start:start+int64(h.snaplen)])
-	s.pkt = h.packet(s.blockPos+s.off, buf, extra)
 	s.left--
 	switch next := int64(h.next); {
 	case next == 0:
@@ -311,12 +319,6 @@ func (s *Scanner) readFromBlock() bool {
 		s.off += next
 	}
 	return true
-}
-
-func (s *Scanner) fail(msg string) bool {
-	s.err = s.f.corrupt(s.blockPos+s.off, "%s", msg)
-	s.done = true
-	return false
 }
 
 // Packet returns the packet Next moved to. Its Data is not reused.

@@ -68,19 +68,11 @@ func (f *File) packetInBlock(block []byte, start, pos int64, buf []byte) (Packet
 		return Packet{}, f.corrupt(pos, "position inside a block header or past the block")
 	}
 	h := parseHeader(block[off:])
-	dataStart := off + int64(h.mac)
-	if h.mac < packetHeaderSize || dataStart+int64(h.snaplen) > int64(len(block)) {
-		return Packet{}, f.corrupt(pos, "frame (mac offset %d, snaplen %d) outside its block", h.mac, h.snaplen)
+	dataStart, err := f.frameStart(h, off, pos, int64(len(block)))
+	if err != nil {
+		return Packet{}, err
 	}
-	extra := 0
-	if h.vlanStripped() {
-		extra = 4
-	}
-	need := int(h.snaplen) + extra
-	if cap(buf) < need {
-		buf = make([]byte, need)
-	}
-	buf = buf[:need]
+	buf, extra := h.frameBuffer(buf)
 	copy(buf[extra:], block[dataStart:dataStart+int64(h.snaplen)])
 	return h.packet(pos, buf, extra), nil
 }
