@@ -64,10 +64,10 @@ class SignalWatcher {
     sigaddset(&set_, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set_, nullptr);
   }
-  // Poll checks for a pending signal without blocking.
-  void Poll() {
-    struct timespec zero = {0, 0};
-    int sig = sigtimedwait(&set_, nullptr, &zero);
+  // Poll waits up to timeout_ms for SIGINT/SIGTERM.
+  void Poll(int timeout_ms = 0) {
+    struct timespec wait = {timeout_ms / 1000, (timeout_ms % 1000) * 1000000L};
+    int sig = sigtimedwait(&set_, nullptr, &wait);
     if (sig > 0) {
       LOG_INFO << "signal " << sig << ": finishing files and exiting";
       stop_->store(true);
@@ -98,10 +98,7 @@ int Import(const Options& o, std::atomic<bool>* stop, SignalWatcher* signals) {
   if (s.ok()) {
     std::atomic<bool> done{false};
     std::thread sig([&] {
-      while (!done.load()) {
-        signals->Poll();
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      }
+      while (!done.load()) signals->Poll(10);
     });
     s = ImportPcap(o.pcap_in, &writer, wo.block_size, o.aiops, stop, &stats);
     done = true;

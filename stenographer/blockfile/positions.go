@@ -42,8 +42,11 @@ func (f *File) ReadPositions(ctx context.Context, positions []uint32, fn func(Pa
 		if block == nil {
 			block = make([]byte, f.blockSize)
 		}
-		if _, err := f.f.ReadAt(block, start); err != nil {
-			return fmt.Errorf("blockfile: read %s at %d: %w", f.name, start, err)
+		// Read from the first wanted packet to the end of the block; the
+		// bytes before it are left stale and never looked at.
+		from := int64(positions[i]) - start
+		if _, err := f.f.ReadAt(block[from:], start+from); err != nil {
+			return fmt.Errorf("blockfile: read %s at %d: %w", f.name, start+from, err)
 		}
 		var buf []byte
 		for ; i < j; i++ {

@@ -63,8 +63,9 @@ func (s *Store) Query(ctx context.Context, q query.Node, w *pcap.Writer) (*Resul
 	return res, nil
 }
 
-// batchSize bounds how many packets a thread reads ahead of the merge.
-const batchSize = 512
+// batchSize bounds how many packets a thread reads ahead of the merge: a
+// whole 1 MiB block of small packets, so a block is read about once.
+const batchSize = 4096
 
 // threadSource yields one thread's matching packets in file order. It
 // reads a batch of packets at a time so that a block is read once for all
@@ -80,6 +81,10 @@ type threadSource struct {
 	cur   *fileCursor
 	batch []pcap.Packet
 	bi    int
+	// arena holds the frames of the current batch. It is reused for the
+	// next batch: the merge refills a source only after the packet it last
+	// returned has been written.
+	arena []byte
 	err   error
 }
 
@@ -115,7 +120,18 @@ func (t *threadSource) Next() bool {
 }
 
 func (t *threadSource) Packet() pcap.Packet { return t.batch[t.bi-1] }
-func (t *threadSource) Err() error          { return t.err }
+
+// keepBytes copies b into the arena. When the arena must grow, earlier
+// frames of the batch keep pointing into the old one, which stays valid.
+func (t *threadSource) keepBytes(b []byte) []byte {
+	if cap(t.arena)-len(t.arena) < len(b) {
+		t.arena = make([]byte, 0, max(2*cap(t.arena), 4<<20, len(b)))
+	}
+	start := len(t.arena)
+	t.arena = append(t.arena, b...)
+	return t.arena[start:len(t.arena):len(t.arena)]
+}
+func (t *threadSource) Err() error { return t.err }
 
 func (t *threadSource) close() {
 	if t.cur != nil {
@@ -195,9 +211,10 @@ func (t *threadSource) fill() {
 		return
 	}
 	end := min(c.pos+batchSize, len(c.match.Positions))
+	t.arena = t.arena[:0]
 	err := c.p.pkt.ReadPositions(t.ctx, c.match.Positions[c.pos:end], func(p blockfile.Packet) bool {
 		if keep == nil || keep(uint32(p.Position), p.Timestamp) {
-			t.batch = append(t.batch, pcap.Packet{Timestamp: p.Timestamp, WireLen: p.WireLen, Data: append([]byte(nil), p.Data...)})
+			t.batch = append(t.batch, pcap.Packet{Timestamp: p.Timestamp, WireLen: p.WireLen, Data: t.keepBytes(p.Data)})
 		}
 		return true
 	})

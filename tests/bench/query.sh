@@ -26,7 +26,7 @@ pkt_bytes=$(du -cb "$WORK"/store/PKT0/* | tail -1 | cut -f1)
 idx_bytes=$(du -cb "$WORK"/store/IDX0/* | tail -1 | cut -f1)
 files=$(ls "$WORK/store/PKT0" | wc -l)
 printf 'store: %s files, %.2f GB packet files, %.1f MB index files, imported in %.1f s\n' \
-  "$files" "$(echo "$pkt_bytes/1e9" | bc -l)" "$(echo "$idx_bytes/1e6" | bc -l)" "$(echo "$t1-$t0" | bc -l)"
+  "$files" "$(echo "$pkt_bytes/1000000000" | bc -l)" "$(echo "$idx_bytes/1000000" | bc -l)" "$(echo "$t1-$t0" | bc -l)"
 
 # median_time CMD...: prints "wall user sys" (seconds), median by wall.
 median_time() {
@@ -69,7 +69,7 @@ run() {
   local mb
   mb=$("$BIN/stenoquery" --dir "$WORK/store" "$q" | wc -c)
   printf '%-34s %10s %9.3f %9.3f %9s | %9.3f %9s %7.1fx %9.1f\n' "$q" "$n" "$w" "$(echo "$u+$s" | bc)" "$first" "$tw" "$tn" \
-    "$(echo "$tw/$w" | bc -l)" "$(echo "$mb/1e6/$w" | bc -l)"
+    "$(echo "$tw/$w" | bc -l)" "$(echo "$mb/1000000/$w" | bc -l)"
 }
 run "host 212.199.202.9" "ip host 212.199.202.9"
 run "port 443" "tcp port 443 or udp port 443 or (vlan and (tcp port 443 or udp port 443))"
