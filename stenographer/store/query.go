@@ -37,7 +37,9 @@ func (s *Store) Query(ctx context.Context, q query.Node, w *pcap.Writer) (*Resul
 	res := &Result{}
 	var srcs []pcap.Source
 	for i := range s.cfg.Threads {
-		srcs = append(srcs, &threadSource{ctx: ctx, s: s, q: q, files: s.Files(i), res: res})
+		t := &threadSource{ctx: ctx, s: s, q: q, files: s.Files(i), res: res}
+		defer t.shutdown()
+		srcs = append(srcs, t)
 	}
 	m := pcap.NewMerge(srcs...)
 	for m.Next() {
@@ -85,6 +87,7 @@ type threadSource struct {
 	// next batch: the merge refills a source only after the packet it last
 	// returned has been written.
 	arena []byte
+	ahead []*evaluation // files being evaluated, in file order
 	err   error
 }
 
@@ -140,48 +143,106 @@ func (t *threadSource) close() {
 	}
 }
 
-// openNext moves to the next file that may hold matches; false when no
-// file is left.
-func (t *threadSource) openNext() bool {
-	for t.next < len(t.files) {
+// lookahead is how many files' indexes are evaluated ahead of the file
+// being read, concurrently: a rare match spends its time opening indexes,
+// and those opens are independent.
+const lookahead = 8
+
+// evaluation is the outcome of opening and evaluating one file, filled in
+// by its own goroutine; done is closed when it is complete.
+type evaluation struct {
+	info    FileInfo
+	done    chan struct{}
+	skipped bool // pruned by time without opening
+	p       *pair
+	release func()
+	match   query.Match
+	err     error
+}
+
+func (t *threadSource) evaluate(f FileInfo, span query.Span) *evaluation {
+	e := &evaluation{info: f, done: make(chan struct{})}
+	if !query.MayMatch(t.q, span) {
+		e.skipped = true
+		close(e.done)
+		return e
+	}
+	go func() {
+		defer close(e.done)
+		p, release, err := t.s.acquire(f)
+		if err != nil {
+			e.err = err
+			return
+		}
+		e.match, e.err = query.Evaluate(t.ctx, t.q, p.idx, span)
+		if e.err != nil || e.match.Empty() {
+			release()
+			return
+		}
+		e.p, e.release = p, release
+	}()
+	return e
+}
+
+// schedule starts evaluations until lookahead are pending.
+func (t *threadSource) schedule() {
+	for len(t.ahead) < lookahead && t.next < len(t.files) {
 		f := t.files[t.next]
 		t.next++
 		span := query.Span{Min: f.Start.Add(-StartSlack)}
 		if t.next < len(t.files) {
 			span.Max = t.files[t.next].Start
 		}
-		if !query.MayMatch(t.q, span) {
+		t.ahead = append(t.ahead, t.evaluate(f, span))
+	}
+}
+
+// openNext moves to the next file that may hold matches; false when no
+// file is left.
+func (t *threadSource) openNext() bool {
+	for {
+		t.schedule()
+		if len(t.ahead) == 0 {
+			return false
+		}
+		e := t.ahead[0]
+		t.ahead = t.ahead[1:]
+		<-e.done
+		switch {
+		case e.skipped:
 			t.res.FilesSkipped++
 			continue
-		}
-		p, release, err := t.s.acquire(f)
-		if err != nil {
-			t.fileError(f, err)
+		case e.err != nil && t.ctx.Err() != nil:
+			t.err = t.ctx.Err()
+			return false
+		case e.err != nil:
+			t.fileError(e.info, e.err)
 			continue
 		}
 		t.res.FilesOpened++
-		m, err := query.Evaluate(t.ctx, t.q, p.idx, span)
-		t.res.Lookups += m.Lookups
-		if err != nil {
-			release()
-			if t.ctx.Err() != nil {
-				t.err = t.ctx.Err()
-				return false
-			}
-			t.fileError(f, err)
+		t.res.Lookups += e.match.Lookups
+		if e.p == nil { // nothing matched
 			continue
 		}
-		if m.Empty() {
-			release()
-			continue
-		}
-		t.cur = &fileCursor{info: f, p: p, release: release, match: m}
-		if m.All {
-			t.cur.scan = p.pkt.Scan()
+		t.cur = &fileCursor{info: e.info, p: e.p, release: e.release, match: e.match}
+		if e.match.All {
+			t.cur.scan = e.p.pkt.Scan()
 		}
 		return true
 	}
-	return false
+}
+
+// shutdown releases the files evaluated ahead but never read (the query
+// ended early: a limit, an error or a cancellation).
+func (t *threadSource) shutdown() {
+	t.close()
+	for _, e := range t.ahead {
+		<-e.done
+		if e.release != nil {
+			e.release()
+		}
+	}
+	t.ahead = nil
 }
 
 func (t *threadSource) fileError(f FileInfo, err error) {
