@@ -95,7 +95,6 @@ Status ImportPcap(const std::string& path, BlockWriter* writer, size_t block_siz
     int r = pcap_next_ex(pc.get(), &hdr, &data);
     if (r == PCAP_ERROR_BREAK) break;  // end of file
     if (r != 1) {
-      if (!result.ok()) break;
       result = Status::Corruption("reading " + path + " after " + std::to_string(stats->packets) +
                                   " packets: " + pcap_geterr(pc.get()));
       break;

@@ -62,6 +62,14 @@ off_t FileSize(const std::string& path) {
   return stat(path.c_str(), &st) == 0 ? st.st_size : -1;
 }
 
+// SmallBlocks is the writer configuration the tests start from.
+WriterOptions SmallBlocks(const std::string& packet_dir) {
+  WriterOptions o;
+  o.packet_dir = packet_dir;
+  o.block_size = kBlock;
+  return o;
+}
+
 // Writes blocks through a writer as the capture thread does.
 void WriteBlocks(BlockWriter* w, int n, int64_t start_usec, int64_t step_usec, int* released) {
   std::vector<std::unique_ptr<uint8_t, AlignedFree>> blocks;
@@ -82,9 +90,7 @@ TEST(BlockWriter, RotatesBySizeAndRenames) {
   TempDir tmp;
   std::string dir = OutputDir(tmp);
   IndexThread idx(dir + "/IDX0", 0);
-  WriterOptions o;
-  o.packet_dir = dir + "/PKT0";
-  o.block_size = kBlock;
+  WriterOptions o = SmallBlocks(dir + "/PKT0");
   o.max_inflight = 3;
   o.file_size = 4 * kBlock;
   BlockWriter w(o, &idx);
@@ -108,9 +114,7 @@ TEST(BlockWriter, RotatesByAgeWithIncreasingNames) {
   TempDir tmp;
   std::string dir = OutputDir(tmp);
   IndexThread idx(dir + "/IDX0", 0);
-  WriterOptions o;
-  o.packet_dir = dir + "/PKT0";
-  o.block_size = kBlock;
+  WriterOptions o = SmallBlocks(dir + "/PKT0");
   o.file_age_usec = 0;  // every block starts a new file
   o.preallocate = 16 * kBlock;
   BlockWriter w(o, &idx);
@@ -137,9 +141,7 @@ TEST(BlockWriter, DiskFullDropsBlocksAndKeepsGoing) {
     GTEST_SKIP() << "tmpfs here has no O_DIRECT";
   }
   IndexThread idx(dir + "/IDX0", 0);
-  WriterOptions o;
-  o.packet_dir = pkt;
-  o.block_size = kBlock;
+  WriterOptions o = SmallBlocks(pkt);
   o.max_inflight = 1;
   BlockWriter w(o, &idx);
   ASSERT_TRUE(w.Start().ok());
