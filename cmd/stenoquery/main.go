@@ -49,6 +49,7 @@ func main() {
 	out := flag.String("w", "-", "write PCAP to this file (- for stdout)")
 	count := flag.Bool("count", false, "print the number of matching packets instead of PCAP")
 	explain := flag.Bool("explain", false, "print the parsed query and, per file, the positions each primitive matched")
+	stats := flag.Bool("stats", false, "print what the query read (files, lookups, index bytes) to stderr")
 	limitPackets := flag.Int64("limit-packets", 0, "stop after this many packets (0: no limit)")
 	limitBytes := flag.Int64("limit-bytes", 0, "stop after this many PCAP bytes (0: no limit)")
 	flag.Usage = func() {
@@ -60,13 +61,13 @@ func main() {
 		flag.Usage()
 		os.Exit(2)
 	}
-	if err := run(*config, *dir, threads, *blockKB, flag.Arg(0), *out, *count, *explain, pcap.Limits{MaxPackets: *limitPackets, MaxBytes: *limitBytes}); err != nil {
+	if err := run(*config, *dir, threads, *blockKB, flag.Arg(0), *out, *count, *explain, *stats, pcap.Limits{MaxPackets: *limitPackets, MaxBytes: *limitBytes}); err != nil {
 		fmt.Fprintln(os.Stderr, "stenoquery:", err)
 		os.Exit(1)
 	}
 }
 
-func run(config, dir string, threads []store.Thread, blockKB int, text, out string, count, explain bool, limits pcap.Limits) error {
+func run(config, dir string, threads []store.Thread, blockKB int, text, out string, count, explain, stats bool, limits pcap.Limits) error {
 	var err error
 	switch {
 	case config != "":
@@ -118,6 +119,10 @@ func run(config, dir string, threads []store.Thread, blockKB int, text, out stri
 	}
 	if count {
 		fmt.Println(res.Packets)
+	}
+	if stats {
+		fmt.Fprintf(os.Stderr, "stats: packets=%d pcap_bytes=%d files_opened=%d files_skipped=%d lookups=%d index_bytes_read=%d\n",
+			res.Packets, res.Bytes, res.FilesOpened, res.FilesSkipped, res.Lookups, res.IndexBytes)
 	}
 	if res.Truncated {
 		fmt.Fprintf(os.Stderr, "stenoquery: result truncated at %d packets, %d bytes\n", res.Packets, res.Bytes)

@@ -16,9 +16,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"slices"
+	"sync/atomic"
 
 	lerrors "github.com/syndtr/goleveldb/leveldb/errors"
 	"github.com/syndtr/goleveldb/leveldb/opt"
@@ -52,8 +54,25 @@ var (
 type File struct {
 	name string
 	f    *os.File
+	read *countingReader
 	t    *table.Reader
 }
+
+// countingReader counts the bytes the table reader asks for, so that
+// statistics can show a lookup reads only the blocks its keys need.
+type countingReader struct {
+	r io.ReaderAt
+	n atomic.Int64
+}
+
+func (c *countingReader) ReadAt(p []byte, off int64) (int, error) {
+	n, err := c.r.ReadAt(p, off)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// BytesRead returns how many bytes of the file have been read so far.
+func (x *File) BytesRead() int64 { return x.read.n.Load() }
 
 // Open opens the index file at name and checks its version record.
 func Open(name string) (*File, error) {
@@ -66,12 +85,13 @@ func Open(name string) (*File, error) {
 		f.Close()
 		return nil, fmt.Errorf("indexfile: stat %s: %w", name, err)
 	}
-	t, err := table.NewReader(f, st.Size(), storage.FileDesc{}, nil, nil, &opt.Options{})
+	cr := &countingReader{r: f}
+	t, err := table.NewReader(cr, st.Size(), storage.FileDesc{}, nil, nil, &opt.Options{})
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("%w %s: %v", ErrCorrupt, name, err)
 	}
-	x := &File{name: name, f: f, t: t}
+	x := &File{name: name, f: f, read: cr, t: t}
 	if err := x.checkVersion(); err != nil {
 		x.Close()
 		return nil, err

@@ -24,6 +24,7 @@ type Result struct {
 	FilesOpened  int   // file pairs whose index was consulted
 	FilesSkipped int   // file pairs pruned by time without opening
 	Lookups      int   // index range lookups
+	IndexBytes   int64 // bytes the key lookups read from index files (opening an index reads its footer and block index once more)
 	Truncated    bool  // a limit stopped the result early
 	// Errors lists files that could not be read completely; the result has
 	// everything else. A query is not failed for one bad file.
@@ -94,7 +95,7 @@ type threadSource struct {
 // fileCursor is the progress through one matching file.
 type fileCursor struct {
 	info    FileInfo
-	p       *pair
+	pkt     *blockfile.File
 	release func()
 	match   query.Match
 	scan    *blockfile.Scanner // when match.All
@@ -157,7 +158,9 @@ type evaluation struct {
 	p       *pair
 	release func()
 	match   query.Match
-	err     error
+	// indexBytes is what the key lookups read from the index.
+	indexBytes int64
+	err        error
 }
 
 func (t *threadSource) evaluate(f FileInfo, span query.Span) *evaluation {
@@ -174,7 +177,9 @@ func (t *threadSource) evaluate(f FileInfo, span query.Span) *evaluation {
 			e.err = err
 			return
 		}
+		before := p.idx.BytesRead()
 		e.match, e.err = query.Evaluate(t.ctx, t.q, p.idx, span)
+		e.indexBytes = p.idx.BytesRead() - before
 		if e.err != nil || e.match.Empty() {
 			release()
 			return
@@ -221,12 +226,19 @@ func (t *threadSource) openNext() bool {
 		}
 		t.res.FilesOpened++
 		t.res.Lookups += e.match.Lookups
+		t.res.IndexBytes += e.indexBytes
 		if e.p == nil { // nothing matched
 			continue
 		}
-		t.cur = &fileCursor{info: e.info, p: e.p, release: e.release, match: e.match}
+		pkt, err := e.p.packets()
+		if err != nil {
+			e.release()
+			t.fileError(e.info, err)
+			continue
+		}
+		t.cur = &fileCursor{info: e.info, pkt: pkt, release: e.release, match: e.match}
 		if e.match.All {
-			t.cur.scan = e.p.pkt.Scan()
+			t.cur.scan = pkt.Scan()
 		}
 		return true
 	}
@@ -273,7 +285,7 @@ func (t *threadSource) fill() {
 	}
 	end := min(c.pos+batchSize, len(c.match.Positions))
 	t.arena = t.arena[:0]
-	err := c.p.pkt.ReadPositions(t.ctx, c.match.Positions[c.pos:end], func(p blockfile.Packet) bool {
+	err := c.pkt.ReadPositions(t.ctx, c.match.Positions[c.pos:end], func(p blockfile.Packet) bool {
 		if keep == nil || keep(uint32(p.Position), p.Timestamp) {
 			t.batch = append(t.batch, pcap.Packet{Timestamp: p.Timestamp, WireLen: p.WireLen, Data: t.keepBytes(p.Data)})
 		}

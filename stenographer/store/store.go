@@ -149,31 +149,40 @@ func (s *Store) paths(f FileInfo) (pkt, idx string) {
 	return th.PacketsDirectory + "/" + f.Name, th.IndexDirectory + "/" + f.Name
 }
 
-// pair is an open packet file with its index.
+// pair is an open index file and, once a query needs its packets, the
+// packet file beside it: most files of a narrow query are never read.
 type pair struct {
-	pkt *blockfile.File
-	idx *indexfile.File
+	idx       *indexfile.File
+	pktPath   string
+	blockSize int
+	once      sync.Once
+	pkt       *blockfile.File
+	pktErr    error
 }
 
+// packets opens the packet file on first use.
+func (p *pair) packets() (*blockfile.File, error) {
+	p.once.Do(func() { p.pkt, p.pktErr = blockfile.Open(p.pktPath, p.blockSize) })
+	return p.pkt, p.pktErr
+}
+
+// close runs when no query uses the pair any more.
 func (p *pair) close() {
-	p.pkt.Close()
 	p.idx.Close()
+	if p.pkt != nil {
+		p.pkt.Close()
+	}
 }
 
 // acquire opens (or reuses) f's pair. The caller must release it.
 func (s *Store) acquire(f FileInfo) (*pair, func(), error) {
 	pktPath, idxPath := s.paths(f)
 	return s.open.acquire(pktPath, func() (*pair, error) {
-		pkt, err := blockfile.Open(pktPath, s.cfg.BlockSize)
-		if err != nil {
-			return nil, err
-		}
 		idx, err := indexfile.Open(idxPath)
 		if err != nil {
-			pkt.Close()
 			return nil, err
 		}
-		return &pair{pkt: pkt, idx: idx}, nil
+		return &pair{idx: idx, pktPath: pktPath, blockSize: s.cfg.BlockSize}, nil
 	})
 }
 

@@ -57,22 +57,24 @@ PY
 T_FIRST=$(awk 'NR==1' <(tcpdump -tt -nr "$WORK/big.pcap" -c 1 2>/dev/null) | cut -d' ' -f1)
 AFTER=$(date -u -d "@$(echo "$T_FIRST + 3600" | bc)" +%Y-%m-%dT%H:%M:%SZ)
 BEFORE=$(date -u -d "@$(echo "$T_FIRST + 3900" | bc)" +%Y-%m-%dT%H:%M:%SZ)
-printf '%-34s %10s %9s %9s %9s | %9s %9s %8s %9s\n' query packets wall_s cpu_s first_ms tcpdump_s tcpdump_n speedup stream_MB/s
+printf '%-34s %10s %9s %9s %9s %9s | %9s %9s %8s %9s\n' query packets idx_KB wall_s cpu_s first_ms tcpdump_s tcpdump_n speedup stream_MB/s
 run() {
   local q=$1 filter=$2
   local n w u s first tw tn
-  n=$("$BIN/stenoquery" --dir "$WORK/store" --count "$q")
+  local idx
+  n=$("$BIN/stenoquery" --dir "$WORK/store" --count --stats "$q" 2>"$WORK/stats")
+  idx=$(sed -n 's/.*index_bytes_read=\([0-9]*\).*/\1/p' "$WORK/stats")
   read -r w u s < <(median_time "$BIN/stenoquery" --dir "$WORK/store" "$q")
   first=$(first_packet_ms "$q")
   read -r tw _ _ < <(median_time tcpdump -nr "$WORK/big.pcap" -w /dev/null "$filter")
   tn=$(tcpdump -nr "$WORK/big.pcap" --count "$filter" 2>/dev/null | awk '{print $1}')
   local mb
   mb=$("$BIN/stenoquery" --dir "$WORK/store" "$q" | wc -c)
-  printf '%-34s %10s %9.3f %9.3f %9s | %9.3f %9s %7.1fx %9.1f\n' "$q" "$n" "$w" "$(echo "$u+$s" | bc)" "$first" "$tw" "$tn" \
+  printf '%-34s %10s %9d %9.3f %9.3f %9s | %9.3f %9s %7.1fx %9.1f\n' "$q" "$n" "$((idx / 1024))" "$w" "$(echo "$u+$s" | bc)" "$first" "$tw" "$tn" \
     "$(echo "$tw/$w" | bc -l)" "$(echo "$mb/1000000/$w" | bc -l)"
 }
 run "host 212.199.202.9" "ip host 212.199.202.9"
 run "port 443" "tcp port 443 or udp port 443 or (vlan and (tcp port 443 or udp port 443))"
 run "net 192.168.0.0/16 and port 53" "ip net 192.168.0.0/16 and (tcp port 53 or udp port 53)"
 run "after $AFTER and before $BEFORE" "greater 0"
-echo "(tcpdump_n is tcpdump's count for a comparable filter; the time-range row's tcpdump scans everything)"
+echo "(idx_KB: index bytes the key lookups read, over all files; tcpdump_n: tcpdump's count for a comparable filter; the time-range row's tcpdump scans everything)"
