@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# install/install.sh [--start] [--no-deps] [--no-build] [--prefix DIR]
+#
+# Installs stenographer on Debian or Ubuntu, as root, from this checkout:
+#
+#   1. Debian packages the build needs (make deps) and the build (make build)
+#      unless --no-deps / --no-build;
+#   2. the system user and group stenographer;
+#   3. binaries to PREFIX/bin (PREFIX defaults to /usr, which is what the
+#      default config's StenotypePath says): stenographer, stenotype,
+#      stenoquery, stenodump, and stenogrpc when built; stenotype gets
+#      cap_net_raw,cap_net_admin,cap_ipc_lock so it captures without root;
+#   4. the scripts stenoread, stenocurl, stenokeys.sh to PREFIX/bin;
+#   5. /etc/stenographer/config from configs/steno.conf, only when there is
+#      none (an existing config is never touched);
+#   6. certificates in the config's CertPath with
+#      `stenokeys.sh stenographer stenographer` (existing ones are kept);
+#   7. the config's thread directories, owned by stenographer (mode 0750);
+#   8. the systemd units stenographer.service and stenographer@.service, and
+#      /etc/security/limits.d/stenographer.conf; `systemctl daemon-reload`
+#      when systemd is running;
+#   9. with --start: `systemctl enable --now stenographer`.
+#
+# Running it again updates binaries, scripts and units and keeps the config,
+# certificates and data.
+#
+# DESTDIR=/some/root installs every file under that root instead (for
+# packaging or a trial run); users, capabilities and ownership are still set
+# (the user is created on this machine), systemctl is not called.
+set -euo pipefail
+
+prog=${0##*/}
+die() { echo "$prog: $*" >&2; exit 1; }
+say() { echo "$prog: $*"; }
+
+start=0 deps=1 build=1
+prefix=${PREFIX:-/usr}
+while [ $# -gt 0 ]; do
+  case $1 in
+    --start) start=1 ;;
+    --no-deps) deps=0 ;;
+    --no-build) build=0 ;;
+    --prefix) [ $# -ge 2 ] || die "--prefix needs a directory"; prefix=$2; shift ;;
+    --prefix=*) prefix=${1#*=} ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown argument $1 (try --help)" ;;
+  esac
+  shift
+done
+destdir=${DESTDIR:-}
+destdir=${destdir%/}
+[ "$(id -u)" -eq 0 ] || die "run as root (it creates a user, sets capabilities and writes /etc)"
+[[ $prefix == /* ]] || die "--prefix must be absolute: $prefix"
+if [ -n "$destdir" ] && [ "$start" -eq 1 ]; then
+  die "--start makes no sense with DESTDIR"
+fi
+
+src=$(cd "$(dirname "$0")/.." && pwd)
+bindir=$prefix/bin
+etc=/etc/stenographer
+config=$etc/config
+user=stenographer group=stenographer
+
+# 1. dependencies and build
+if [ "$deps" -eq 1 ]; then
+  command -v apt-get >/dev/null || die "apt-get not found: install the packages listed in DEB_PACKAGES of $src/Makefile yourself, then use --no-deps"
+  command -v make >/dev/null || { say "installing make"; apt-get update -qq && apt-get install -y -qq make >/dev/null; }
+  say "installing dependencies (make deps)"
+  make -s -C "$src" deps
+fi
+if [ "$build" -eq 1 ]; then
+  say "building (make build)"
+  make -s -C "$src" build >/dev/null
+fi
+for b in stenographer stenotype; do
+  [ -x "$src/build/bin/$b" ] || die "$src/build/bin/$b not built (run make build, or drop --no-build)"
+done
+for t in setcap jq openssl; do
+  command -v "$t" >/dev/null || die "$t not found (make deps installs it)"
+done
+
+# 2. user and group
+if ! getent group "$group" >/dev/null; then
+  say "creating group $group"
+  groupadd --system "$group"
+fi
+if ! id -u "$user" >/dev/null 2>&1; then
+  say "creating user $user"
+  useradd --system --gid "$group" --home-dir /var/lib/stenographer --no-create-home \
+    --shell /usr/sbin/nologin --comment "stenographer packet capture" "$user"
+fi
+
+# 3./4. binaries and scripts. install(1) replaces a file by renaming a new
+# one over it, so a running binary is not disturbed.
+install -d -m 0755 "$destdir$bindir"
+for b in stenographer stenotype stenoquery stenodump stenogrpc; do
+  [ -x "$src/build/bin/$b" ] || continue
+  install -m 0755 "$src/build/bin/$b" "$destdir$bindir/$b"
+  say "installed $bindir/$b"
+done
+# Only the group may run the capture binary: it holds capture capabilities.
+chgrp "$group" "$destdir$bindir/stenotype"
+chmod 0750 "$destdir$bindir/stenotype"
+setcap cap_net_raw,cap_net_admin,cap_ipc_lock=ep "$destdir$bindir/stenotype" ||
+  die "setcap failed on $destdir$bindir/stenotype (file system without extended attributes?)"
+say "set $(getcap "$destdir$bindir/stenotype" | sed 's/^[^ ]* //') on $bindir/stenotype"
+for s in stenoread stenocurl stenokeys.sh; do
+  install -m 0755 "$src/scripts/$s" "$destdir$bindir/$s"
+  say "installed $bindir/$s"
+done
+
+# 5. config, never overwritten
+install -d -m 0755 "$destdir$etc"
+if [ -e "$destdir$config" ]; then
+  say "kept existing $config"
+else
+  tmp=$(mktemp "$destdir$etc/.config.XXXXXX")
+  jq --arg p "$bindir/stenotype" '.StenotypePath = $p' "$src/configs/steno.conf" >"$tmp"
+  chmod 0644 "$tmp"
+  if ln "$tmp" "$destdir$config" 2>/dev/null; then
+    say "created $config (edit Interface and the thread directories, then restart)"
+  else
+    say "kept existing $config"
+  fi
+  rm -f "$tmp"
+fi
+
+# 6. certificates in CertPath
+certpath=$(jq -er '.CertPath // "/etc/stenographer/certs"' "$destdir$config") ||
+  die "$destdir$config: cannot read CertPath (not valid JSON?)"
+STENOGRAPHER_CONFIG=$destdir$config "$src/scripts/stenokeys.sh" "$user" "$group" "$destdir$certpath" |
+  sed "s|^|$prog: |; s|: stenokeys.sh: |: |"
+
+# 7. thread directories
+jq -r '.Threads[] | .PacketsDirectory, .IndexDirectory' "$destdir$config" | while read -r d; do
+  [ -n "$d" ] || continue
+  if [ -d "$destdir$d" ]; then
+    say "kept existing $d"
+  else
+    install -d -m 0750 -o "$user" -g "$group" "$destdir$d"
+    say "created $d (owner $user:$group)"
+  fi
+done
+
+# 8. units and limits; the units name PREFIX/bin/stenographer
+install -d -m 0755 "$destdir/etc/systemd/system" "$destdir/etc/security/limits.d"
+for u in stenographer.service stenographer@.service; do
+  sed "s|/usr/bin/stenographer|$bindir/stenographer|" "$src/configs/$u" >"$destdir/etc/systemd/system/.$u.tmp"
+  chmod 0644 "$destdir/etc/systemd/system/.$u.tmp"
+  mv -f "$destdir/etc/systemd/system/.$u.tmp" "$destdir/etc/systemd/system/$u"
+  say "installed /etc/systemd/system/$u"
+done
+install -m 0644 "$src/configs/limits.conf" "$destdir/etc/security/limits.d/stenographer.conf"
+say "installed /etc/security/limits.d/stenographer.conf"
+install -d -m 0755 "$destdir$prefix/share/doc/stenographer"
+install -m 0644 "$src/README.md" "$destdir$prefix/share/doc/stenographer/README.md"
+
+systemd_up=0
+[ -d /run/systemd/system ] && command -v systemctl >/dev/null && systemd_up=1
+if [ -n "$destdir" ]; then
+  say "DESTDIR set: not calling systemctl"
+elif [ "$systemd_up" -eq 1 ]; then
+  systemctl daemon-reload
+  say "systemctl daemon-reload done"
+else
+  say "systemd is not running here: skipped daemon-reload (start $bindir/stenographer yourself)"
+fi
+
+# 9. start
+if [ "$start" -eq 1 ]; then
+  [ "$systemd_up" -eq 1 ] || die "--start needs systemd, which is not running here"
+  systemctl enable --now stenographer
+  say "started: systemctl status stenographer; journalctl -u stenographer"
+else
+  cat <<EOF
+$prog: done. Next:
+  edit $config (Interface, thread directories), then
+  systemctl enable --now stenographer          # or: $prog --start
+  usermod -aG $group ANALYST                    # lets ANALYST read the client key
+  stenoread 'port 53' -n                        # query
+EOF
+fi
