@@ -347,13 +347,17 @@ func (s *fakeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		n := s.packets
+		truncated := false
 		if l := r.Header.Get("Steno-Limit-Packets"); l != "" {
 			if v, err := strconv.Atoi(l); err == nil && v < n {
-				n = v
+				n, truncated = v, true
 			}
 		}
 		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Trailer", "Steno-Truncated, Steno-Packets")
 		writePcap(w, n)
+		w.Header().Set("Steno-Truncated", strconv.FormatBool(truncated))
+		w.Header().Set("Steno-Packets", strconv.Itoa(n))
 	default:
 		http.NotFound(w, r)
 	}
@@ -453,7 +457,7 @@ func TestStenoread(t *testing.T) {
 	}{
 		{name: "query", args: []string{"port 53", "-n"}, wantLines: 5, wantBody: "port 53", wantErr: "reading from file"},
 		{name: "limits", args: []string{"--limit-packets", "2", "--limit-bytes=100000", "udp and host 10.0.0.2", "-nn"},
-			wantLines: 2, wantBody: "udp and host 10.0.0.2",
+			wantLines: 2, wantBody: "udp and host 10.0.0.2", wantErr: "truncated by the limit after 2 packets",
 			wantHeader: map[string]string{"Steno-Limit-Packets": "2", "Steno-Limit-Bytes": "100000"}},
 		{name: "legacy syntax", args: []string{"ip=10.0.0.1 port=53|port=80 last=2h", "-n"}, wantLines: 5, wantBody: "ip=10.0.0.1 port=53|port=80 last=2h"},
 		{name: "write file", args: []string{"port 53", "-w", outFile}, wantLines: 0, wantBody: "port 53"},
