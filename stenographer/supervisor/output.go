@@ -1,0 +1,134 @@
+package supervisor
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/stenographer-ng/stenographer/stenographer/metrics"
+)
+
+// statsRE matches stenotype's STATS line (totals since it started).
+var statsRE = regexp.MustCompile(`STATS thread=(\d+) packets=(\d+) bytes=(\d+) drops=(\d+)`)
+
+// stats is one STATS line.
+type stats struct {
+	thread                int
+	packets, bytes, drops uint64
+}
+
+func parseStats(line string) (stats, bool) {
+	m := statsRE.FindStringSubmatch(line)
+	if m == nil {
+		return stats{}, false
+	}
+	var s stats
+	var err error
+	if s.thread, err = strconv.Atoi(m[1]); err != nil {
+		return stats{}, false
+	}
+	for i, p := range []*uint64{&s.packets, &s.bytes, &s.drops} {
+		if *p, err = strconv.ParseUint(m[i+2], 10, 64); err != nil {
+			return stats{}, false
+		}
+	}
+	return s, true
+}
+
+// maxLine bounds one forwarded line; the rest of a longer line is cut.
+const maxLine = 16 << 10
+
+// lineWriter is stenotype's stdout or stderr: it splits the stream into
+// lines and hands each to onLine. exec copies the pipe into it.
+type lineWriter struct {
+	mu     sync.Mutex
+	buf    []byte
+	onLine func(string)
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := len(p)
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			w.buf = append(w.buf, p[:min(len(p), max(0, maxLine-len(w.buf)))]...)
+			break
+		}
+		line := append(w.buf, p[:min(i, max(0, maxLine-len(w.buf)))]...)
+		w.onLine(strings.TrimRight(string(line), "\r"))
+		w.buf = w.buf[:0]
+		p = p[i+1:]
+	}
+	return n, nil
+}
+
+// flush hands on a last line without a newline.
+func (w *lineWriter) flush() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.buf) > 0 {
+		w.onLine(string(w.buf))
+		w.buf = w.buf[:0]
+	}
+}
+
+// runOutput follows one stenotype process's output: it logs each line,
+// feeds STATS lines to the metrics and remembers what the stale check
+// and the exit message need.
+type runOutput struct {
+	log *slog.Logger
+
+	mu       sync.Mutex
+	lastLine string            // last non-STATS line, for the exit message
+	stats    map[int]stats     // last STATS of each thread
+	statsAt  map[int]time.Time // when it came
+}
+
+func newRunOutput(log *slog.Logger) *runOutput {
+	return &runOutput{log: log, stats: map[int]stats{}, statsAt: map[int]time.Time{}}
+}
+
+func (o *runOutput) line(stream string, l string) {
+	if l == "" {
+		return
+	}
+	if s, ok := parseStats(l); ok {
+		metrics.RecordStenotypeStats(s.thread, s.packets, s.bytes, s.drops)
+		o.mu.Lock()
+		o.stats[s.thread] = s
+		o.statsAt[s.thread] = time.Now()
+		o.mu.Unlock()
+		o.log.Debug("stenotype", stream, l)
+		return
+	}
+	o.mu.Lock()
+	o.lastLine = l
+	o.mu.Unlock()
+	// stenotype's own lines start "<time> E file:line] " for errors.
+	level := slog.LevelInfo
+	if f := strings.Fields(l); len(f) > 1 && f[1] == "E" {
+		level = slog.LevelWarn
+	}
+	o.log.Log(context.Background(), level, "stenotype", stream, l)
+}
+
+func (o *runOutput) last() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.lastLine
+}
+
+// threadStats returns thread i's last STATS line and when it came.
+func (o *runOutput) threadStats(i int) (stats, time.Time, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	s, ok := o.stats[i]
+	return s, o.statsAt[i], ok
+}

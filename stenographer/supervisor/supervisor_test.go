@@ -1,0 +1,452 @@
+package supervisor
+
+import (
+	"errors"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/user"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+func TestResolveIdentity(t *testing.T) {
+	daemon, err := user.Lookup("daemon")
+	if err != nil {
+		t.Skip("no user daemon on this system")
+	}
+	du, _ := strconv.Atoi(daemon.Uid)
+	dg, _ := strconv.Atoi(daemon.Gid)
+	nobody, _ := user.Lookup("nobody")
+	nu, _ := strconv.Atoi(nobody.Uid)
+	ng := nu
+	if g, err := user.LookupGroup("nogroup"); err == nil {
+		ng, _ = strconv.Atoi(g.Gid)
+	}
+	for _, tc := range []struct {
+		name       string
+		uid, gid   string
+		euid, egid int
+		want       identity
+		err        string
+	}{
+		{"not root, no flags: ourselves", "", "", 1000, 1001, identity{1000, 1001}, ""},
+		{"root, no flags: nobody/nogroup", "", "", 0, 0, identity{nu, ng}, ""},
+		{"user name with its primary group", "daemon", "", 0, 0, identity{du, dg}, ""},
+		{"user and group numbers", "4321", "8765", 0, 0, identity{4321, 8765}, ""},
+		{"number of a known user takes its group", daemon.Uid, "", 0, 0, identity{du, dg}, ""},
+		{"group only keeps the uid", "", "daemon", 0, 0, identity{0, dg}, ""},
+		{"unknown user", "no-such-user-x", "", 0, 0, identity{}, "supervisor: --uid no-such-user-x: user: unknown user no-such-user-x"},
+		{"unknown group", "", "no-such-group-x", 0, 0, identity{}, "supervisor: --gid no-such-group-x: group: unknown group no-such-group-x"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := resolveIdentity(tc.uid, tc.gid, tc.euid, tc.egid)
+			if tc.err != "" {
+				if err == nil || err.Error() != tc.err {
+					t.Fatalf("err = %v, want %s", err, tc.err)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Errorf("got %+v, %v; want %+v", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestFlagValue(t *testing.T) {
+	for _, tc := range []struct {
+		flags []string
+		want  string
+	}{
+		{nil, ""},
+		{[]string{"--uid=steno"}, "steno"},
+		{[]string{"--uid", "steno"}, "steno"},
+		{[]string{"--uid=a", "--uid=b"}, "b"},
+		{[]string{"--uidx=a"}, ""},
+		{[]string{"--uid"}, ""},
+	} {
+		if got := flagValue(tc.flags, "uid"); got != tc.want {
+			t.Errorf("flagValue(%q) = %q, want %q", tc.flags, got, tc.want)
+		}
+	}
+}
+
+func TestParseStats(t *testing.T) {
+	got, ok := parseStats("2026-01-01T00:00:00.000Z I main.cc:86] STATS thread=1 packets=10 bytes=2000 drops=3 blocks=1 files=1 mbps=0.01")
+	if want := (stats{1, 10, 2000, 3}); !ok || got != want {
+		t.Errorf("parseStats = %+v, %v; want %+v", got, ok, want)
+	}
+	if _, ok := parseStats("I main.cc] started"); ok {
+		t.Error("parseStats accepted a non-STATS line")
+	}
+}
+
+func TestLineWriter(t *testing.T) {
+	var lines []string
+	w := &lineWriter{onLine: func(l string) { lines = append(lines, l) }}
+	for _, chunk := range []string{"one\ntw", "o\r\n", "\nthr", "ee"} {
+		w.Write([]byte(chunk))
+	}
+	w.flush()
+	if want := []string{"one", "two", "", "three"}; !reflect.DeepEqual(lines, want) {
+		t.Errorf("lines = %q, want %q", lines, want)
+	}
+	lines = nil
+	w.Write([]byte(strings.Repeat("x", 2*maxLine) + "\n"))
+	if len(lines) != 1 || len(lines[0]) != maxLine {
+		t.Errorf("a long line gave %d lines, first %d bytes; want 1 of %d", len(lines), len(lines[0]), maxLine)
+	}
+}
+
+func writeFiles(t *testing.T, dir string, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte("data of "+n), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func listDir(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range entries {
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+func TestCleanLeftovers(t *testing.T) {
+	_, th := threads(t, 1)
+	rec := newRecorder()
+	for _, d := range []string{th[0].PacketsDirectory, th[0].IndexDirectory} {
+		if err := os.MkdirAll(filepath.Join(d, ".snapshot"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeFiles(t, th[0].PacketsDirectory, "1000", "2000", ".3000", ".stenotype_probe", "4000", "README")
+	writeFiles(t, th[0].IndexDirectory, "1000", "2000", ".3000", "5000", "notes.txt")
+	n, err := cleanLeftovers(rec.logger(), 0, th[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 5 {
+		t.Errorf("deleted %d files, want 5", n)
+	}
+	if got, want := listDir(t, th[0].PacketsDirectory), []string{".snapshot", "1000", "2000", "README"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("packet dir = %q, want %q", got, want)
+	}
+	if got, want := listDir(t, th[0].IndexDirectory), []string{".snapshot", "1000", "2000", "notes.txt"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("index dir = %q, want %q", got, want)
+	}
+	reasons := map[string]string{}
+	for _, r := range rec.find("deleted leftover file") {
+		reasons[filepath.Base(r.Attrs["path"])+"@"+filepath.Base(filepath.Dir(r.Attrs["path"]))] = r.Attrs["reason"]
+	}
+	want := map[string]string{
+		".3000@pkt":            "hidden file of an unfinished write",
+		".stenotype_probe@pkt": "hidden file of an unfinished write",
+		".3000@idx":            "hidden file of an unfinished write",
+		"4000@pkt":             "packet file without index",
+		"5000@idx":             "index file without packet file",
+	}
+	if !reflect.DeepEqual(reasons, want) {
+		t.Errorf("logged deletions %v, want %v", reasons, want)
+	}
+}
+
+func TestNewMakesDirectories(t *testing.T) {
+	base, th := threads(t, 2)
+	rec := newRecorder()
+	s, err := New(fast("/bin/true", th, rec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := s.Dir()
+	info, err := os.Stat(d)
+	if err != nil || info.Mode().Perm() != 0o755 {
+		t.Errorf("private dir %s: %v, mode %v; want 0755", d, err, info.Mode())
+	}
+	for i, th := range th {
+		for _, l := range []struct{ link, target string }{
+			{"PKT" + strconv.Itoa(i), th.PacketsDirectory}, {"IDX" + strconv.Itoa(i), th.IndexDirectory},
+		} {
+			if got, err := os.Readlink(filepath.Join(d, l.link)); err != nil || got != l.target {
+				t.Errorf("%s -> %q (%v), want %q", l.link, got, err, l.target)
+			}
+			if fi, err := os.Stat(l.target); err != nil || !fi.IsDir() {
+				t.Errorf("thread directory %s not created: %v", l.target, err)
+			}
+		}
+	}
+	if got := len(rec.find("created directory")); got != 6 { // t0, t0/pkt, t0/idx, t1, ...
+		t.Errorf("%d directories logged as created, want 6; log:\n%s", got, rec.dump())
+	}
+	if os.Geteuid() == 0 {
+		nobody, _ := user.Lookup("nobody")
+		for _, p := range []string{filepath.Join(base, "t0"), th[0].PacketsDirectory, th[1].IndexDirectory} {
+			fi, _ := os.Stat(p)
+			if got := strconv.Itoa(int(statUID(fi))); got != nobody.Uid {
+				t.Errorf("%s owned by uid %s, want nobody (%s): stenotype drops to nobody", p, got, nobody.Uid)
+			}
+		}
+		if statUID(mustStat(t, base)) != 0 {
+			t.Errorf("%s existed and must keep its owner", base)
+		}
+	}
+	if want := []string{"--threads=2", "--dir=" + d, "--iface=lo"}; !reflect.DeepEqual(s.Args(), want) {
+		t.Errorf("args = %q, want %q", s.Args(), want)
+	}
+	if err := stop(t, s); err != nil {
+		t.Error(err)
+	}
+	if _, err := os.Stat(d); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("private dir after Stop: %v, want it removed", err)
+	}
+	if _, err := os.Stat(th[0].PacketsDirectory); err != nil {
+		t.Errorf("Stop removed a thread directory: %v", err)
+	}
+}
+
+// A stenotype that exits at once is restarted with a growing delay; the
+// log says why (status and last line); each start is preceded by the
+// leftover cleanup; the arguments are Flags then --threads, --dir, --iface.
+func TestRestartWithBackoff(t *testing.T) {
+	_, th := threads(t, 1)
+	argsLog := filepath.Join(t.TempDir(), "args")
+	path := script(t, `echo "$*" >> `+argsLog+`
+: > "$dir/PKT0/.12345"
+echo "stenotype: cannot open ring $$" >&2
+exit 3`)
+	rec := newRecorder()
+	cfg := fast(path, th, rec)
+	cfg.Flags = []string{"--blocks=16", "-v"}
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	waitFor(t, "five starts", rec, func() bool { return s.Starts() >= 5 })
+	if err := stop(t, s); err != nil {
+		t.Error(err)
+	}
+	data, _ := os.ReadFile(argsLog)
+	first := strings.SplitN(string(data), "\n", 2)[0]
+	if want := "--blocks=16 -v --threads=1 --dir=" + s.Dir() + " --iface=lo"; first != want {
+		t.Errorf("stenotype args %q, want %q", first, want)
+	}
+	exits := rec.find("stenotype exited")
+	if len(exits) < 4 {
+		t.Fatalf("%d exits logged; log:\n%s", len(exits), rec.dump())
+	}
+	var delays []string
+	for _, e := range exits[:4] {
+		if e.Attrs["status"] != "exit status 3" || !strings.HasPrefix(e.Attrs["last_line"], "stenotype: cannot open ring ") {
+			t.Errorf("exit logged as %v; want status 3 and the last stderr line", e)
+		}
+		delays = append(delays, e.Attrs["restart_in"])
+	}
+	if want := []string{"20ms", "40ms", "80ms", "80ms"}; !reflect.DeepEqual(delays, want) {
+		t.Errorf("restart delays %q, want %q", delays, want)
+	}
+	if n := len(rec.find("deleted leftover file")); n < 4 {
+		t.Errorf("leftover .12345 deleted %d times, want one per restart (>= 4)", n)
+	}
+	if got := listDir(t, th[0].PacketsDirectory); len(got) != 1 || got[0] != ".12345" {
+		t.Errorf("packet dir %q: the last run's leftover stays until the next start", got)
+	}
+}
+
+// A StenotypePath that is missing or not executable is a logged error
+// and a backoff, never a crash or a tight loop.
+func TestBadStenotypePath(t *testing.T) {
+	notExec := filepath.Join(t.TempDir(), "stenotype")
+	writeFiles(t, filepath.Dir(notExec), "stenotype")
+	for _, tc := range []struct{ name, path, err string }{
+		{"missing", "/nonexistent/stenotype", "no such file or directory"},
+		{"not executable", notExec, "permission denied"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, th := threads(t, 1)
+			rec := newRecorder()
+			s, err := New(fast(tc.path, th, rec))
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Start()
+			waitFor(t, "three failed starts", rec, func() bool { return len(rec.find("cannot start stenotype")) >= 3 })
+			if err := stop(t, s); err != nil {
+				t.Error(err)
+			}
+			for i, r := range rec.find("cannot start stenotype")[:3] {
+				if r.Level != slog.LevelError || r.Attrs["path"] != tc.path || !strings.Contains(r.Attrs["err"], tc.err) {
+					t.Errorf("logged %v, want an error naming %s and %q", r, tc.path, tc.err)
+				}
+				if want := []string{"20ms", "40ms", "80ms"}[i]; r.Attrs["restart_in"] != want {
+					t.Errorf("attempt %d: restart_in %s, want %s", i, r.Attrs["restart_in"], want)
+				}
+			}
+			if s.Starts() != 0 {
+				t.Errorf("Starts = %d", s.Starts())
+			}
+		})
+	}
+}
+
+// A stenotype that makes no files is stopped (SIGKILL when it ignores
+// SIGTERM) and restarted; one whose STATS show an idle link is left alone.
+func TestStale(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		body  string
+		stale bool
+	}{
+		{"silent and ignoring SIGTERM", `trap '' TERM
+echo "capturing" >&2
+while :; do sleep 0.05; done`, true},
+		{"packets arrive but no file", `n=0
+while :; do n=$((n+1)); echo "STATS thread=0 packets=$n bytes=$((n*100)) drops=0 blocks=0 files=0 mbps=0.00" >&2; sleep 0.05; done`, true},
+		{"idle link", `while :; do echo "STATS thread=0 packets=0 bytes=0 drops=0 blocks=0 files=0 mbps=0.00" >&2; sleep 0.05; done`, false},
+		{"growing file", `i=0; while :; do i=$((i+1)); echo x >> "$dir/PKT0/.1700000000000000"; sleep 0.05; done`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, th := threads(t, 1)
+			rec := newRecorder()
+			cfg := fast(script(t, tc.body), th, rec)
+			cfg.StaleTimeout = 300 * time.Millisecond
+			cfg.StopGrace = 300 * time.Millisecond
+			s, err := New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Start()
+			if tc.stale {
+				waitFor(t, "a restart after a stale kill", rec, func() bool { return s.Starts() >= 2 })
+				r := rec.find("stenotype was stale and was stopped")
+				if len(r) == 0 || !strings.HasPrefix(r[0].Attrs["why"], "thread 0: no new file in "+th[0].PacketsDirectory+" for 300ms") {
+					t.Errorf("stale stop logged as %v; log:\n%s", r, rec.dump())
+				}
+				if strings.Contains(tc.name, "ignoring") && (len(rec.find("stenotype did not exit after SIGTERM; killing it")) == 0 ||
+					r[0].Attrs["status"] != "killed by signal killed") {
+					t.Errorf("no SIGKILL after the grace period; log:\n%s", rec.dump())
+				}
+			} else {
+				// Six stale periods with no stop.
+				time.Sleep(6 * cfg.StaleTimeout)
+				if s.Starts() != 1 || len(rec.find("stenotype is stale; stopping it")) != 0 {
+					t.Errorf("stenotype was stopped as stale (%d starts); log:\n%s", s.Starts(), rec.dump())
+				}
+			}
+			if err := stop(t, s); err != nil && !strings.Contains(tc.name, "ignoring") {
+				t.Error(err)
+			}
+		})
+	}
+	if v := gatherCounter(t, "stenographer_captured_packets_total", "0"); v <= 0 {
+		t.Errorf("STATS lines did not reach the metrics: captured packets %v", v)
+	}
+}
+
+// Stop sends SIGTERM and waits; a stenotype that ignores it is killed
+// after the grace period and Stop says so.
+func TestStop(t *testing.T) {
+	for _, tc := range []struct {
+		name, body, err string
+	}{
+		{"flushes and exits", `trap 'echo flushed >&2; exit 0' TERM
+echo started >&2
+while :; do sleep 0.05; done`, ""},
+		{"ignores SIGTERM", `trap '' TERM
+echo started >&2
+while :; do sleep 0.05; done`, "did not exit within 200ms of SIGTERM and was killed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, th := threads(t, 1)
+			rec := newRecorder()
+			cfg := fast(script(t, tc.body), th, rec)
+			cfg.StopGrace = 200 * time.Millisecond
+			s, err := New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Start()
+			waitFor(t, "stenotype's first line", rec, func() bool { return len(rec.find("stenotype")) > 0 })
+			pid := s.Pid()
+			err = stop(t, s)
+			if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
+				t.Errorf("Stop = %v, want %q", err, tc.err)
+			}
+			if s.Pid() != 0 || processAlive(pid) {
+				t.Errorf("stenotype (pid %d) still runs after Stop", pid)
+			}
+			if len(rec.find("stenotype exited")) != 0 {
+				t.Errorf("a stop was logged as an exit to restart from; log:\n%s", rec.dump())
+			}
+			if tc.err == "" {
+				lines := rec.find("stenotype")
+				if last := lines[len(lines)-1]; last.Attrs["stderr"] != "flushed" {
+					t.Errorf("stenotype's last output %v, want its flush message", last)
+				}
+			}
+			if _, err := os.Stat(s.Dir()); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("private dir left after Stop: %v", err)
+			}
+		})
+	}
+}
+
+func processAlive(pid int) bool {
+	if pid == 0 {
+		return false
+	}
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(data))
+	return len(f) > 2 && f[2] != "Z"
+}
+
+func gatherCounter(t *testing.T, name, thread string) float64 {
+	t.Helper()
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "thread" && l.GetValue() == thread {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+func mustStat(t *testing.T, p string) os.FileInfo {
+	t.Helper()
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi
+}
+
+func statUID(fi os.FileInfo) uint32 { return fi.Sys().(*syscall.Stat_t).Uid }
