@@ -1,0 +1,166 @@
+// Package server is stenographer's HTTPS API (SPEC §7) with mutual TLS.
+//
+// Stage: analyst ← PCAP. Input: queries POSTed to /query. Output: the
+// store's answer streamed as PCAP, plus /debug/* views of the store and
+// the configuration and /metrics for Prometheus.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/stenographer-ng/stenographer/stenographer/metrics"
+	"github.com/stenographer-ng/stenographer/stenographer/store"
+	"github.com/stenographer-ng/stenographer/stenographer/tlsconfig"
+)
+
+// Config configures a Server.
+type Config struct {
+	Addr string // host:port to listen on; port 0 picks a free port
+	// CertPath is the directory holding ca_cert.pem (the CA client
+	// certificates must chain to), server_cert.pem and server_key.pem.
+	CertPath      string
+	Store         *store.Store
+	RunningConfig any // served as JSON at /debug/config
+	Logger        *slog.Logger
+}
+
+// Certificate file names inside Config.CertPath.
+const (
+	CACertFile     = "ca_cert.pem"
+	ServerCertFile = "server_cert.pem"
+	ServerKeyFile  = "server_key.pem"
+)
+
+// MaxQueryBytes bounds the body of a POST /query.
+const MaxQueryBytes = 1 << 20
+
+// shutdownGrace is how long Serve waits, after cancelling every running
+// query, for the handlers to return before closing their connections.
+const shutdownGrace = 5 * time.Second
+
+// Server serves the HTTPS API. Serve it once.
+type Server struct {
+	cfg   Config
+	log   *slog.Logger
+	tls   *tls.Config
+	mux   *http.ServeMux
+	ready chan struct{}
+	// handlers counts running handlers: http.Server.Close does not wait
+	// for them, and Serve must not return before they end.
+	handlers sync.WaitGroup
+
+	mu   sync.Mutex
+	addr net.Addr
+}
+
+// New loads the certificates and builds the handlers. A certificate that
+// cannot be loaded is an error naming its file.
+func New(cfg Config) (*Server, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("server: no store")
+	}
+	tc, err := tlsconfig.Server(
+		filepath.Join(cfg.CertPath, CACertFile),
+		filepath.Join(cfg.CertPath, ServerCertFile),
+		filepath.Join(cfg.CertPath, ServerKeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		cfg:   cfg,
+		log:   log.With("component", "https"),
+		tls:   tc,
+		mux:   http.NewServeMux(),
+		ready: make(chan struct{}),
+	}
+	metrics.RegisterStore(cfg.Store)
+	s.mux.HandleFunc("POST /query", s.handleQuery)
+	s.mux.HandleFunc("GET /debug/stats", s.handleStats)
+	s.mux.HandleFunc("GET /debug/config", s.handleConfig)
+	s.mux.HandleFunc("GET /debug/{thread}/files", s.handleFiles)
+	s.mux.Handle("GET /metrics", promhttp.Handler())
+	return s, nil
+}
+
+// Serve listens on Config.Addr and serves until ctx is done. It returns an
+// error if it cannot listen, and nil once ctx is done and every request
+// has ended: running queries are cancelled, not waited for.
+func (s *Server) Serve(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	return s.ServeListener(ctx, ln)
+}
+
+// ServeListener is Serve on a listener the caller opened; it closes ln.
+func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
+	// Request contexts derive from base, so cancelling it at shutdown
+	// stops every running query at once.
+	base, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	hs := &http.Server{
+		Handler:           http.HandlerFunc(s.serveHTTP),
+		TLSConfig:         s.tls,
+		BaseContext:       func(net.Listener) context.Context { return base },
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		// Refused handshakes (wrong CA, expired, plain HTTP) land here.
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelInfo),
+	}
+	s.mu.Lock()
+	s.addr = ln.Addr()
+	s.mu.Unlock()
+	close(s.ready)
+	s.log.Info("serving HTTPS", "addr", ln.Addr().String())
+
+	done := make(chan error, 1)
+	go func() { done <- hs.ServeTLS(ln, "", "") }()
+	select {
+	case err := <-done:
+		return fmt.Errorf("server: %w", err)
+	case <-ctx.Done():
+	}
+	cancel()
+	grace, stop := context.WithTimeout(context.Background(), shutdownGrace)
+	defer stop()
+	if err := hs.Shutdown(grace); err != nil {
+		s.log.Warn("requests still running at shutdown; closing their connections", "err", err)
+		hs.Close()
+	}
+	<-done
+	s.handlers.Wait()
+	s.log.Info("HTTPS stopped")
+	return nil
+}
+
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	s.handlers.Add(1)
+	defer s.handlers.Done()
+	s.mux.ServeHTTP(w, r)
+}
+
+// Ready is closed once the server listens; Addr is valid from then on.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Addr returns the address the server listens on, or nil before Ready.
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addr
+}

@@ -1,0 +1,543 @@
+package server_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stenographer-ng/stenographer/stenographer/metrics"
+	"github.com/stenographer-ng/stenographer/stenographer/pcap"
+	"github.com/stenographer-ng/stenographer/stenographer/server"
+	"github.com/stenographer-ng/stenographer/stenographer/server/servertest"
+	"github.com/stenographer-ng/stenographer/stenographer/store"
+	"github.com/stenographer-ng/stenographer/stenographer/tlsconfig/testcerts"
+)
+
+// small is the store most tests use: 2000 packets over 2 threads and 10
+// files, one every 100 ms.
+var small = servertest.Layout{Packets: 2000, PerFile: 200, Step: 100 * time.Millisecond}
+
+// big is a result too large for socket buffers (about 17 MB), for tests
+// of clients that stop reading.
+var big = servertest.Layout{Packets: 12000, PerFile: 3000, Size: 1400, Step: time.Millisecond}
+
+type env struct {
+	st     *store.Store
+	certs  *testcerts.Set
+	url    string
+	client *http.Client
+	stop   func() error // cancels Serve and returns its result
+}
+
+type runningConfig struct {
+	Port    int
+	Threads []string
+}
+
+func start(t *testing.T, l servertest.Layout) *env {
+	t.Helper()
+	e := &env{st: servertest.Store(t, l), certs: servertest.Certs(t)}
+	srv, err := server.New(server.Config{
+		Addr:          "127.0.0.1:0",
+		CertPath:      e.certs.Dir,
+		Store:         e.st,
+		RunningConfig: runningConfig{Port: 1234, Threads: []string{"a", "b"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	select {
+	case <-srv.Ready():
+	case err := <-done:
+		t.Fatalf("Serve: %v", err)
+	}
+	e.url = "https://" + srv.Addr().String()
+	e.client = servertest.HTTPClient(t, e.certs, e.certs.Client)
+	var stopped bool
+	var result error
+	e.stop = func() error {
+		if !stopped {
+			cancel()
+			result, stopped = <-done, true
+		}
+		return result
+	}
+	t.Cleanup(func() {
+		if err := e.stop(); err != nil {
+			t.Errorf("Serve returned %v after shutdown; want nil", err)
+		}
+	})
+	return e
+}
+
+func (e *env) post(t *testing.T, q string, headers map[string]string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, e.url+"/query", strings.NewReader(q))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := e.client.Do(req)
+	if err != nil {
+		t.Fatalf("POST /query %q: %v", q, err)
+	}
+	return resp
+}
+
+func (e *env) get(t *testing.T, path string) (int, []byte) {
+	t.Helper()
+	resp, err := e.client.Get(e.url + path)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	return resp.StatusCode, body
+}
+
+func TestQuery(t *testing.T) {
+	e := start(t, small)
+	for _, tc := range []struct {
+		name    string
+		query   string
+		headers map[string]string
+		limits  pcap.Limits
+		want    int // packets
+	}{
+		{"one port", "port 1003", nil, pcap.Limits{}, 200},
+		{"two ports", "port 1003 or port 1006", nil, pcap.Limits{}, 400},
+		{"everything", "after 3h ago", nil, pcap.Limits{}, 2000},
+		{"legacy syntax", "port=1001 last=3h", nil, pcap.Limits{}, 200},
+		{"time and port", "port 1004 and before 2h ago", nil, pcap.Limits{}, -1},
+		{"no match", "port 2000", nil, pcap.Limits{}, 0},
+		{"packet limit", "after 3h ago", map[string]string{server.HeaderLimitPackets: "7"}, pcap.Limits{MaxPackets: 7}, 7},
+		{"byte limit", "port 1002", map[string]string{server.HeaderLimitBytes: "1000"}, pcap.Limits{MaxBytes: 1000}, -1},
+		{"both limits", "after 3h ago", map[string]string{server.HeaderLimitPackets: "50", server.HeaderLimitBytes: " 2000 "}, pcap.Limits{MaxPackets: 50, MaxBytes: 2000}, -1},
+		{"zero limits", "port 1000", map[string]string{server.HeaderLimitPackets: "0", server.HeaderLimitBytes: "0"}, pcap.Limits{}, 200},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			want, res := servertest.Expected(t, e.st, tc.query, tc.limits)
+			resp := e.post(t, tc.query, tc.headers)
+			defer resp.Body.Close()
+			got, err := io.ReadAll(resp.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("status %d (%s)", resp.StatusCode, got)
+			}
+			if ct := resp.Header.Get("Content-Type"); ct != "application/octet-stream" {
+				t.Errorf("Content-Type %q", ct)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("result differs from the store's answer: %d bytes, want %d", len(got), len(want))
+			}
+			pkts := servertest.Packets(t, got)
+			if tc.want >= 0 && len(pkts) != tc.want {
+				t.Errorf("%d packets, want %d", len(pkts), tc.want)
+			}
+			if tc.limits.MaxBytes > 0 && int64(len(got)) > tc.limits.MaxBytes {
+				t.Errorf("%d bytes, over the %d byte limit", len(got), tc.limits.MaxBytes)
+			}
+			if tr := resp.Trailer.Get(server.TrailerTruncated); tr != strconv.FormatBool(res.Truncated) {
+				t.Errorf("trailer %s = %q; store says truncated=%v", server.TrailerTruncated, tr, res.Truncated)
+			}
+			if tr := resp.Trailer.Get(server.TrailerBytes); tr != strconv.Itoa(len(got)) {
+				t.Errorf("trailer %s = %q; got %d bytes", server.TrailerBytes, tr, len(got))
+			}
+		})
+	}
+}
+
+func TestBadRequests(t *testing.T) {
+	e := start(t, small)
+	for _, tc := range []struct {
+		name    string
+		method  string
+		query   string
+		headers map[string]string
+		code    int
+		reason  string // in the one-line body
+	}{
+		{"port out of range", "POST", "port 70000", nil, 400, "position 6"},
+		{"trailing garbage", "POST", "port 53 foo", nil, 400, "position 9"},
+		{"hostname", "POST", "host example.com", nil, 400, "position"},
+		{"empty", "POST", "", nil, 400, "empty query"},
+		{"negative limit", "POST", "port 1000", map[string]string{server.HeaderLimitPackets: "-1"}, 400, server.HeaderLimitPackets},
+		{"word limit", "POST", "port 1000", map[string]string{server.HeaderLimitBytes: "lots"}, 400, server.HeaderLimitBytes},
+		{"fraction limit", "POST", "port 1000", map[string]string{server.HeaderLimitBytes: "1.5"}, 400, server.HeaderLimitBytes},
+		{"empty limit", "POST", "port 1000", map[string]string{server.HeaderLimitPackets: ""}, 400, server.HeaderLimitPackets},
+		{"huge body", "POST", "port 1000 or " + strings.Repeat("port 1 or ", server.MaxQueryBytes/10) + "port 2", nil, 413, "longer than"},
+		{"GET", "GET", "", nil, 405, ""},
+		{"PUT", "PUT", "port 1000", nil, 405, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := metrics.Queries()[metrics.TransportHTTP]
+			req, err := http.NewRequest(tc.method, e.url+"/query", strings.NewReader(tc.query))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for k, v := range tc.headers {
+				req.Header[k] = []string{v}
+			}
+			resp, err := e.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tc.code {
+				t.Fatalf("status %d (%q), want %d", resp.StatusCode, body, tc.code)
+			}
+			if tc.code == 405 {
+				return
+			}
+			line := strings.TrimSuffix(string(body), "\n")
+			if strings.Contains(line, "\n") || !strings.Contains(line, tc.reason) {
+				t.Errorf("body %q: want one line naming %q", body, tc.reason)
+			}
+			if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
+				t.Errorf("Content-Type %q", ct)
+			}
+			after := metrics.Queries()[metrics.TransportHTTP]
+			if got := after.ByOutcome[metrics.OutcomeBadQuery] - before.ByOutcome[metrics.OutcomeBadQuery]; got != 1 {
+				t.Errorf("bad_query count went up by %d, want 1", got)
+			}
+		})
+	}
+}
+
+// TestClientGoneCancels stops reading a large result and disconnects: the
+// query must end (in-flight back to 0, counted as canceled) without the
+// result being read.
+func TestClientGoneCancels(t *testing.T) {
+	e := start(t, big)
+	before := metrics.Queries()[metrics.TransportHTTP]
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, e.url+"/query", strings.NewReader("after 3h ago"))
+	resp, err := e.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The PCAP header is sent before the query runs.
+	var hdr [pcap.FileHeaderSize]byte
+	if _, err := io.ReadFull(resp.Body, hdr[:]); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(hdr[:4], []byte{0xd4, 0xc3, 0xb2, 0xa1}) {
+		t.Errorf("stream starts % x; want the PCAP magic", hdr[:4])
+	}
+	if n := metrics.Queries()[metrics.TransportHTTP].InFlight; n != 1 {
+		t.Errorf("%d queries in flight while reading, want 1", n)
+	}
+	cancel()
+	resp.Body.Close()
+	servertest.Eventually(t, "the query to end", func() bool {
+		return metrics.Queries()[metrics.TransportHTTP].InFlight == 0
+	})
+	after := metrics.Queries()[metrics.TransportHTTP]
+	if got := after.ByOutcome[metrics.OutcomeCanceled] - before.ByOutcome[metrics.OutcomeCanceled]; got != 1 {
+		t.Errorf("canceled count went up by %d, want 1 (outcomes %v)", got, after.ByOutcome)
+	}
+	if sent, total := after.Bytes-before.Bytes, int64(big.Packets*(big.Size+16)); sent >= total {
+		t.Errorf("server produced %d bytes of %d: the query was not cut short", sent, total)
+	}
+}
+
+// TestShutdownCancelsQueries shuts the server down while a client holds a
+// query open without reading: Serve must return nil, ending the query.
+func TestShutdownCancelsQueries(t *testing.T) {
+	e := start(t, big)
+	resp := e.post(t, "after 3h ago", nil)
+	defer resp.Body.Close()
+	if _, err := io.ReadFull(resp.Body, make([]byte, 100)); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- e.stop() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Serve: %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("Serve did not return after shutdown with a query in flight")
+	}
+	if n := metrics.Queries()[metrics.TransportHTTP].InFlight; n != 0 {
+		t.Errorf("%d queries in flight after shutdown", n)
+	}
+	if _, err := io.ReadAll(resp.Body); err == nil {
+		t.Error("the interrupted result read to a clean end; want a broken transfer")
+	}
+}
+
+func TestDebug(t *testing.T) {
+	e := start(t, small)
+	resp := e.post(t, "port 1001", nil)
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+
+	code, body := e.get(t, "/debug/stats")
+	if code != 200 {
+		t.Fatalf("/debug/stats: %d", code)
+	}
+	var stats struct {
+		Threads []metrics.ThreadStat
+		Queries map[string]metrics.QueryCounts
+	}
+	if err := json.Unmarshal(body, &stats); err != nil {
+		t.Fatalf("/debug/stats: %v\n%s", err, body)
+	}
+	if len(stats.Threads) != 2 {
+		t.Fatalf("/debug/stats: %d threads, want 2", len(stats.Threads))
+	}
+	for i, th := range stats.Threads {
+		files := e.st.Files(i)
+		var size int64
+		for _, f := range files {
+			size += f.Size
+		}
+		if th.Files != len(files) || th.Bytes != size || !th.Oldest.Equal(files[0].Start) {
+			t.Errorf("thread %d stats %+v; store has %d files, %d bytes, oldest %v", i, th, len(files), size, files[0].Start)
+		}
+		if th.OldestAgeSeconds < 7000 || th.OldestAgeSeconds > 8000 {
+			t.Errorf("thread %d oldest packet age %.0f s; files are about 2 h old", i, th.OldestAgeSeconds)
+		}
+	}
+	if q := stats.Queries["http"]; q.ByOutcome["ok"] < 1 || q.Packets < 200 || q.Bytes <= 0 {
+		t.Errorf("/debug/stats queries %+v; want the query just run counted", q)
+	}
+
+	code, body = e.get(t, "/debug/config")
+	var cfg runningConfig
+	if err := json.Unmarshal(body, &cfg); code != 200 || err != nil || cfg.Port != 1234 || len(cfg.Threads) != 2 {
+		t.Errorf("/debug/config: %d %v %s", code, err, body)
+	}
+
+	for _, tc := range []struct {
+		path string
+		code int
+		n    int
+	}{
+		{"/debug/t0/files", 200, 10},
+		{"/debug/t1/files", 200, 10},
+		{"/debug/t2/files", 404, 0},
+		{"/debug/t-1/files", 404, 0},
+		{"/debug/t01/files", 404, 0},
+		{"/debug/x0/files", 404, 0},
+		{"/debug/t/files", 404, 0},
+		{"/debug/nothing", 404, 0},
+	} {
+		code, body := e.get(t, tc.path)
+		if code != tc.code {
+			t.Errorf("%s: status %d, want %d", tc.path, code, tc.code)
+			continue
+		}
+		if code != 200 {
+			continue
+		}
+		var files []store.FileInfo
+		if err := json.Unmarshal(body, &files); err != nil {
+			t.Errorf("%s: %v", tc.path, err)
+		}
+		thread, _ := strconv.Atoi(tc.path[len("/debug/t"):][:1])
+		if w := e.st.Files(thread)[0]; len(files) != tc.n || files[0].Name != w.Name || !files[0].Start.Equal(w.Start) || files[0].Size != w.Size || files[0].Thread != thread {
+			t.Errorf("%s: %d files, first %+v; want %d, first %+v", tc.path, len(files), files[0], tc.n, w)
+		}
+	}
+}
+
+// metricValue finds one sample in Prometheus text output.
+func metricValue(t *testing.T, text, name, labels string) float64 {
+	t.Helper()
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `(\{` + labels + `\})? (\S+)$`)
+	m := re.FindStringSubmatch(text)
+	if m == nil {
+		t.Errorf("no sample %s{%s} in /metrics", name, labels)
+		return 0
+	}
+	v, err := strconv.ParseFloat(m[2], 64)
+	if err != nil {
+		t.Errorf("%s: %v", name, err)
+	}
+	return v
+}
+
+func TestMetrics(t *testing.T) {
+	e := start(t, small)
+	for _, q := range []string{"port 1001", "port 1002"} {
+		resp := e.post(t, q, nil)
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	resp := e.post(t, "port 99999", nil)
+	resp.Body.Close()
+	code, body := e.get(t, "/metrics")
+	if code != 200 {
+		t.Fatalf("/metrics: %d", code)
+	}
+	text := string(body)
+	files0 := e.st.Files(0)
+	var size0 int64
+	for _, f := range files0 {
+		size0 += f.Size
+	}
+	for _, c := range []struct {
+		name, labels string
+		lo, hi       float64
+	}{
+		{"stenographer_stored_files", `thread="0"`, float64(len(files0)), float64(len(files0))},
+		{"stenographer_stored_bytes", `thread="0"`, float64(size0), float64(size0)},
+		{"stenographer_oldest_packet_age_seconds", `thread="1"`, 7000, 8000},
+		{"stenographer_queries_total", `outcome="ok",transport="http"`, 2, 1e9},
+		{"stenographer_queries_total", `outcome="bad_query",transport="http"`, 1, 1e9},
+		{"stenographer_query_duration_seconds_count", `transport="http"`, 2, 1e9},
+		{"stenographer_served_packets_total", `transport="http"`, 400, 1e9},
+		{"stenographer_served_bytes_total", `transport="http"`, 400 * 76, 1e12},
+		{"stenographer_queries_in_flight", `transport="http"`, 0, 0},
+	} {
+		if v := metricValue(t, text, c.name, c.labels); v < c.lo || v > c.hi {
+			t.Errorf("%s{%s} = %v, want in [%v, %v]", c.name, c.labels, v, c.lo, c.hi)
+		}
+	}
+	for _, name := range []string{"stenographer_query_duration_seconds_bucket", "stenographer_query_file_errors_total"} {
+		if !strings.Contains(text, name) {
+			t.Errorf("/metrics lacks %s", name)
+		}
+	}
+}
+
+// TestRefused checks that only a client certificate from the CA, valid
+// now and usable for client authentication, gets an answer, and that
+// plain HTTP gets nothing.
+func TestRefused(t *testing.T) {
+	e := start(t, small)
+	addr := strings.TrimPrefix(e.url, "https://")
+	for _, tc := range []struct {
+		name string
+		cfg  func() *tls.Config
+	}{
+		{"no client certificate", func() *tls.Config { return servertest.TLS(t, e.certs, testcerts.Pair{}) }},
+		{"another CA", func() *tls.Config { return servertest.TLS(t, e.certs, e.certs.OtherCAClient) }},
+		{"expired", func() *tls.Config { return servertest.TLS(t, e.certs, e.certs.ExpiredClient) }},
+		{"server usage only", func() *tls.Config { return servertest.TLS(t, e.certs, e.certs.ServerUsageClient) }},
+		{"TLS 1.1", func() *tls.Config {
+			c := servertest.TLS(t, e.certs, e.certs.Client)
+			c.MinVersion, c.MaxVersion = tls.VersionTLS10, tls.VersionTLS11
+			return c
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := metrics.Queries()[metrics.TransportHTTP]
+			client := &http.Client{Transport: &http.Transport{TLSClientConfig: tc.cfg()}}
+			resp, err := client.Post(e.url+"/query", "text/plain", strings.NewReader("port 1001"))
+			if err == nil {
+				resp.Body.Close()
+				t.Fatalf("request answered with status %d; want the handshake refused", resp.StatusCode)
+			}
+			t.Logf("refused: %v", err)
+			after := metrics.Queries()[metrics.TransportHTTP]
+			if after.ByOutcome[metrics.OutcomeOK] != before.ByOutcome[metrics.OutcomeOK] {
+				t.Error("a query ran")
+			}
+		})
+	}
+	t.Run("good certificate", func(t *testing.T) {
+		client := &http.Client{Transport: &http.Transport{TLSClientConfig: servertest.TLS(t, e.certs, e.certs.Client)}}
+		resp, err := client.Get(e.url + "/debug/stats")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("status %d", resp.StatusCode)
+		}
+	})
+	t.Run("plain HTTP", func(t *testing.T) {
+		for _, path := range []string{"/query", "/debug/stats", "/metrics"} {
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			conn.SetDeadline(time.Now().Add(30 * time.Second))
+			io.WriteString(conn, "POST "+path+" HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\nport 1001")
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			conn.Close()
+			if err != nil {
+				continue // connection closed: nothing served
+			}
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusBadRequest || bytes.Contains(body, []byte{0xd4, 0xc3, 0xb2, 0xa1}) || bytes.Contains(body, []byte("stenographer")) {
+				t.Errorf("plain HTTP %s: status %d body %q", path, resp.StatusCode, body)
+			}
+		}
+	})
+}
+
+func TestStartErrors(t *testing.T) {
+	st := servertest.Store(t, servertest.Layout{Packets: 10, PerFile: 10, Step: time.Second})
+	certs := servertest.Certs(t)
+	for _, f := range []string{server.CACertFile, server.ServerCertFile, server.ServerKeyFile} {
+		t.Run("missing "+f, func(t *testing.T) {
+			dir := t.TempDir()
+			for _, g := range []string{server.CACertFile, server.ServerCertFile, server.ServerKeyFile} {
+				if g != f {
+					data, _ := os.ReadFile(filepath.Join(certs.Dir, g))
+					os.WriteFile(filepath.Join(dir, g), data, 0o600)
+				}
+			}
+			_, err := server.New(server.Config{Addr: "127.0.0.1:0", CertPath: dir, Store: st})
+			if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, f)) {
+				t.Errorf("New: %v; want an error naming %s", err, f)
+			}
+		})
+	}
+	t.Run("key of another certificate", func(t *testing.T) {
+		dir := t.TempDir()
+		for src, dst := range map[string]string{certs.CA: server.CACertFile, certs.Server.Cert: server.ServerCertFile, certs.Client.Key: server.ServerKeyFile} {
+			data, _ := os.ReadFile(src)
+			os.WriteFile(filepath.Join(dir, dst), data, 0o600)
+		}
+		if _, err := server.New(server.Config{CertPath: dir, Store: st}); err == nil || !strings.Contains(err.Error(), server.ServerKeyFile) {
+			t.Errorf("New: %v; want an error naming the key", err)
+		}
+	})
+	t.Run("address in use", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		srv, err := server.New(server.Config{Addr: ln.Addr().String(), CertPath: certs.Dir, Store: st})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := srv.Serve(ctx); err == nil || errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Serve on a busy address: %v; want a listen error", err)
+		}
+	})
+}
