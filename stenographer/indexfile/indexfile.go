@@ -5,9 +5,10 @@
 // Stage: disk → positions. Input: an index file and keys or key ranges.
 // Output: sorted, duplicate-free packet positions in the partner packet file.
 //
-// Tables are read with goleveldb's table package, which opens one table file
-// directly (levigo only opens whole databases) and reads both uncompressed
-// and Snappy blocks; see DESIGN.md for the choice.
+// Tables are read by this package's own reader of the LevelDB table
+// format (table.go): opening a file reads its tail once (footer and index
+// block together) and the first entry of its first data block (the version
+// record); a lookup reads only the data blocks that can hold its keys.
 package indexfile
 
 import (
@@ -21,12 +22,6 @@ import (
 	"os"
 	"slices"
 	"sync/atomic"
-
-	lerrors "github.com/syndtr/goleveldb/leveldb/errors"
-	"github.com/syndtr/goleveldb/leveldb/opt"
-	"github.com/syndtr/goleveldb/leveldb/storage"
-	"github.com/syndtr/goleveldb/leveldb/table"
-	"github.com/syndtr/goleveldb/leveldb/util"
 )
 
 // Key type bytes.
@@ -52,22 +47,25 @@ var (
 
 // File is an open index file, safe for concurrent use.
 type File struct {
-	name string
-	f    *os.File
-	read *countingReader
-	t    *table.Reader
+	name  string
+	f     *os.File
+	read  *countingReader
+	size  int64
+	index block // the decoded index block; read-only after Open
 }
 
-// countingReader counts the bytes the table reader asks for, so that
-// statistics can show a lookup reads only the blocks its keys need.
+// countingReader counts the bytes read from the file, so that statistics
+// can show a lookup reads only the blocks its keys need.
 type countingReader struct {
-	r io.ReaderAt
-	n atomic.Int64
+	r     io.ReaderAt
+	n     atomic.Int64
+	calls atomic.Int64
 }
 
 func (c *countingReader) ReadAt(p []byte, off int64) (int, error) {
 	n, err := c.r.ReadAt(p, off)
 	c.n.Add(int64(n))
+	c.calls.Add(1)
 	return n, err
 }
 
@@ -85,28 +83,163 @@ func Open(name string) (*File, error) {
 		f.Close()
 		return nil, fmt.Errorf("indexfile: stat %s: %w", name, err)
 	}
-	cr := &countingReader{r: f}
-	t, err := table.NewReader(cr, st.Size(), storage.FileDesc{}, nil, nil, &opt.Options{})
+	x, err := newFile(name, f, st.Size())
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("%w %s: %v", ErrCorrupt, name, err)
+		return nil, err
 	}
-	x := &File{name: name, f: f, read: cr, t: t}
+	x.f = f
+	return x, nil
+}
+
+// newFile reads the table structure of the size-byte file r.
+func newFile(name string, r io.ReaderAt, size int64) (*File, error) {
+	x := &File{name: name, read: &countingReader{r: r}, size: size}
+	if err := x.readIndex(); err != nil {
+		return nil, err
+	}
 	if err := x.checkVersion(); err != nil {
-		x.Close()
 		return nil, err
 	}
 	return x, nil
 }
 
+func (x *File) corrupt(format string, args ...any) error {
+	return fmt.Errorf("%w %s: %s", ErrCorrupt, x.name, fmt.Sprintf(format, args...))
+}
+
+// readAt reads exactly len(p) bytes at off.
+func (x *File) readAt(p []byte, off int64) error {
+	if _, err := x.read.ReadAt(p, off); err != nil {
+		if errors.Is(err, io.EOF) {
+			return x.corrupt("short read of %d bytes at offset %d (file shrank?)", len(p), off)
+		}
+		return fmt.Errorf("indexfile: read %s at %d: %w", x.name, off, err)
+	}
+	return nil
+}
+
+// readIndex reads the footer and the index block, with one read of the
+// file's tail when the index block is in it.
+func (x *File) readIndex() error {
+	if x.size < footerSize {
+		return x.corrupt("file of %d bytes is too short for a table footer", x.size)
+	}
+	n := min(x.size, tailRead)
+	tail := make([]byte, n)
+	tailStart := x.size - n
+	if err := x.readAt(tail, tailStart); err != nil {
+		return err
+	}
+	h, err := parseFooter(tail[n-footerSize:])
+	if err != nil {
+		return x.corrupt("%v", err)
+	}
+	if err := checkHandle(h, x.size-footerSize); err != nil {
+		return x.corrupt("index %v", err)
+	}
+	var raw []byte
+	if int64(h.offset) >= tailStart {
+		rel := int64(h.offset) - tailStart
+		raw = tail[rel : rel+int64(h.size)+trailerSize]
+	} else {
+		raw = make([]byte, h.size+trailerSize)
+		if err := x.readAt(raw, int64(h.offset)); err != nil {
+			return err
+		}
+	}
+	contents, err := blockContents(raw)
+	if err != nil {
+		return x.corrupt("index block at %d: %v", h.offset, err)
+	}
+	if x.index, err = parseBlock(contents); err != nil {
+		return x.corrupt("index block at %d: %v", h.offset, err)
+	}
+	return nil
+}
+
+// dataBlock reads, verifies and decodes the data block of index entry val.
+func (x *File) dataBlock(val []byte) (block, handle, error) {
+	h, _, ok := decodeHandle(val)
+	if !ok {
+		return block{}, h, x.corrupt("bad block handle in the index block")
+	}
+	if err := checkHandle(h, x.size-footerSize); err != nil {
+		return block{}, h, x.corrupt("data %v", err)
+	}
+	raw := make([]byte, h.size+trailerSize)
+	if err := x.readAt(raw, int64(h.offset)); err != nil {
+		return block{}, h, err
+	}
+	contents, err := blockContents(raw)
+	if err != nil {
+		return block{}, h, x.corrupt("data block at %d: %v", h.offset, err)
+	}
+	b, err := parseBlock(contents)
+	if err != nil {
+		return block{}, h, x.corrupt("data block at %d: %v", h.offset, err)
+	}
+	return b, h, nil
+}
+
+// versionPrefix is how much of the first data block the version check
+// reads: its first entry is the version record, and the rest of that block
+// (the protocol keys, with positions of a large share of all packets) can
+// be hundreds of kilobytes that the check does not need.
+const versionPrefix = 64
+
+// checkVersion finds the version record (key 0x00, the smallest key, so
+// the first entry of the first data block). For an uncompressed block it
+// reads only the block's head and its trailer's type byte: the value is
+// checked field by field, the block checksum is not (it is when a lookup
+// reads the block). Anything unexpected falls back to a full, verified
+// read of the block.
 func (x *File) checkVersion() error {
-	v, err := x.t.Get([]byte{TypeVersion}, nil)
-	if errors.Is(err, lerrors.ErrNotFound) {
+	it := blockIter{b: &x.index}
+	if !it.First() {
+		if it.err != nil {
+			return x.corrupt("index block: %v", it.err)
+		}
+		return fmt.Errorf("%w %s: no version record (empty table)", ErrVersion, x.name)
+	}
+	if v, ok := x.versionFast(it.val); ok {
+		return x.checkVersionValue(v)
+	}
+	b, _, err := x.dataBlock(it.val)
+	if err != nil {
+		return err
+	}
+	bi := blockIter{b: &b}
+	if !bi.Seek([]byte{TypeVersion}) || !bytes.Equal(bi.key, []byte{TypeVersion}) {
+		if bi.err != nil {
+			return x.corrupt("data block: %v", bi.err)
+		}
 		return fmt.Errorf("%w %s: no version record", ErrVersion, x.name)
 	}
-	if err != nil {
-		return fmt.Errorf("%w %s: %v", ErrCorrupt, x.name, err)
+	return x.checkVersionValue(bi.val)
+}
+
+// versionFast returns the version value when the first block is stored
+// uncompressed and starts with the version record; false means "look the
+// slow way", never "absent".
+func (x *File) versionFast(val []byte) ([]byte, bool) {
+	h, _, ok := decodeHandle(val)
+	if !ok || checkHandle(h, x.size-footerSize) != nil || h.size < versionPrefix {
+		return nil, false
 	}
+	var head [versionPrefix]byte
+	var typ [1]byte
+	if x.readAt(head[:], int64(h.offset)) != nil || x.readAt(typ[:], int64(h.offset+h.size)) != nil || typ[0] != noCompression {
+		return nil, false
+	}
+	// Entry: shared 0, unshared 1, value length 8, key 0x00, 8-byte value.
+	if head[0] != 0 || head[1] != 1 || head[2] != 8 || head[3] != TypeVersion {
+		return nil, false
+	}
+	return head[4:12], true
+}
+
+func (x *File) checkVersionValue(v []byte) error {
 	if len(v) != 8 {
 		return fmt.Errorf("%w %s: version record of %d bytes", ErrVersion, x.name, len(v))
 	}
@@ -121,7 +254,9 @@ func (x *File) Name() string { return x.name }
 
 // Close releases the file.
 func (x *File) Close() error {
-	x.t.Release()
+	if x.f == nil {
+		return nil
+	}
 	return x.f.Close()
 }
 
@@ -131,30 +266,36 @@ func (x *File) Lookup(ctx context.Context, key []byte) ([]uint32, error) {
 }
 
 // Range returns the union of the positions of every key k with
-// lo <= k <= hi (bytewise), sorted and without duplicates.
+// lo <= k <= hi (bytewise), sorted and without duplicates. It reads only
+// the data blocks whose key span meets [lo, hi]: none when the index block
+// shows every key is below lo.
 func (x *File) Range(ctx context.Context, lo, hi []byte) ([]uint32, error) {
-	it := x.t.NewIterator(&util.Range{Start: lo}, nil)
-	defer it.Release()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	var out []uint32
 	lists := 0
-	for it.Next() {
-		if bytes.Compare(it.Key(), hi) > 0 {
-			break
+	err := x.scan(lo, func(k, v []byte) (bool, error) {
+		if bytes.Compare(k, hi) > 0 {
+			return false, nil
 		}
-		if err := ctx.Err(); err != nil {
-			return nil, err
+		if lists > 0 {
+			if err := ctx.Err(); err != nil {
+				return false, err
+			}
 		}
-		v := it.Value()
 		if len(v)%4 != 0 {
-			return nil, fmt.Errorf("%w %s: key %x has a value of %d bytes", ErrCorrupt, x.name, it.Key(), len(v))
+			return false, x.corrupt("key %x has a value of %d bytes", k, len(v))
 		}
+		out = slices.Grow(out, len(v)/4)
 		for i := 0; i < len(v); i += 4 {
 			out = append(out, binary.BigEndian.Uint32(v[i:]))
 		}
 		lists++
-	}
-	if err := it.Error(); err != nil {
-		return nil, fmt.Errorf("%w %s: %v", ErrCorrupt, x.name, err)
+		return true, nil
+	}, hi)
+	if err != nil {
+		return nil, err
 	}
 	// One list from a well-formed file is already sorted; several lists, or
 	// a file we do not trust to be well formed, are normalized here.
@@ -163,6 +304,45 @@ func (x *File) Range(ctx context.Context, lo, hi []byte) ([]uint32, error) {
 		out = slices.Compact(out)
 	}
 	return out, nil
+}
+
+// scan calls fn for each entry with key >= lo, in order, until fn returns
+// false or an error. When hi is not nil, scan also stops before reading a
+// block whose keys all exceed hi (its index separator before it is >= hi).
+func (x *File) scan(lo []byte, fn func(k, v []byte) (bool, error), hi []byte) error {
+	ix := blockIter{b: &x.index}
+	first := true
+	for ok := ix.Seek(lo); ok; ok = ix.Next() {
+		b, h, err := x.dataBlock(ix.val)
+		if err != nil {
+			return err
+		}
+		bi := blockIter{b: &b}
+		var more bool
+		if first {
+			more = bi.Seek(lo)
+			first = false
+		} else {
+			more = bi.First()
+		}
+		for ; more; more = bi.Next() {
+			cont, err := fn(bi.key, bi.val)
+			if err != nil || !cont {
+				return err
+			}
+		}
+		if bi.err != nil {
+			return x.corrupt("data block at %d: %v", h.offset, bi.err)
+		}
+		// Every key of the next block is > this block's separator.
+		if hi != nil && bytes.Compare(ix.key, hi) >= 0 {
+			return nil
+		}
+	}
+	if ix.err != nil {
+		return x.corrupt("index block: %v", ix.err)
+	}
+	return nil
 }
 
 func isStrictlySorted(p []uint32) bool {
@@ -183,22 +363,20 @@ type Entry struct {
 // Entries returns every key (version record excluded) in order; for
 // inspection tools and tests.
 func (x *File) Entries() ([]Entry, error) {
-	it := x.t.NewIterator(&util.Range{Start: []byte{TypeProto}}, nil)
-	defer it.Release()
 	var out []Entry
-	for it.Next() {
-		v := it.Value()
+	err := x.scan([]byte{TypeProto}, func(k, v []byte) (bool, error) {
 		if len(v)%4 != 0 {
-			return nil, fmt.Errorf("%w %s: key %x has a value of %d bytes", ErrCorrupt, x.name, it.Key(), len(v))
+			return false, x.corrupt("key %x has a value of %d bytes", k, len(v))
 		}
-		e := Entry{Key: slices.Clone(it.Key())}
+		e := Entry{Key: slices.Clone(k)}
 		for i := 0; i < len(v); i += 4 {
 			e.Positions = append(e.Positions, binary.BigEndian.Uint32(v[i:]))
 		}
 		out = append(out, e)
-	}
-	if err := it.Error(); err != nil {
-		return nil, fmt.Errorf("%w %s: %v", ErrCorrupt, x.name, err)
+		return true, nil
+	}, nil)
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }

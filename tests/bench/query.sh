@@ -5,6 +5,11 @@
 # queries with stenoquery next to tcpdump scanning the same packets as one
 # pcap. Each figure is the median of BENCH_RUNS runs (default 3), from the
 # page cache (the store and the pcap were just written).
+#
+# BENCH_QUERY_DIR keeps the work directory (big.pcap and store) after the
+# run; with BENCH_REUSE=1 as well, an existing store there is reused instead
+# of being built again (for repeated measurements). By default a fresh store
+# is built in a temporary directory that is removed afterwards.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 BIN="$ROOT/build/bin"
@@ -14,14 +19,20 @@ WORK="${BENCH_QUERY_DIR:-/var/tmp/steno-qbench}"
 export PATH=/usr/local/go/bin:$PATH
 [[ -d "$SHARED/pcaps" ]] || { echo "query bench: corpus not found at $SHARED/pcaps" >&2; exit 1; }
 mkdir -p "$WORK"
-trap 'rm -rf "$WORK"' EXIT
+[[ -n "${BENCH_QUERY_DIR:-}" ]] || trap 'rm -rf "$WORK"' EXIT
 
 echo "== query benchmark =="
-(cd "$ROOT" && go run ./tests/bench/mkbig -o "$WORK/big.pcap" -min_bytes "${BENCH_MIN_BYTES:-2200000000}" "$SHARED"/pcaps/*.pcap)
-rm -rf "$WORK/store" && mkdir -p "$WORK/store"
-t0=$(date +%s.%N)
-"$BIN/stenotype" --pcap_in="$WORK/big.pcap" --dir="$WORK/store" --uid=0 --gid=0 --fileage_sec=3600 -q
-t1=$(date +%s.%N)
+if [[ "${BENCH_REUSE:-0}" == 1 && -s "$WORK/big.pcap" && -d "$WORK/store/PKT0" && -f "$WORK/store/.complete" ]]; then
+  echo "reusing the store in $WORK (BENCH_REUSE=1)"
+  t0=0 t1=0
+else
+  (cd "$ROOT" && go run ./tests/bench/mkbig -o "$WORK/big.pcap" -min_bytes "${BENCH_MIN_BYTES:-2200000000}" "$SHARED"/pcaps/*.pcap)
+  rm -rf "$WORK/store" && mkdir -p "$WORK/store"
+  t0=$(date +%s.%N)
+  "$BIN/stenotype" --pcap_in="$WORK/big.pcap" --dir="$WORK/store" --uid=0 --gid=0 --fileage_sec=3600 -q
+  t1=$(date +%s.%N)
+  touch "$WORK/store/.complete"
+fi
 pkt_bytes=$(du -cb "$WORK"/store/PKT0/* | tail -1 | cut -f1)
 idx_bytes=$(du -cb "$WORK"/store/IDX0/* | tail -1 | cut -f1)
 files=$(ls "$WORK/store/PKT0" | wc -l)
