@@ -87,21 +87,21 @@ var FastFlags = []string{"--fileage_sec=1", "--blockage_sec=1", "--blocks=16", "
 // Options says how to run one daemon. The zero value is one thread in
 // fresh directories, FastFlags, HTTPS only, sync every second.
 type Options struct {
-	Threads        int      // number of threads when ThreadDirs is nil (default 1)
-	ThreadDirs     []Thread // explicit thread directories and limits
-	Flags          []string // stenotype Flags; nil means FastFlags
-	StenotypePath  string   // default build/bin/stenotype
-	Binary         string   // default build/bin/stenographer (e.g. a -race build)
-	RPC            bool     // add an Rpc section (gRPC on GRPCPort)
-	RPCEdit        func(*RPC)
-	SyncInterval   time.Duration // --sync_interval, default 1s
-	StaleTimeout   time.Duration // --stale_timeout when non-zero
-	Args           []string      // more daemon flags
-	NoWait         bool          // do not wait for HTTPS to answer (and stenotype to run)
-	NoWaitCapture  bool          // wait for HTTPS only, not for stenotype's first STATS line
-	CertsPrepared  func(certDir string)
-	Edit           func(*Config)
-	ReadyTimeout   time.Duration // default 90s
+	Threads         int      // number of threads when ThreadDirs is nil (default 1)
+	ThreadDirs      []Thread // explicit thread directories and limits
+	Flags           []string // stenotype Flags; nil means FastFlags
+	StenotypePath   string   // default build/bin/stenotype
+	Binary          string   // default build/bin/stenographer (e.g. a -race build)
+	RPC             bool     // add an Rpc section (gRPC on GRPCPort)
+	RPCEdit         func(*RPC)
+	SyncInterval    time.Duration // --sync_interval, default 1s
+	StaleTimeout    time.Duration // --stale_timeout when non-zero
+	Args            []string      // more daemon flags
+	NoWait          bool          // do not wait for HTTPS to answer (and stenotype to run)
+	NoWaitCapture   bool          // wait for HTTPS only, not for stenotype's first STATS line
+	CertsPrepared   func(certDir string)
+	Edit            func(*Config)
+	ReadyTimeout    time.Duration // default 90s
 	ShutdownTimeout time.Duration // SIGTERM grace at cleanup, default 30s
 }
 
