@@ -1,0 +1,148 @@
+// Package rpc is stenographer's gRPC API (SPEC §8): the Stenographer
+// service of protobuf/steno.proto over mutual TLS.
+//
+// Stage: analyst ← PCAP. Input: PcapRequest (query, chunk and size
+// limits). Output: the store's answer streamed straight from the query
+// engine as PcapResponse chunks; no temporary files (the reference's
+// ServerPcapPath is accepted by the configuration but not used).
+//
+// Truncation: when max_size (or the server's ServerPcapMaxSize) cuts the
+// result short, the stream carries everything up to the limit, ends with
+// status OK — so reference clients still get their data — and its trailer
+// says "steno-truncated: true". Every successful stream's trailer also
+// carries "steno-packets" and "steno-bytes" (the PCAP size).
+package rpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	pb "github.com/stenographer-ng/stenographer/protobuf"
+	"github.com/stenographer-ng/stenographer/stenographer/store"
+	"github.com/stenographer-ng/stenographer/stenographer/tlsconfig"
+)
+
+// Config configures a Server. The size fields are those of the
+// configuration's Rpc section.
+type Config struct {
+	Addr                          string // host:port; port 0 picks a free port
+	CaCert, ServerCert, ServerKey string // PEM files
+	Store                         *store.Store
+	ServerPcapMaxSize             int64 // caps every stream's bytes; 0: no cap
+	ClientPcapChunkSize           int64 // chunk size when a request gives 0
+	ClientPcapMaxSize             int64 // stream size when a request gives 0; 0: no limit
+	Logger                        *slog.Logger
+}
+
+// Trailer keys of a RetrievePcap stream.
+const (
+	TrailerTruncated  = "steno-truncated"   // "true" or "false"
+	TrailerPackets    = "steno-packets"     // packets in the stream
+	TrailerBytes      = "steno-bytes"       // PCAP bytes in the stream
+	TrailerFileErrors = "steno-file-errors" // files that could not be read (only when > 0)
+)
+
+// Request bounds.
+const (
+	// DefaultChunkSize is used when neither the request nor the server
+	// configuration sets a chunk size.
+	DefaultChunkSize = 1000
+	// MaxChunkSize caps chunk_size so that every response fits within the
+	// 4 MiB a gRPC client accepts by default.
+	MaxChunkSize = 2 << 20
+	// MaxUIDBytes bounds the uid echoed in every response.
+	MaxUIDBytes = 1024
+)
+
+// Server serves the gRPC API. Serve it once.
+type Server struct {
+	cfg   Config
+	log   *slog.Logger
+	grpc  *grpc.Server
+	ready chan struct{}
+
+	mu   sync.Mutex
+	addr net.Addr
+}
+
+// New loads the certificates and builds the service. A certificate that
+// cannot be loaded is an error naming its file.
+func New(cfg Config) (*Server, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("rpc: no store")
+	}
+	for _, v := range []struct {
+		name string
+		n    int64
+	}{{"ServerPcapMaxSize", cfg.ServerPcapMaxSize}, {"ClientPcapChunkSize", cfg.ClientPcapChunkSize}, {"ClientPcapMaxSize", cfg.ClientPcapMaxSize}} {
+		if v.n < 0 {
+			return nil, fmt.Errorf("rpc: %s is %d; want 0 or more", v.name, v.n)
+		}
+	}
+	tc, err := tlsconfig.Server(cfg.CaCert, cfg.ServerCert, cfg.ServerKey)
+	if err != nil {
+		return nil, fmt.Errorf("rpc: %w", err)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		cfg:   cfg,
+		log:   log.With("component", "grpc"),
+		ready: make(chan struct{}),
+	}
+	// WaitForHandlers makes Stop return only after every handler did;
+	// Stop cancels their contexts, so that is quick.
+	s.grpc = grpc.NewServer(grpc.Creds(credentials.NewTLS(tc)), grpc.WaitForHandlers(true))
+	pb.RegisterStenographerServer(s.grpc, &service{cfg: &s.cfg, log: s.log})
+	return s, nil
+}
+
+// Serve listens on Config.Addr and serves until ctx is done. It returns an
+// error if it cannot listen, and nil once ctx is done and every stream has
+// ended: running queries are cancelled, not waited for.
+func (s *Server) Serve(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("rpc: %w", err)
+	}
+	return s.ServeListener(ctx, ln)
+}
+
+// ServeListener is Serve on a listener the caller opened; it closes ln.
+func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
+	s.mu.Lock()
+	s.addr = ln.Addr()
+	s.mu.Unlock()
+	close(s.ready)
+	s.log.Info("serving gRPC", "addr", ln.Addr().String())
+	done := make(chan error, 1)
+	go func() { done <- s.grpc.Serve(ln) }()
+	select {
+	case err := <-done:
+		return fmt.Errorf("rpc: %w", err)
+	case <-ctx.Done():
+	}
+	s.grpc.Stop()
+	<-done
+	s.log.Info("gRPC stopped")
+	return nil
+}
+
+// Ready is closed once the server listens; Addr is valid from then on.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Addr returns the address the server listens on, or nil before Ready.
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addr
+}

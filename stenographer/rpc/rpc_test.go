@@ -1,0 +1,466 @@
+package rpc_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/stenographer-ng/stenographer/protobuf"
+	"github.com/stenographer-ng/stenographer/stenographer/metrics"
+	"github.com/stenographer-ng/stenographer/stenographer/pcap"
+	"github.com/stenographer-ng/stenographer/stenographer/rpc"
+	"github.com/stenographer-ng/stenographer/stenographer/server"
+	"github.com/stenographer-ng/stenographer/stenographer/server/servertest"
+	"github.com/stenographer-ng/stenographer/stenographer/store"
+	"github.com/stenographer-ng/stenographer/stenographer/tlsconfig/testcerts"
+)
+
+var (
+	small = servertest.Layout{Packets: 2000, PerFile: 200, Step: 100 * time.Millisecond}
+	big   = servertest.Layout{Packets: 12000, PerFile: 3000, Size: 1400, Step: time.Millisecond}
+)
+
+type env struct {
+	st    *store.Store
+	certs *testcerts.Set
+	addr  string
+	stop  func() error
+}
+
+func start(t *testing.T, st *store.Store, certs *testcerts.Set, cfg rpc.Config) *env {
+	t.Helper()
+	cfg.Addr = "127.0.0.1:0"
+	cfg.CaCert, cfg.ServerCert, cfg.ServerKey = certs.CA, certs.Server.Cert, certs.Server.Key
+	cfg.Store = st
+	srv, err := rpc.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	select {
+	case <-srv.Ready():
+	case err := <-done:
+		t.Fatalf("Serve: %v", err)
+	}
+	e := &env{st: st, certs: certs, addr: srv.Addr().String()}
+	var once sync.Once
+	var result error
+	e.stop = func() error {
+		once.Do(func() { cancel(); result = <-done })
+		return result
+	}
+	t.Cleanup(func() {
+		if err := e.stop(); err != nil {
+			t.Errorf("Serve returned %v after shutdown; want nil", err)
+		}
+	})
+	return e
+}
+
+func (e *env) client(t *testing.T, p testcerts.Pair, opts ...grpc.DialOption) pb.StenographerClient {
+	t.Helper()
+	opts = append(opts, grpc.WithTransportCredentials(credentials.NewTLS(servertest.TLS(t, e.certs, p))))
+	conn, err := grpc.NewClient(e.addr, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return pb.NewStenographerClient(conn)
+}
+
+type answer struct {
+	data    []byte
+	chunks  []int
+	trailer metadata.MD
+}
+
+func retrieve(ctx context.Context, c pb.StenographerClient, req *pb.PcapRequest) (*answer, error) {
+	a := &answer{}
+	stream, err := c.RetrievePcap(ctx, req)
+	if err != nil {
+		return a, err
+	}
+	for {
+		resp, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return a, err
+		}
+		if resp.Uid != req.Uid {
+			return a, fmt.Errorf("response uid %q, want %q", resp.Uid, req.Uid)
+		}
+		a.data = append(a.data, resp.Pcap...)
+		a.chunks = append(a.chunks, len(resp.Pcap))
+	}
+	a.trailer = stream.Trailer()
+	return a, nil
+}
+
+func (a *answer) truncated() string {
+	if v := a.trailer.Get(rpc.TrailerTruncated); len(v) == 1 {
+		return v[0]
+	}
+	return ""
+}
+
+// httpAnswer returns the HTTPS API's answer to q.
+func httpAnswer(t *testing.T, st *store.Store, certs *testcerts.Set, q string) []byte {
+	t.Helper()
+	srv, err := server.New(server.Config{Addr: "127.0.0.1:0", CertPath: certs.Dir, Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go srv.Serve(ctx)
+	<-srv.Ready()
+	resp, err := servertest.HTTPClient(t, certs, certs.Client).Post("https://"+srv.Addr().String()+"/query", "text/plain", strings.NewReader(q))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("HTTPS %q: %d %v", q, resp.StatusCode, err)
+	}
+	return data
+}
+
+func TestRetrieve(t *testing.T) {
+	st, certs := servertest.Store(t, small), servertest.Certs(t)
+	e := start(t, st, certs, rpc.Config{ClientPcapChunkSize: 1000})
+	c := e.client(t, certs.Client)
+	viaHTTP := httpAnswer(t, st, certs, "after 3h ago")
+	if n := len(servertest.Packets(t, viaHTTP)); n != small.Packets {
+		t.Fatalf("HTTPS answer has %d packets, want %d", n, small.Packets)
+	}
+	for _, tc := range []struct {
+		name      string
+		chunk     int64
+		wantChunk int
+		query     string
+	}{
+		{"chunk 100", 100, 100, "after 3h ago"},
+		{"default chunk", 0, 1000, "after 3h ago"},
+		{"odd chunk", 4099, 4099, "after 3h ago"},
+		{"chunk over the cap", 1 << 30, rpc.MaxChunkSize, "after 3h ago"},
+		{"one chunk of header", 0, 1000, "port 4000"},
+		{"one port", 512, 512, "port 1007"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := &pb.PcapRequest{Uid: "uid-" + tc.name, ChunkSize: tc.chunk, Query: tc.query}
+			a, err := retrieve(context.Background(), c, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, _ := servertest.Expected(t, st, tc.query, pcap.Limits{})
+			if tc.query == "after 3h ago" && !bytes.Equal(want, viaHTTP) {
+				t.Fatal("the store's answer differs from the HTTPS answer")
+			}
+			if !bytes.Equal(a.data, want) {
+				t.Errorf("concatenated chunks: %d bytes, differ from the %d byte HTTPS/store answer", len(a.data), len(want))
+			}
+			for i, n := range a.chunks {
+				if n > tc.wantChunk || n == 0 || (i < len(a.chunks)-1 && n != tc.wantChunk) {
+					t.Fatalf("chunk %d of %d is %d bytes; want %d (the last at most that)", i, len(a.chunks), n, tc.wantChunk)
+				}
+			}
+			if got := a.truncated(); got != "false" {
+				t.Errorf("trailer %s = %q, want false", rpc.TrailerTruncated, got)
+			}
+			if got := a.trailer.Get(rpc.TrailerBytes); len(got) != 1 || got[0] != fmt.Sprint(len(want)) {
+				t.Errorf("trailer %s = %q, want %d", rpc.TrailerBytes, got, len(want))
+			}
+		})
+	}
+}
+
+func TestSizeLimits(t *testing.T) {
+	st, certs := servertest.Store(t, small), servertest.Certs(t)
+	e := start(t, st, certs, rpc.Config{ClientPcapChunkSize: 700, ClientPcapMaxSize: 3000, ServerPcapMaxSize: 5000})
+	c := e.client(t, certs.Client)
+	for _, tc := range []struct {
+		name      string
+		maxSize   int64
+		query     string
+		limit     int64 // bytes the server should allow
+		truncated string
+	}{
+		{"client default", 0, "after 3h ago", 3000, "true"},
+		{"below the cap", 4000, "after 3h ago", 4000, "true"},
+		{"capped by the server", 1 << 40, "after 3h ago", 5000, "true"},
+		{"tiny", 100, "after 3h ago", 100, "true"},
+		{"under the limit", 0, "port 1003 and before 2h ago", 3000, "false"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, err := retrieve(context.Background(), c, &pb.PcapRequest{Uid: "x", MaxSize: tc.maxSize, Query: tc.query})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, _ := servertest.Expected(t, st, tc.query, pcap.Limits{MaxBytes: tc.limit})
+			if !bytes.Equal(a.data, want) {
+				t.Errorf("%d bytes; want the store's %d byte answer under a %d byte limit", len(a.data), len(want), tc.limit)
+			}
+			if int64(len(a.data)) > tc.limit {
+				t.Errorf("%d bytes, over the %d byte limit", len(a.data), tc.limit)
+			}
+			servertest.Packets(t, a.data) // a valid PCAP, cut at a packet boundary
+			if got := a.truncated(); got != tc.truncated {
+				t.Errorf("trailer %s = %q, want %q", rpc.TrailerTruncated, got, tc.truncated)
+			}
+			for _, n := range a.chunks {
+				if n > 700 {
+					t.Errorf("chunk of %d bytes over the default 700", n)
+				}
+			}
+		})
+	}
+}
+
+func TestInvalidArgument(t *testing.T) {
+	st, certs := servertest.Store(t, small), servertest.Certs(t)
+	e := start(t, st, certs, rpc.Config{})
+	c := e.client(t, certs.Client)
+	for _, tc := range []struct {
+		name string
+		req  *pb.PcapRequest
+		msg  string
+	}{
+		{"bad port", &pb.PcapRequest{Query: "port 65536"}, "position 6"},
+		{"empty query", &pb.PcapRequest{}, "empty query"},
+		{"hostname", &pb.PcapRequest{Query: "host example.com"}, "position"},
+		{"negative chunk", &pb.PcapRequest{Query: "port 1", ChunkSize: -1}, "chunk_size"},
+		{"negative max", &pb.PcapRequest{Query: "port 1", MaxSize: -5}, "max_size"},
+		{"long uid", &pb.PcapRequest{Query: "port 1", Uid: strings.Repeat("u", rpc.MaxUIDBytes+1)}, "uid"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := metrics.Queries()[metrics.TransportGRPC].ByOutcome[metrics.OutcomeBadQuery]
+			a, err := retrieve(context.Background(), c, tc.req)
+			if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), tc.msg) {
+				t.Fatalf("error %v; want InvalidArgument naming %q", err, tc.msg)
+			}
+			if len(a.data) != 0 {
+				t.Errorf("%d bytes sent before the error", len(a.data))
+			}
+			if got := metrics.Queries()[metrics.TransportGRPC].ByOutcome[metrics.OutcomeBadQuery] - before; got != 1 {
+				t.Errorf("bad_query count went up by %d, want 1", got)
+			}
+		})
+	}
+}
+
+func TestRefused(t *testing.T) {
+	st, certs := servertest.Store(t, small), servertest.Certs(t)
+	e := start(t, st, certs, rpc.Config{})
+	for _, tc := range []struct {
+		name string
+		p    testcerts.Pair
+	}{
+		{"no client certificate", testcerts.Pair{}},
+		{"another CA", certs.OtherCAClient},
+		{"expired", certs.ExpiredClient},
+		{"server usage only", certs.ServerUsageClient},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := metrics.Queries()[metrics.TransportGRPC]
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			a, err := retrieve(ctx, e.client(t, tc.p), &pb.PcapRequest{Query: "port 1001"})
+			if err == nil || status.Code(err) == codes.DeadlineExceeded || len(a.data) != 0 {
+				t.Fatalf("err %v, %d bytes; want the handshake refused", err, len(a.data))
+			}
+			t.Logf("refused: %v", err)
+			if after := metrics.Queries()[metrics.TransportGRPC]; after.ByOutcome[metrics.OutcomeOK] != before.ByOutcome[metrics.OutcomeOK] {
+				t.Error("a query ran")
+			}
+		})
+	}
+	t.Run("plaintext client", func(t *testing.T) {
+		conn, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := retrieve(ctx, pb.NewStenographerClient(conn), &pb.PcapRequest{Query: "port 1001"}); err == nil || status.Code(err) == codes.DeadlineExceeded {
+			t.Fatalf("plaintext gRPC answered: %v", err)
+		}
+	})
+}
+
+// TestClientCancel stops reading a large stream and cancels it: the
+// server's query must end and be counted as canceled.
+func TestClientCancel(t *testing.T) {
+	st, certs := servertest.Store(t, big), servertest.Certs(t)
+	e := start(t, st, certs, rpc.Config{})
+	// Small fixed windows: a client that stops reading holds the server.
+	c := e.client(t, certs.Client, grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
+	before := metrics.Queries()[metrics.TransportGRPC]
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stream, err := c.RetrievePcap(ctx, &pb.PcapRequest{Uid: "c", ChunkSize: 1 << 20, Query: "after 3h ago"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	if n := metrics.Queries()[metrics.TransportGRPC].InFlight; n != 1 {
+		t.Errorf("%d queries in flight while streaming, want 1", n)
+	}
+	cancel()
+	servertest.Eventually(t, "the query to end", func() bool {
+		return metrics.Queries()[metrics.TransportGRPC].InFlight == 0
+	})
+	after := metrics.Queries()[metrics.TransportGRPC]
+	if got := after.ByOutcome[metrics.OutcomeCanceled] - before.ByOutcome[metrics.OutcomeCanceled]; got != 1 {
+		t.Errorf("canceled count went up by %d, want 1 (outcomes %v)", got, after.ByOutcome)
+	}
+	if sent, total := after.Bytes-before.Bytes, int64(big.Packets*(big.Size+16)); sent >= total {
+		t.Errorf("server produced %d bytes of %d: the query was not cut short", sent, total)
+	}
+}
+
+func TestShutdownCancelsStreams(t *testing.T) {
+	st, certs := servertest.Store(t, big), servertest.Certs(t)
+	e := start(t, st, certs, rpc.Config{})
+	c := e.client(t, certs.Client, grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
+	stream, err := c.RetrievePcap(context.Background(), &pb.PcapRequest{ChunkSize: 1 << 20, Query: "after 3h ago"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- e.stop() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Serve: %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("Serve did not return after shutdown with a stream in flight")
+	}
+	if n := metrics.Queries()[metrics.TransportGRPC].InFlight; n != 0 {
+		t.Errorf("%d queries in flight after shutdown", n)
+	}
+	for {
+		if _, err := stream.Recv(); err != nil {
+			if errors.Is(err, io.EOF) {
+				t.Error("interrupted stream ended cleanly; want an error")
+			}
+			break
+		}
+	}
+}
+
+// TestConcurrent runs 20 queries at once, half over HTTPS and half over
+// gRPC, and checks every answer against the store's.
+func TestConcurrent(t *testing.T) {
+	st, certs := servertest.Store(t, small), servertest.Certs(t)
+	e := start(t, st, certs, rpc.Config{ClientPcapChunkSize: 3000})
+	c := e.client(t, certs.Client)
+	hs, err := server.New(server.Config{Addr: "127.0.0.1:0", CertPath: certs.Dir, Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ctx) }()
+	<-hs.Ready()
+	url := "https://" + hs.Addr().String() + "/query"
+	hc := servertest.HTTPClient(t, certs, certs.Client)
+
+	queries := []string{"after 3h ago", "port 1001", "port 1002 or port 1003", "port 1004 and after 110m ago", "port=1005"}
+	want := map[string][]byte{}
+	for _, q := range queries {
+		want[q], _ = servertest.Expected(t, st, q, pcap.Limits{})
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for i := range 20 {
+		q := queries[i%len(queries)]
+		wg.Go(func() {
+			var got []byte
+			if i%2 == 0 {
+				resp, err := hc.Post(url, "text/plain", strings.NewReader(q))
+				if err != nil {
+					errs <- fmt.Errorf("HTTPS %q: %w", q, err)
+					return
+				}
+				got, err = io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil {
+					errs <- fmt.Errorf("HTTPS %q: %w", q, err)
+					return
+				}
+			} else {
+				a, err := retrieve(context.Background(), c, &pb.PcapRequest{Uid: fmt.Sprint(i), Query: q})
+				if err != nil {
+					errs <- fmt.Errorf("gRPC %q: %w", q, err)
+					return
+				}
+				got = a.data
+			}
+			if !bytes.Equal(got, want[q]) {
+				errs <- fmt.Errorf("query %d %q: %d bytes, want %d", i, q, len(got), len(want[q]))
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	cancel()
+	if err := <-served; err != nil {
+		t.Errorf("HTTPS Serve: %v", err)
+	}
+}
+
+func TestStartErrors(t *testing.T) {
+	st, certs := servertest.Store(t, servertest.Layout{Packets: 10, PerFile: 10, Step: time.Second}), servertest.Certs(t)
+	missing := certs.Dir + "/missing.pem"
+	for _, tc := range []struct {
+		name string
+		cfg  rpc.Config
+		want string
+	}{
+		{"missing CA", rpc.Config{CaCert: missing, ServerCert: certs.Server.Cert, ServerKey: certs.Server.Key}, missing},
+		{"missing cert", rpc.Config{CaCert: certs.CA, ServerCert: missing, ServerKey: certs.Server.Key}, missing},
+		{"missing key", rpc.Config{CaCert: certs.CA, ServerCert: certs.Server.Cert, ServerKey: missing}, missing},
+		{"CA not PEM", rpc.Config{CaCert: certs.Server.Key, ServerCert: certs.Server.Cert, ServerKey: certs.Server.Key}, certs.Server.Key},
+		{"negative size", rpc.Config{CaCert: certs.CA, ServerCert: certs.Server.Cert, ServerKey: certs.Server.Key, ClientPcapChunkSize: -1}, "ClientPcapChunkSize"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.cfg.Store = st
+			if _, err := rpc.New(tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("New: %v; want an error naming %s", err, tc.want)
+			}
+		})
+	}
+	if _, err := os.Stat(missing); err == nil {
+		t.Fatal("test bug: the missing file exists")
+	}
+}
