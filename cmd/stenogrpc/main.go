@@ -1,0 +1,149 @@
+// Command stenogrpc retrieves PCAP from a stenographer's gRPC API
+// (RetrievePcap, SPEC §8) over mutual TLS and saves the stream to a file.
+//
+//	stenogrpc --server HOST:PORT --ca FILE --cert FILE --key FILE \
+//	    [--uid ID] [--chunk_size N] [--max_size N] [--out FILE|-] QUERY
+//
+// The query is the remaining arguments joined by spaces. When a size limit
+// cut the result short, it says so on stderr (from the stream's trailer)
+// and still exits 0: the file holds a valid PCAP up to the limit. Errors
+// exit 1 with the gRPC status message.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/stenographer-ng/stenographer/protobuf"
+	"github.com/stenographer-ng/stenographer/stenographer/rpc"
+	"github.com/stenographer-ng/stenographer/stenographer/tlsconfig"
+)
+
+func main() {
+	fs := flag.NewFlagSet("stenogrpc", flag.ContinueOnError)
+	server := fs.String("server", "", "stenographer gRPC address, HOST:PORT")
+	ca := fs.String("ca", "", "CA certificate (PEM) the server certificate must chain to")
+	cert := fs.String("cert", "", "client certificate (PEM)")
+	key := fs.String("key", "", "client key (PEM)")
+	serverName := fs.String("server_name", "", "name the server certificate must carry (default: the host of --server)")
+	uid := fs.String("uid", "", "request id echoed in every response (default: random)")
+	chunk := fs.Int64("chunk_size", 0, "bytes per response; 0: the server's default")
+	maxSize := fs.Int64("max_size", 0, "most PCAP bytes to receive; 0: the server's default")
+	out := fs.String("out", "-", "output file, - for stdout")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: stenogrpc --server HOST:PORT --ca FILE --cert FILE --key FILE [flags] QUERY\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		os.Exit(2)
+	}
+	q := strings.Join(fs.Args(), " ")
+	if *server == "" || *ca == "" || *cert == "" || *key == "" || strings.TrimSpace(q) == "" {
+		fs.Usage()
+		os.Exit(2)
+	}
+	if *uid == "" {
+		*uid = randomID()
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	req := &pb.PcapRequest{Uid: *uid, ChunkSize: *chunk, MaxSize: *maxSize, Query: q}
+	if err := run(ctx, *server, *ca, *cert, *key, *serverName, req, *out); err != nil {
+		fmt.Fprintln(os.Stderr, "stenogrpc:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, addr, ca, cert, key, serverName string, req *pb.PcapRequest, outPath string) error {
+	tc, err := tlsconfig.Client(ca, cert, key, serverName)
+	if err != nil {
+		return err
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
+	if err != nil {
+		return fmt.Errorf("connecting to %s: %w", addr, err)
+	}
+	defer conn.Close()
+
+	var w io.Writer = os.Stdout
+	var tmp *os.File
+	if outPath != "-" {
+		// Write beside the target and rename at the end, so a failed
+		// transfer never leaves a file that looks like a whole result.
+		tmp, err = os.CreateTemp(filepath.Dir(outPath), "."+filepath.Base(outPath)+".*")
+		if err != nil {
+			return err
+		}
+		defer os.Remove(tmp.Name())
+		defer tmp.Close()
+		w = tmp
+	}
+
+	stream, err := pb.NewStenographerClient(conn).RetrievePcap(ctx, req)
+	if err != nil {
+		return describe(err)
+	}
+	var n int64
+	for {
+		resp, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return describe(err)
+		}
+		if resp.Uid != req.Uid {
+			return fmt.Errorf("response for uid %q, asked %q", resp.Uid, req.Uid)
+		}
+		if _, err := w.Write(resp.Pcap); err != nil {
+			return fmt.Errorf("writing %s: %w", outPath, err)
+		}
+		n += int64(len(resp.Pcap))
+	}
+	if tmp != nil {
+		if err := tmp.Close(); err != nil {
+			return fmt.Errorf("writing %s: %w", outPath, err)
+		}
+		if err := os.Rename(tmp.Name(), outPath); err != nil {
+			return err
+		}
+	}
+	if truncated(stream.Trailer()) {
+		fmt.Fprintf(os.Stderr, "stenogrpc: result truncated at the size limit (%d bytes received)\n", n)
+	}
+	return nil
+}
+
+func truncated(md metadata.MD) bool {
+	v := md.Get(rpc.TrailerTruncated)
+	return len(v) > 0 && v[0] == "true"
+}
+
+// describe turns a gRPC error into its code and message.
+func describe(err error) error {
+	if s, ok := status.FromError(err); ok {
+		return fmt.Errorf("%s: %s", s.Code(), s.Message())
+	}
+	return err
+}
+
+func randomID() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
