@@ -119,12 +119,9 @@ func StartQuery(transport string) *Query {
 	return &Query{transport: transport, start: time.Now()}
 }
 
-// End records the query's outcome and what it served (res may be nil).
-func (q *Query) End(outcome string, res *store.Result) {
-	var packets, bytes, fileErrors int64
-	if res != nil {
-		packets, bytes, fileErrors = res.Packets, res.Bytes, int64(len(res.Errors))
-	}
+// End records the query's outcome, the packets and PCAP bytes it
+// produced (also when it ended early) and the files it could not read.
+func (q *Query) End(outcome string, packets, bytes int64, fileErrors int) {
 	t := q.transport
 	queriesInFlight.WithLabelValues(t).Dec()
 	queriesTotal.WithLabelValues(t, outcome).Inc()
@@ -140,8 +137,16 @@ func (q *Query) End(outcome string, res *store.Result) {
 	c.ByOutcome[outcome]++
 	c.Packets += packets
 	c.Bytes += bytes
-	c.FileErrors += fileErrors
+	c.FileErrors += int64(fileErrors)
 	countsMu.Unlock()
+}
+
+// FileErrors returns how many files res says could not be read.
+func FileErrors(res *store.Result) int {
+	if res == nil {
+		return 0
+	}
+	return len(res.Errors)
 }
 
 // Outcome classifies the return of store.Query run under ctx.

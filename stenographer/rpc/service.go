@@ -71,7 +71,7 @@ func (s *service) RetrievePcap(req *pb.PcapRequest, stream grpc.ServerStreamingS
 			return s.run(stream, req.Uid, q, chunk, maxBytes, log)
 		}
 	}
-	metrics.StartQuery(metrics.TransportGRPC).End(metrics.OutcomeBadQuery, nil)
+	metrics.StartQuery(metrics.TransportGRPC).End(metrics.OutcomeBadQuery, 0, 0, 0)
 	log.Info("query refused", "err", err)
 	return status.Error(codes.InvalidArgument, err.Error())
 }
@@ -83,7 +83,7 @@ func (s *service) run(stream grpc.ServerStreamingServer[pb.PcapResponse], uid st
 	out := &chunkWriter{stream: stream, uid: uid, size: int(chunk)}
 	pw, err := pcap.NewWriter(out, pcap.Limits{MaxBytes: maxBytes})
 	if err != nil {
-		m.End(metrics.Outcome(ctx, nil, err), nil)
+		m.End(metrics.Outcome(ctx, nil, err), 0, 0, 0)
 		return status.Errorf(codes.Internal, "starting the result: %v", err)
 	}
 	res, err := s.cfg.Store.Query(ctx, q, pw)
@@ -94,7 +94,7 @@ func (s *service) run(stream grpc.ServerStreamingServer[pb.PcapResponse], uid st
 	if err != nil && out.failed {
 		outcome = metrics.OutcomeCanceled // the stream is gone
 	}
-	m.End(outcome, res)
+	m.End(outcome, pw.Packets(), pw.Bytes(), metrics.FileErrors(res))
 	attrs := []any{"outcome", outcome, "chunk_size", chunk, "max_size", maxBytes,
 		"packets", pw.Packets(), "bytes", pw.Bytes(), "chunks", out.chunks, "duration", time.Since(start)}
 	if res != nil {

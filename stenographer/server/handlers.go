@@ -68,7 +68,7 @@ func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request) {
 		err = pw.Flush() // status and PCAP header leave now
 	}
 	if err != nil {
-		m.End(metrics.Outcome(ctx, nil, err), nil)
+		m.End(metrics.Outcome(ctx, nil, err), 0, 0, 0)
 		s.log.Info("query: client gone before the result started", "query", text, "remote", r.RemoteAddr, "err", err)
 		return
 	}
@@ -77,7 +77,7 @@ func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request) {
 	if err != nil && out.failed {
 		outcome = metrics.OutcomeCanceled // the client is gone
 	}
-	m.End(outcome, res)
+	m.End(outcome, pw.Packets(), pw.Bytes(), metrics.FileErrors(res))
 	attrs := []any{"query", text, "remote", r.RemoteAddr, "outcome", outcome,
 		"packets", pw.Packets(), "bytes", pw.Bytes(), "duration", time.Since(start)}
 	if res != nil {
@@ -148,7 +148,7 @@ func (s *Server) badQuery(w http.ResponseWriter, r *http.Request, text string, e
 
 // refuse answers a query that will not run with a one-line reason.
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request, code int, text string, err error) {
-	metrics.StartQuery(metrics.TransportHTTP).End(metrics.OutcomeBadQuery, nil)
+	metrics.StartQuery(metrics.TransportHTTP).End(metrics.OutcomeBadQuery, 0, 0, 0)
 	s.log.Info("query refused", "query", text, "remote", r.RemoteAddr, "err", err)
 	http.Error(w, oneLine(err.Error()), code)
 }
