@@ -21,6 +21,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"sync"
 	"sync/atomic"
 )
 
@@ -126,7 +127,9 @@ func (x *File) readIndex() error {
 		return x.corrupt("file of %d bytes is too short for a table footer", x.size)
 	}
 	n := min(x.size, tailRead)
-	tail := make([]byte, n)
+	tb := getBuf(int(n))
+	defer putBuf(tb)
+	tail := *tb
 	tailStart := x.size - n
 	if err := x.readAt(tail, tailStart); err != nil {
 		return err
@@ -143,7 +146,9 @@ func (x *File) readIndex() error {
 		rel := int64(h.offset) - tailStart
 		raw = tail[rel : rel+int64(h.size)+trailerSize]
 	} else {
-		raw = make([]byte, h.size+trailerSize)
+		rb := getBuf(int(h.size + trailerSize))
+		defer putBuf(rb)
+		raw = *rb
 		if err := x.readAt(raw, int64(h.offset)); err != nil {
 			return err
 		}
@@ -152,6 +157,9 @@ func (x *File) readIndex() error {
 	if err != nil {
 		return x.corrupt("index block at %d: %v", h.offset, err)
 	}
+	if sameMemory(contents, raw) {
+		contents = slices.Clone(contents) // raw goes back to the pool
+	}
 	if x.index, err = parseBlock(contents); err != nil {
 		return x.corrupt("index block at %d: %v", h.offset, err)
 	}
@@ -159,27 +167,66 @@ func (x *File) readIndex() error {
 }
 
 // dataBlock reads, verifies and decodes the data block of index entry val.
-func (x *File) dataBlock(val []byte) (block, handle, error) {
+// The block may live in a pooled buffer: the caller passes buf to putBuf
+// when done with the block.
+func (x *File) dataBlock(val []byte) (_ block, _ handle, buf *[]byte, _ error) {
 	h, _, ok := decodeHandle(val)
 	if !ok {
-		return block{}, h, x.corrupt("bad block handle in the index block")
+		return block{}, h, nil, x.corrupt("bad block handle in the index block")
 	}
 	if err := checkHandle(h, x.size-footerSize); err != nil {
-		return block{}, h, x.corrupt("data %v", err)
+		return block{}, h, nil, x.corrupt("data %v", err)
 	}
-	raw := make([]byte, h.size+trailerSize)
+	buf = getBuf(int(h.size + trailerSize))
+	raw := *buf
 	if err := x.readAt(raw, int64(h.offset)); err != nil {
-		return block{}, h, err
+		putBuf(buf)
+		return block{}, h, nil, err
 	}
 	contents, err := blockContents(raw)
 	if err != nil {
-		return block{}, h, x.corrupt("data block at %d: %v", h.offset, err)
+		putBuf(buf)
+		return block{}, h, nil, x.corrupt("data block at %d: %v", h.offset, err)
+	}
+	if !sameMemory(contents, raw) { // decompressed into new memory
+		putBuf(buf)
+		buf = nil
 	}
 	b, err := parseBlock(contents)
 	if err != nil {
-		return block{}, h, x.corrupt("data block at %d: %v", h.offset, err)
+		putBuf(buf)
+		return block{}, h, nil, x.corrupt("data block at %d: %v", h.offset, err)
 	}
-	return b, h, nil
+	return b, h, buf, nil
+}
+
+// sameMemory reports whether a and b start at the same byte.
+func sameMemory(a, b []byte) bool {
+	return len(a) > 0 && len(b) > 0 && &a[0] == &b[0]
+}
+
+// bufPool recycles read buffers: a query opens many index files and reads
+// a block or two from each, and fresh buffers cost page faults and
+// garbage collection.
+var bufPool sync.Pool // of *[]byte
+
+// maxPooled is the largest buffer kept for reuse.
+const maxPooled = 4 << 20
+
+func getBuf(n int) *[]byte {
+	if p, _ := bufPool.Get().(*[]byte); p != nil && cap(*p) >= n {
+		*p = (*p)[:n]
+		return p
+	}
+	b := make([]byte, n, max(n, tailRead))
+	return &b
+}
+
+// putBuf returns a buffer from getBuf; nil is ignored.
+func putBuf(p *[]byte) {
+	if p != nil && cap(*p) <= maxPooled {
+		bufPool.Put(p)
+	}
 }
 
 // versionPrefix is how much of the first data block the version check
@@ -205,10 +252,11 @@ func (x *File) checkVersion() error {
 	if v, ok := x.versionFast(it.val); ok {
 		return x.checkVersionValue(v)
 	}
-	b, _, err := x.dataBlock(it.val)
+	b, _, buf, err := x.dataBlock(it.val)
 	if err != nil {
 		return err
 	}
+	defer putBuf(buf)
 	bi := blockIter{b: &b}
 	if !bi.Seek([]byte{TypeVersion}) || !bytes.Equal(bi.key, []byte{TypeVersion}) {
 		if bi.err != nil {
@@ -306,6 +354,28 @@ func (x *File) Range(ctx context.Context, lo, hi []byte) ([]uint32, error) {
 	return out, nil
 }
 
+// scanBlock calls fn for the entries of one data block (from the first
+// key >= lo when seek is set); false means fn asked to stop.
+func (x *File) scanBlock(b *block, h handle, seek bool, lo []byte, fn func(k, v []byte) (bool, error)) (bool, error) {
+	bi := blockIter{b: b}
+	var more bool
+	if seek {
+		more = bi.Seek(lo)
+	} else {
+		more = bi.First()
+	}
+	for ; more; more = bi.Next() {
+		cont, err := fn(bi.key, bi.val)
+		if err != nil || !cont {
+			return false, err
+		}
+	}
+	if bi.err != nil {
+		return false, x.corrupt("data block at %d: %v", h.offset, bi.err)
+	}
+	return true, nil
+}
+
 // scan calls fn for each entry with key >= lo, in order, until fn returns
 // false or an error. When hi is not nil, scan also stops before reading a
 // block whose keys all exceed hi (its index separator before it is >= hi).
@@ -313,27 +383,16 @@ func (x *File) scan(lo []byte, fn func(k, v []byte) (bool, error), hi []byte) er
 	ix := blockIter{b: &x.index}
 	first := true
 	for ok := ix.Seek(lo); ok; ok = ix.Next() {
-		b, h, err := x.dataBlock(ix.val)
+		b, h, buf, err := x.dataBlock(ix.val)
 		if err != nil {
 			return err
 		}
-		bi := blockIter{b: &b}
-		var more bool
-		if first {
-			more = bi.Seek(lo)
-			first = false
-		} else {
-			more = bi.First()
+		cont, err := x.scanBlock(&b, h, first, lo, fn)
+		putBuf(buf) // fn copied what it keeps
+		if err != nil || !cont {
+			return err
 		}
-		for ; more; more = bi.Next() {
-			cont, err := fn(bi.key, bi.val)
-			if err != nil || !cont {
-				return err
-			}
-		}
-		if bi.err != nil {
-			return x.corrupt("data block at %d: %v", h.offset, bi.err)
-		}
+		first = false
 		// Every key of the next block is > this block's separator.
 		if hi != nil && bytes.Compare(ix.key, hi) >= 0 {
 			return nil

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -366,3 +367,42 @@ func TestLookupReadsOnlyItsBlocks(t *testing.T) {
 		t.Errorf("a range of 100 keys read %d bytes", n)
 	}
 }
+
+// A zero-length block (index or data handle of size 0) is refused.
+func TestEmptyBlocks(t *testing.T) {
+	contents, err := blockContents(append([]byte{noCompression}, 0, 0, 0, 0))
+	if err == nil {
+		if _, err = parseBlock(contents); err == nil {
+			t.Fatal("an empty block parsed")
+		}
+	}
+	// An index block whose only entry points at an empty data block.
+	var blk []byte
+	blk = append(blk, 0, 1, 2, 0xff, 0, 0) // key ff → handle (0, 0)
+	blk = binary.LittleEndian.AppendUint32(blk, 0)
+	blk = binary.LittleEndian.AppendUint32(blk, 1)
+	data := []byte{noCompression, 0, 0, 0, 0} // the empty data block with its trailer (checksum wrong)
+	crc := crc32.Update(0, castagnoli, []byte{noCompression})
+	binary.LittleEndian.PutUint32(data[1:], maskCRC(crc))
+	idxOff := len(data)
+	file := append(data, blk...)
+	crc = crc32.Update(crc32.Checksum(blk, castagnoli), castagnoli, []byte{noCompression})
+	file = append(file, noCompression)
+	file = binary.LittleEndian.AppendUint32(file, maskCRC(crc))
+	footer := binary.AppendUvarint(nil, 0)
+	footer = binary.AppendUvarint(footer, 0)
+	footer = binary.AppendUvarint(footer, uint64(idxOff))
+	footer = binary.AppendUvarint(footer, uint64(len(blk)))
+	footer = append(footer, make([]byte, 40-len(footer))...)
+	footer = binary.LittleEndian.AppendUint64(footer, tableMagic)
+	file = append(file, footer...)
+	path := filepath.Join(t.TempDir(), "empty-block")
+	if err := os.WriteFile(path, file, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(path); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Open = %v, want ErrCorrupt", err)
+	}
+}
+
+func maskCRC(c uint32) uint32 { return (c>>15 | c<<17) + 0xa282ead8 }

@@ -39,13 +39,23 @@ files=$(ls "$WORK/store/PKT0" | wc -l)
 printf 'store: %s files, %.2f GB packet files, %.1f MB index files, imported in %.1f s\n' \
   "$files" "$(echo "$pkt_bytes/1000000000" | bc -l)" "$(echo "$idx_bytes/1000000" | bc -l)" "$(echo "$t1-$t0" | bc -l)"
 
-# median_time CMD...: prints "wall user sys" (seconds), median by wall.
+# median_time CMD...: prints "wall user sys" (seconds, microsecond
+# resolution), the run with the median wall time of RUNS runs.
 median_time() {
-  local i out=()
-  for ((i = 0; i < RUNS; i++)); do
-    out+=("$( { /usr/bin/env TIMEFORMAT='%R %U %S' bash -c 'time "$@" >/dev/null 2>&1' _ "$@"; } 2>&1 | tail -1)")
-  done
-  printf '%s\n' "${out[@]}" | sort -n | sed -n "$(( (RUNS + 1) / 2 ))p"
+  python3 - "$RUNS" "$@" <<'PY'
+import os, resource, subprocess, sys, time
+runs, cmd = int(sys.argv[1]), sys.argv[2:]
+out = []
+for _ in range(runs):
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.monotonic()
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    w = time.monotonic() - t
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out.append((w, r1.ru_utime - r0.ru_utime, r1.ru_stime - r0.ru_stime))
+out.sort()
+print("%.6f %.6f %.6f" % out[(runs - 1) // 2])
+PY
 }
 
 # first_packet_ms QUERY: time until the first packet record has arrived.
@@ -65,9 +75,15 @@ p.kill()
 PY
 }
 
-T_FIRST=$(awk 'NR==1' <(tcpdump -tt -nr "$WORK/big.pcap" -c 1 2>/dev/null) | cut -d' ' -f1)
-AFTER=$(date -u -d "@$(echo "$T_FIRST + 3600" | bc)" +%Y-%m-%dT%H:%M:%SZ)
-BEFORE=$(date -u -d "@$(echo "$T_FIRST + 3900" | bc)" +%Y-%m-%dT%H:%M:%SZ)
+# The time-range row selects a window of a few files' worth of packets in
+# the middle of the store: from 30 s after the middle file was opened to
+# 30 s after the file two later was (a few hundred thousand packets; the
+# files at both ends are filtered by packet timestamps).
+mapfile -t NAMES < <(ls "$WORK/store/PKT0")
+MID=$(( ${#NAMES[@]} / 2 ))
+END=$(( MID + 2 < ${#NAMES[@]} ? MID + 2 : ${#NAMES[@]} - 1 ))
+AFTER=$(date -u -d "@$(( ${NAMES[$MID]} / 1000000 + 30 ))" +%Y-%m-%dT%H:%M:%SZ)
+BEFORE=$(date -u -d "@$(( ${NAMES[$END]} / 1000000 + 30 ))" +%Y-%m-%dT%H:%M:%SZ)
 printf '%-34s %10s %9s %9s %9s %9s | %9s %9s %8s %9s\n' query packets idx_KB wall_s cpu_s first_ms tcpdump_s tcpdump_n speedup stream_MB/s
 run() {
   local q=$1 filter=$2
@@ -81,11 +97,11 @@ run() {
   tn=$(tcpdump -nr "$WORK/big.pcap" --count "$filter" 2>/dev/null | awk '{print $1}')
   local mb
   mb=$("$BIN/stenoquery" --dir "$WORK/store" "$q" | wc -c)
-  printf '%-34s %10s %9d %9.3f %9.3f %9s | %9.3f %9s %7.1fx %9.1f\n' "$q" "$n" "$((idx / 1024))" "$w" "$(echo "$u+$s" | bc)" "$first" "$tw" "$tn" \
+  printf '%-34s %10s %9d %9.4f %9.4f %9s | %9.3f %9s %7.1fx %9.1f\n' "$q" "$n" "$((idx / 1024))" "$w" "$(echo "$u+$s" | bc)" "$first" "$tw" "$tn" \
     "$(echo "$tw/$w" | bc -l)" "$(echo "$mb/1000000/$w" | bc -l)"
 }
 run "host 212.199.202.9" "ip host 212.199.202.9"
 run "port 443" "tcp port 443 or udp port 443 or (vlan and (tcp port 443 or udp port 443))"
 run "net 192.168.0.0/16 and port 53" "ip net 192.168.0.0/16 and (tcp port 53 or udp port 53)"
 run "after $AFTER and before $BEFORE" "greater 0"
-echo "(idx_KB: index bytes the key lookups read, over all files; tcpdump_n: tcpdump's count for a comparable filter; the time-range row's tcpdump scans everything)"
+echo "(idx_KB: index bytes the key lookups read, over all files; tcpdump_n: tcpdump's count for a comparable filter; the time-range row's tcpdump scans everything, having no time filter)"
