@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -462,5 +463,83 @@ func TestStartErrors(t *testing.T) {
 	}
 	if _, err := os.Stat(missing); err == nil {
 		t.Fatal("test bug: the missing file exists")
+	}
+}
+
+// TestConcurrentWithDeletion runs 20 queries over both transports while
+// the oldest files are deleted under them, as disk cleanup does: every
+// query ends, and what it returns is a well-formed PCAP in time order.
+func TestConcurrentWithDeletion(t *testing.T) {
+	dir := t.TempDir()
+	st := servertest.StoreIn(t, dir, servertest.Layout{Packets: 4000, PerFile: 400, Size: 1000, Step: time.Millisecond})
+	certs := servertest.Certs(t)
+	e := start(t, st, certs, rpc.Config{ClientPcapChunkSize: 64 << 10})
+	c := e.client(t, certs.Client)
+	hs, err := server.New(server.Config{Addr: "127.0.0.1:0", CertPath: certs.Dir, Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ctx) }()
+	<-hs.Ready()
+	url := "https://" + hs.Addr().String() + "/query"
+	hc := servertest.HTTPClient(t, certs, certs.Client)
+
+	var wg sync.WaitGroup
+	results := make(chan []byte, 20)
+	for i := range 20 {
+		wg.Go(func() {
+			if i%2 == 0 {
+				resp, err := hc.Post(url, "text/plain", strings.NewReader("after 3h ago"))
+				if err != nil {
+					t.Errorf("HTTPS: %v", err)
+					return
+				}
+				data, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err == nil {
+					results <- data
+				}
+				return
+			}
+			a, err := retrieve(context.Background(), c, &pb.PcapRequest{Uid: fmt.Sprint(i), Query: "after 3h ago"})
+			if err == nil {
+				results <- a.data
+			} else if status.Code(err) != codes.Internal {
+				t.Errorf("gRPC: %v; want success or a clear Internal error", err)
+			}
+		})
+	}
+	// Delete the two oldest pairs of each thread while the queries run.
+	servertest.Eventually(t, "queries to start", func() bool {
+		q := metrics.Queries()
+		return q[metrics.TransportHTTP].InFlight+q[metrics.TransportGRPC].InFlight > 0
+	})
+	for range 2 {
+		for th := range st.Threads() {
+			f := st.Files(th)[0]
+			for _, d := range []string{"PKT", "IDX"} {
+				path := filepath.Join(dir, fmt.Sprint(d, th), f.Name)
+				if err := os.Remove(path); err != nil {
+					t.Fatal(err)
+				}
+			}
+			st.Forget(f)
+		}
+	}
+	wg.Wait()
+	close(results)
+	n := 0
+	for data := range results {
+		n++
+		if pkts := servertest.Packets(t, data); len(pkts) == 0 {
+			t.Error("a query returned no packets")
+		}
+	}
+	t.Logf("%d of 20 queries completed while files were deleted", n)
+	cancel()
+	if err := <-served; err != nil {
+		t.Errorf("HTTPS Serve: %v", err)
 	}
 }

@@ -45,7 +45,12 @@ type Layout struct {
 // hours old, and returns a store over them.
 func Store(t testing.TB, l Layout) *store.Store {
 	t.Helper()
-	dir := t.TempDir()
+	return StoreIn(t, t.TempDir(), l)
+}
+
+// StoreIn is Store with the files in dir/PKT<i> and dir/IDX<i>.
+func StoreIn(t testing.TB, dir string, l Layout) *store.Store {
+	t.Helper()
 	base := time.Now().Add(-2 * time.Hour).Truncate(time.Second)
 	files := map[[2]int][]fixture.Packet{}
 	for k := 0; k < l.Packets; k++ {
@@ -147,7 +152,8 @@ func Expected(t testing.TB, st *store.Store, q string, limits pcap.Limits) ([]by
 }
 
 // Packets parses a PCAP stream and returns the packet numbers Store put
-// into the packets' first bytes, failing on a malformed stream.
+// into the packets' first bytes, failing on a malformed stream or one out
+// of timestamp order.
 func Packets(t testing.TB, data []byte) []int {
 	t.Helper()
 	r, err := pcapgo.NewReader(bytes.NewReader(data))
@@ -155,14 +161,19 @@ func Packets(t testing.TB, data []byte) []int {
 		t.Fatalf("result is not a PCAP stream: %v", err)
 	}
 	var out []int
+	var last time.Time
 	for {
-		d, _, err := r.ReadPacketData()
+		d, ci, err := r.ReadPacketData()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
 			t.Fatalf("result breaks after packet %d: %v", len(out), err)
 		}
+		if ci.Timestamp.Before(last) {
+			t.Fatalf("packet %d out of timestamp order", len(out))
+		}
+		last = ci.Timestamp
 		out = append(out, int(d[0])|int(d[1])<<8|int(d[2])<<16|int(d[3])<<24)
 	}
 	return out
