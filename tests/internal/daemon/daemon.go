@@ -135,6 +135,9 @@ func Start(t testing.TB, pair *netns.Pair, opts Options) *Daemon {
 	testenv.RequireTools(t, "ip", "openssl", "jq", "curl")
 	bin := opts.Binary
 	if bin == "" {
+		bin = os.Getenv("STENO_DAEMON_BIN") // another build, e.g. with -race
+	}
+	if bin == "" {
 		bin = testenv.Stenographer(t)
 	}
 	stenotype := opts.StenotypePath

@@ -1,0 +1,426 @@
+package daemon_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/stenographer-ng/stenographer/protobuf"
+	"github.com/stenographer-ng/stenographer/tests/internal/daemon"
+	"github.com/stenographer-ng/stenographer/tests/internal/netns"
+	"github.com/stenographer-ng/stenographer/tests/internal/pcapfile"
+	"github.com/stenographer-ng/stenographer/tests/internal/testenv"
+)
+
+const (
+	diskImageMB  = 256
+	diskFreePct  = 40
+	queryTimeout = 2 * time.Minute
+)
+
+// smallDisk makes, formats and loop-mounts an ext4 image of sizeMB; it is
+// unmounted (and its loop device released) at test end, after the daemon
+// registered later has been stopped.
+func smallDisk(t *testing.T, sizeMB int) string {
+	t.Helper()
+	testenv.RequireTools(t, "mkfs.ext4", "mount", "umount", "losetup", "truncate")
+	base := testenv.DiskTempDir(t)
+	img, mnt := filepath.Join(base, "disk.img"), filepath.Join(base, "mnt")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	must(t, testenv.Run(time.Minute, "truncate", "-s", fmt.Sprintf("%dM", sizeMB), img))
+	must(t, testenv.Run(time.Minute, "mkfs.ext4", "-q", "-F", "-m", "0", img))
+	must(t, testenv.Run(time.Minute, "mount", "-o", "loop", img, mnt))
+	t.Cleanup(func() {
+		var err error
+		for i := 0; i < 20; i++ {
+			if err = testenv.Run(time.Minute, "umount", mnt).Err; err == nil {
+				break
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		if err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+		// mount -o loop sets autoclear; release anything left regardless.
+		if out, err := exec.Command("losetup", "-j", img).Output(); err == nil {
+			for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+				if dev, _, ok := strings.Cut(l, ":"); ok && dev != "" {
+					_ = exec.Command("losetup", "-d", dev).Run()
+				}
+			}
+		}
+	})
+	return mnt
+}
+
+// raceBinary builds cmd/stenographer with -race into a temporary
+// directory, unless STENO_DAEMON_RACE=0; it returns "" then.
+func raceBinary(t *testing.T) string {
+	t.Helper()
+	if os.Getenv("STENO_DAEMON_RACE") == "0" {
+		t.Log("STENO_DAEMON_RACE=0: running the plain build/bin/stenographer")
+		return ""
+	}
+	out := filepath.Join(t.TempDir(), "stenographer")
+	start := time.Now()
+	cmd := exec.Command("go", "build", "-race", "-o", out, "./cmd/stenographer")
+	cmd.Dir = testenv.Root(t)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build -race ./cmd/stenographer: %v\n%s", err, b)
+	}
+	t.Logf("built stenographer with -race in %v", time.Since(start).Round(time.Second))
+	return out
+}
+
+func freePercent(dir string) (float64, uint64, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return 0, 0, err
+	}
+	return 100 * float64(st.Bavail) / float64(st.Blocks), st.Blocks * uint64(st.Bsize), nil
+}
+
+// diskWatch samples the small disk while the test runs.
+type diskWatch struct {
+	mu          sync.Mutex
+	seen        map[string]int64 // every visible packet file seen, with its largest size
+	idxSize     map[string]int64
+	order       []string // problems with the deletion order
+	minFree     float64  // lowest free space once cleanup has started
+	newestAt    []time.Time
+	newest      string
+	deletedSeen bool
+}
+
+func (w *diskWatch) sample(d *daemon.Daemon, mnt string) {
+	th := d.Config.Threads[0]
+	pkts := d.Files(0)
+	free, _, err := freePercent(mnt)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, n := range pkts {
+		if fi, err := os.Stat(filepath.Join(th.PacketsDirectory, n)); err == nil && fi.Size() > w.seen[n] {
+			w.seen[n] = fi.Size()
+		} else if _, ok := w.seen[n]; !ok {
+			w.seen[n] = 0
+		}
+		if fi, err := os.Stat(filepath.Join(th.IndexDirectory, n)); err == nil && fi.Size() > w.idxSize[n] {
+			w.idxSize[n] = fi.Size()
+		}
+	}
+	if len(pkts) > 0 {
+		if last := pkts[len(pkts)-1]; last != w.newest {
+			w.newest = last
+			w.newestAt = append(w.newestAt, time.Now())
+		}
+		// Oldest first: every file seen that is newer than the oldest one
+		// present must still be there.
+		oldest := pkts[0]
+		present := map[string]bool{}
+		for _, n := range pkts {
+			present[n] = true
+		}
+		for n := range w.seen {
+			if n > oldest && !present[n] && len(w.order) < 10 {
+				w.order = append(w.order, fmt.Sprintf("%s deleted while the older %s is still there", n, oldest))
+			}
+			if n < oldest {
+				w.deletedSeen = true
+			}
+		}
+	}
+	if err == nil && w.deletedSeen && free < w.minFree {
+		w.minFree = free
+	}
+}
+
+// TestDiskFullAndConcurrentQueries captures into a 256 MB file system with
+// DiskFreePercentage 40 until the daemon has to delete files, and, while
+// it keeps deleting, runs 20 parallel queries (10 HTTPS, 10 gRPC). The
+// daemon is built with -race for this test. Asserts: the oldest files go
+// first and are counted in /metrics; capture never stops (same stenotype,
+// new files keep appearing, no ENOSPC); queries keep working; free space
+// stays above the threshold less one sync's worth of writing; every
+// parallel query completes or ends with a clear error, none hangs; the
+// daemon survives and reports no data race.
+func TestDiskFullAndConcurrentQueries(t *testing.T) {
+	testenv.RequireTools(t, "tcpreplay")
+	bin := raceBinary(t)
+	mnt := smallDisk(t, diskImageMB)
+	_, fsBytes, err := freePercent(mnt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	th := daemon.Thread{PacketsDirectory: filepath.Join(mnt, "pkt"), IndexDirectory: filepath.Join(mnt, "idx"), DiskFreePercentage: diskFreePct}
+	for _, p := range []string{th.PacketsDirectory, th.IndexDirectory} {
+		if err := os.Mkdir(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pair := netns.NewPair(t)
+	d := daemon.Start(t, pair, daemon.Options{Binary: bin, ThreadDirs: []daemon.Thread{th}, RPC: true,
+		RPCEdit: func(r *daemon.RPC) { r.ClientPcapMaxSize = 200 << 20 }})
+	firstPID := d.Stenotype()
+
+	// Traffic: a corpus file (or the generated frames) looped at 160 Mbit/s.
+	src, host := generatedPcap(t), "host 10.1.0.1"
+	if dir := testenv.SharedPcapDir(t); dir != "" {
+		src, host = filepath.Join(dir, "pcapplusplus-example.pcap"), "host 212.199.202.9"
+	}
+	sender := startSender(t, pair, "tcpreplay", "-i", pair.SenderIf, "-K", "--mbps=160", "--loop=1000000", src)
+
+	w := &diskWatch{seen: map[string]int64{}, idxSize: map[string]int64{}, minFree: 100}
+	stop := make(chan struct{})
+	var bg sync.WaitGroup
+	bg.Add(2)
+	go func() { // the disk, four times a second
+		defer bg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(250 * time.Millisecond):
+				w.sample(d, mnt)
+			}
+		}
+	}()
+	var pollMu sync.Mutex
+	var pollErrs []string
+	polls := 0
+	go func() { // a small query every second: queries keep working
+		defer bg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Second):
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+			r, err := d.Query(ctx, everything, map[string]string{"Steno-Limit-Packets": "500"})
+			cancel()
+			pollMu.Lock()
+			polls++
+			switch {
+			case err != nil:
+				pollErrs = append(pollErrs, err.Error())
+			case r.Status != http.StatusOK:
+				pollErrs = append(pollErrs, fmt.Sprintf("status %d: %s", r.Status, testenv.Tail(r.Body, 200)))
+			default:
+				if _, err := pcapfile.Parse(r.Body); err != nil {
+					pollErrs = append(pollErrs, "bad pcap: "+err.Error())
+				}
+			}
+			pollMu.Unlock()
+		}
+	}()
+	stopAll := func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+			bg.Wait()
+		}
+	}
+	defer stopAll()
+
+	// Until cleanup has deleted a few pairs.
+	deleted := func() float64 {
+		m, err := d.Metrics()
+		if err != nil {
+			return 0
+		}
+		return m["stenographer_files_deleted_total"]
+	}
+	if !d.Poll(3*time.Minute, func() bool { return deleted() >= 3 }) {
+		free, _, _ := freePercent(mnt)
+		t.Fatalf("no cleanup after 3 minutes: %d files, %.1f%% free (threshold %d%%); tcpreplay: %s",
+			len(d.Files(0)), free, diskFreePct, testenv.Tail([]byte(sender.output()), 500))
+	}
+	if sender.exited() {
+		t.Fatalf("tcpreplay ended early: %s", sender.output())
+	}
+
+	// 20 parallel queries while capture and cleanup go on.
+	results := parallelQueries(t, d, host)
+	complete := 0
+	for _, r := range results {
+		switch {
+		case r.hung:
+			t.Errorf("%s: still running at its %v deadline (hung): %v", r.name, queryTimeout, r.err)
+		case r.err != nil:
+			t.Logf("%s: ended with an error: %v", r.name, r.err)
+		default:
+			complete++
+		}
+	}
+	t.Logf("parallel queries: %d of %d complete", complete, len(results))
+	if complete < len(results)/2 {
+		t.Errorf("only %d of %d parallel queries completed", complete, len(results))
+	}
+
+	// Let cleanup go on a little longer under traffic, then stop sending.
+	start := deleted()
+	d.Poll(time.Minute, func() bool { return deleted() >= start+3 })
+	sender.stop()
+	time.Sleep(3 * time.Second)
+	stopAll()
+
+	// Free space: above the threshold once the last writes are synced.
+	var free float64
+	if !d.Poll(time.Minute, func() bool { free, _, _ = freePercent(mnt); return free > diskFreePct }) {
+		t.Errorf("after the traffic stopped: %.1f%% free, want above %d%%", free, diskFreePct)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var maxPair int64
+	names := make([]string, 0, len(w.seen))
+	for n, s := range w.seen {
+		maxPair = max(maxPair, s+w.idxSize[n])
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	// Below the threshold by at most what is written between two syncs
+	// (a second at 160 Mbit/s, with some delay allowed) and the pair being
+	// finished when cleanup looked.
+	slack := float64(30<<20+maxPair) / float64(fsBytes) * 100
+	if w.minFree < diskFreePct-slack {
+		t.Errorf("free space fell to %.1f%% during capture; threshold %d%%, allowed slack %.1f points (largest pair %d bytes)",
+			w.minFree, diskFreePct, slack, maxPair)
+	}
+	t.Logf("file system %d MB; lowest free %.1f%% after cleanup began (threshold %d%%, slack %.1f); %d packet files seen, largest pair %d bytes; %v deleted",
+		fsBytes>>20, w.minFree, diskFreePct, slack, len(names), maxPair, deleted())
+
+	// Oldest first, and the first files are gone (both halves).
+	for _, p := range w.order {
+		t.Errorf("deletion order: %s", p)
+	}
+	present := d.Files(0)
+	if len(present) == 0 || len(names) < 5 {
+		t.Fatalf("%d files present, %d seen", len(present), len(names))
+	}
+	for _, n := range names[:3] {
+		for _, dir := range []string{th.PacketsDirectory, th.IndexDirectory} {
+			if _, err := os.Stat(filepath.Join(dir, n)); err == nil {
+				t.Errorf("the oldest file %s/%s is still there", dir, n)
+			}
+		}
+	}
+	m, err := d.Metrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := m[`stenographer_files_deleted_total{reason="disk_free",thread="0"}`]; v < 3 {
+		t.Errorf(`stenographer_files_deleted_total{reason="disk_free",thread="0"} = %v, want >= 3`, v)
+	}
+
+	// Capture never stopped.
+	if p := d.Stenotype(); p != firstPID {
+		t.Errorf("stenotype changed from pid %d to %d during the fill", firstPID, p)
+	}
+	for i := 1; i < len(w.newestAt); i++ {
+		if gap := w.newestAt[i].Sub(w.newestAt[i-1]); gap > 20*time.Second {
+			t.Errorf("no new packet file for %v during the fill (rotation every second)", gap.Round(time.Second))
+		}
+	}
+	log := string(d.Log())
+	for _, bad := range []string{"No space left", "ENOSPC", "DATA RACE"} {
+		if strings.Contains(log, bad) {
+			t.Errorf("the daemon log contains %q", bad)
+		}
+	}
+	pollMu.Lock()
+	if len(pollErrs) > 0 {
+		t.Errorf("%d of %d periodic queries failed during the fill, first: %s", len(pollErrs), polls, pollErrs[0])
+	}
+	pollMu.Unlock()
+
+	// The daemon survived.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if code, _, err := d.Get(ctx, "/debug/stats"); err != nil || code != http.StatusOK {
+		t.Errorf("/debug/stats after the test: %d %v", code, err)
+	}
+	if d.Exited() {
+		t.Errorf("stenographer exited: %v", d.ExitErr())
+	}
+}
+
+// queryResult is one of the parallel queries.
+type queryResult struct {
+	name string
+	err  error // nil: a complete, well-formed PCAP
+	hung bool  // the deadline ended it
+}
+
+// parallelQueries runs 10 HTTPS and 10 gRPC queries at once, half broad
+// (every packet, cut at 20 MB) and half selective.
+func parallelQueries(t *testing.T, d *daemon.Daemon, host string) []queryResult {
+	const limit = 20 << 20
+	conn := d.GRPCConn(nil)
+	d.TLSConfig()
+	results := make([]queryResult, 20)
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		q := everything
+		if i%2 == 1 {
+			q = host
+		}
+		wg.Add(1)
+		go func(i int, q string) {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+			defer cancel()
+			r := &results[i]
+			if i < 10 {
+				r.name = fmt.Sprintf("HTTPS #%d %q", i, q)
+				res, err := d.Query(ctx, q, map[string]string{"Steno-Limit-Bytes": fmt.Sprint(limit)})
+				switch {
+				case err != nil:
+					r.err = err
+				case res.Status != http.StatusOK:
+					if len(strings.TrimSpace(string(res.Body))) == 0 {
+						r.err = fmt.Errorf("status %d without a reason", res.Status)
+					} else {
+						r.err = fmt.Errorf("status %d: %s", res.Status, testenv.Tail(res.Body, 200))
+					}
+				default:
+					if _, err := pcapfile.Parse(res.Body); err != nil {
+						r.err = fmt.Errorf("status 200 but a broken pcap (%d bytes): %w", len(res.Body), err)
+						t.Errorf("%s: %v", r.name, r.err)
+					}
+				}
+			} else {
+				r.name = fmt.Sprintf("gRPC #%d %q", i, q)
+				res, err := daemon.Retrieve(ctx, conn, &pb.PcapRequest{Uid: r.name, ChunkSize: 1 << 16, MaxSize: limit, Query: q})
+				if err != nil {
+					r.err = err
+					if s, ok := status.FromError(err); ok && s.Message() == "" && s.Code() != codes.DeadlineExceeded {
+						t.Errorf("%s: gRPC error without a message: %v", r.name, err)
+					}
+				} else if _, err := pcapfile.Parse(res.PCAP); err != nil {
+					r.err = fmt.Errorf("OK but a broken pcap (%d bytes): %w", len(res.PCAP), err)
+					t.Errorf("%s: %v", r.name, r.err)
+				}
+			}
+			if ctx.Err() != nil {
+				r.hung = true
+			}
+		}(i, q)
+	}
+	wg.Wait()
+	return results
+}
