@@ -108,15 +108,30 @@ func (o *runOutput) line(stream string, l string) {
 		o.log.Debug("stenotype", stream, l)
 		return
 	}
+	level, text := stenotypeLevel(l)
 	o.mu.Lock()
-	o.lastLine = l
+	o.lastLine = text
 	o.mu.Unlock()
-	// stenotype's own lines start "<time> E file:line] " for errors.
-	level := slog.LevelInfo
-	if f := strings.Fields(l); len(f) > 1 && f[1] == "E" {
-		level = slog.LevelWarn
+	o.log.Log(context.Background(), level, "stenotype", stream, text)
+}
+
+// stenotypeLevel maps stenotype's own log prefix "<time> <I|E|V> " to a
+// level and drops it (the daemon's log has its own time); other lines
+// (usage errors, a crash message) are kept whole at info level.
+func stenotypeLevel(l string) (slog.Level, string) {
+	f := strings.SplitN(l, " ", 3)
+	if len(f) != 3 || len(f[0]) < 20 || !strings.HasSuffix(f[0], "Z") || len(f[1]) != 1 {
+		return slog.LevelInfo, l
 	}
-	o.log.Log(context.Background(), level, "stenotype", stream, l)
+	switch f[1] {
+	case "E":
+		return slog.LevelWarn, f[2]
+	case "V":
+		return slog.LevelDebug, f[2]
+	case "I":
+		return slog.LevelInfo, f[2]
+	}
+	return slog.LevelInfo, l
 }
 
 func (o *runOutput) last() string {

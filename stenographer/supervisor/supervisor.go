@@ -69,8 +69,9 @@ type Config struct {
 // Supervisor runs one stenotype. Its methods are safe for concurrent use.
 type Supervisor struct {
 	cfg   Config
-	log   *slog.Logger
-	dir   string // D
+	log   *slog.Logger // component=supervisor
+	out   *slog.Logger // component=stenotype: its output
+	dir   string       // D
 	args  []string
 	id    identity
 	chown bool
@@ -113,6 +114,7 @@ func New(cfg Config) (*Supervisor, error) {
 	s := &Supervisor{
 		cfg:   cfg,
 		log:   log.With("component", "supervisor"),
+		out:   log.With("component", "stenotype"),
 		chown: os.Geteuid() == 0,
 		stop:  make(chan struct{}),
 		kill:  make(chan struct{}),
@@ -267,7 +269,7 @@ type run struct {
 }
 
 func (s *Supervisor) runOnce() run {
-	out := newRunOutput(s.log.With("component", "stenotype"))
+	out := newRunOutput(s.out)
 	stdout := &lineWriter{onLine: func(l string) { out.line("stdout", l) }}
 	stderr := &lineWriter{onLine: func(l string) { out.line("stderr", l) }}
 	cmd := exec.Command(s.cfg.StenotypePath, s.args...)

@@ -89,6 +89,24 @@ func TestParseStats(t *testing.T) {
 	}
 }
 
+func TestStenotypeLevel(t *testing.T) {
+	for _, tc := range []struct {
+		in    string
+		level slog.Level
+		text  string
+	}{
+		{"2026-12-01T08:33:36.036Z I ring.cc:79] ring on lo", slog.LevelInfo, "ring.cc:79] ring on lo"},
+		{"2026-12-01T08:33:36.036Z E main.cc:9] thread 0: disk full", slog.LevelWarn, "main.cc:9] thread 0: disk full"},
+		{"2026-12-01T08:33:36.036Z V x.cc:1] detail", slog.LevelDebug, "x.cc:1] detail"},
+		{"stenotype: unknown flag --bogus", slog.LevelInfo, "stenotype: unknown flag --bogus"},
+	} {
+		level, text := stenotypeLevel(tc.in)
+		if level != tc.level || text != tc.text {
+			t.Errorf("stenotypeLevel(%q) = %v, %q; want %v, %q", tc.in, level, text, tc.level, tc.text)
+		}
+	}
+}
+
 func TestLineWriter(t *testing.T) {
 	var lines []string
 	w := &lineWriter{onLine: func(l string) { lines = append(lines, l) }}

@@ -1,0 +1,245 @@
+// Command stenographer is the capture daemon (SPEC §11): it runs and
+// babysits stenotype, deletes the oldest data to keep disks usable, and
+// serves queries over HTTPS (and gRPC when the config has an Rpc section),
+// both with mutual TLS.
+//
+// This file is flags and wiring only: config → store → supervisor,
+// retention, HTTPS and gRPC servers; SIGTERM/SIGINT stops them in order.
+//
+// Exit status: 0 after a clean stop, 2 for a bad command line or config
+// file, 1 for any other failure (certificates, listening, a server that
+// fails, a stenotype that had to be killed at shutdown).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"log/syslog"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/stenographer-ng/stenographer/stenographer/config"
+	"github.com/stenographer-ng/stenographer/stenographer/retention"
+	"github.com/stenographer-ng/stenographer/stenographer/rpc"
+	"github.com/stenographer-ng/stenographer/stenographer/server"
+	"github.com/stenographer-ng/stenographer/stenographer/store"
+	"github.com/stenographer-ng/stenographer/stenographer/supervisor"
+)
+
+// stopTimeout bounds the whole shutdown; stenotype gets its own grace
+// (supervisor.DefaultStopGrace) inside it.
+const stopTimeout = 60 * time.Second
+
+func main() { os.Exit(run(os.Args[1:], os.Stderr)) }
+
+func run(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("stenographer", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "/etc/stenographer/config", "configuration file (JSON, SPEC §9)")
+	useSyslog := fs.Bool("syslog", false, "log to syslog (facility daemon) instead of stderr")
+	verbosity := fs.Int("v", 0, "log verbosity: 0 info, 1 or more debug (stenotype's STATS lines, idle checks)")
+	syncInterval := fs.Duration("sync_interval", 15*time.Second, "how often new files are picked up, disks checked and stenotype's progress looked at")
+	staleTimeout := fs.Duration("stale_timeout", supervisor.DefaultStaleTimeout, "restart stenotype when a thread writes no new file for this long (negative: never)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "stenographer: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if *syncInterval <= 0 {
+		fmt.Fprintf(stderr, "stenographer: --sync_interval must be positive, not %v\n", *syncInterval)
+		return 2
+	}
+	log, err := newLogger(*useSyslog, *verbosity, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "stenographer: %v\n", err)
+		return 1
+	}
+
+	cfg, err := config.Load(*configPath)
+	if err != nil {
+		log.Error("bad configuration", "err", err)
+		if *useSyslog {
+			fmt.Fprintf(stderr, "stenographer: %v\n", err)
+		}
+		return 2
+	}
+	log.Info("starting", "config", *configPath, "interface", cfg.Interface, "threads", len(cfg.Threads),
+		"https", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)), "grpc", cfg.Rpc != nil)
+	if err := serve(cfg, log, *syncInterval, *staleTimeout); err != nil {
+		log.Error("stopped with an error", "err", err)
+		return 1
+	}
+	log.Info("stopped")
+	return 0
+}
+
+// serve runs everything until SIGTERM/SIGINT or a server fails.
+func serve(cfg *config.Config, log *slog.Logger, syncInterval, staleTimeout time.Duration) error {
+	sup, err := supervisor.New(supervisor.Config{
+		StenotypePath: cfg.StenotypePath, Interface: cfg.Interface, Flags: cfg.Flags,
+		Threads: cfg.StoreThreads(), Logger: log,
+		StaleTimeout: staleTimeout, CheckInterval: syncInterval,
+	})
+	if err != nil {
+		return err
+	}
+	// From here on, every return stops the supervisor (removing its
+	// private directory) first.
+	stopSup := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+		defer cancel()
+		return sup.Stop(ctx)
+	}
+
+	st := store.New(store.Config{Threads: cfg.StoreThreads(), BlockSize: cfg.BlockSize(),
+		MaxOpenFiles: cfg.MaxOpenFiles, Logger: log})
+	if err := st.Refresh(); err != nil {
+		return errors.Join(err, stopSup())
+	}
+
+	type runner struct {
+		name  string
+		serve func(context.Context, net.Listener) error
+		ln    net.Listener
+	}
+	var runners []runner
+	closeAll := func() {
+		for _, r := range runners {
+			r.ln.Close()
+		}
+	}
+	https, err := server.New(server.Config{Addr: net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)),
+		CertPath: cfg.CertPath, Store: st, RunningConfig: cfg, Logger: log})
+	if err != nil {
+		return errors.Join(err, stopSup())
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)))
+	if err != nil {
+		return errors.Join(fmt.Errorf("HTTPS (Host, Port): %w", err), stopSup())
+	}
+	runners = append(runners, runner{"HTTPS", https.ServeListener, ln})
+	if r := cfg.Rpc; r != nil {
+		addr := net.JoinHostPort(cfg.Host, strconv.Itoa(r.ServerPort))
+		g, err := rpc.New(rpc.Config{Addr: addr, CaCert: r.CaCert, ServerCert: r.ServerCert, ServerKey: r.ServerKey,
+			Store: st, ServerPcapMaxSize: r.ServerPcapMaxSize, ClientPcapChunkSize: r.ClientPcapChunkSize,
+			ClientPcapMaxSize: r.ClientPcapMaxSize, Logger: log})
+		if err != nil {
+			closeAll()
+			return errors.Join(err, stopSup())
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			closeAll()
+			return errors.Join(fmt.Errorf("gRPC (Host, Rpc.ServerPort): %w", err), stopSup())
+		}
+		runners = append(runners, runner{"gRPC", g.ServeListener, ln})
+	}
+
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer cancel()
+	sup.Start()
+	cleaner := retention.New(retention.Config{Store: st, Threads: retentionThreads(cfg), Interval: syncInterval, Logger: log})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		cleaner.Run(ctx)
+	}()
+	failed := make(chan error, len(runners))
+	for _, r := range runners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := r.serve(ctx, r.ln); err != nil {
+				failed <- fmt.Errorf("%s: %w", r.name, err)
+				cancel()
+			}
+		}()
+	}
+
+	<-ctx.Done()
+	log.Info("shutting down: servers stop accepting, stenotype flushes its files")
+	// Servers and stenotype stop at the same time: the servers cancel
+	// their queries at once, stenotype needs its --blockage_sec and the
+	// index of its last file.
+	var supErr error
+	supDone := make(chan struct{})
+	go func() {
+		supErr = stopSup()
+		close(supDone)
+	}()
+	wg.Wait()
+	<-supDone
+	close(failed)
+	var errs []error
+	for err := range failed {
+		errs = append(errs, err)
+	}
+	return errors.Join(append(errs, supErr)...)
+}
+
+func retentionThreads(cfg *config.Config) []retention.Thread {
+	out := make([]retention.Thread, len(cfg.Threads))
+	for i, th := range cfg.Threads {
+		out[i] = retention.Thread{PacketsDirectory: th.PacketsDirectory, IndexDirectory: th.IndexDirectory,
+			DiskFreePercentage: th.DiskFreePercentage, MaxDirectoryFiles: th.MaxDirectoryFiles}
+	}
+	return out
+}
+
+// newLogger logs text lines to stderr, or to syslog with the severity of
+// each record (syslog adds its own time stamp).
+func newLogger(useSyslog bool, verbosity int, stderr io.Writer) (*slog.Logger, error) {
+	level := slog.LevelInfo
+	if verbosity > 0 {
+		level = slog.LevelDebug
+	}
+	if !useSyslog {
+		return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})), nil
+	}
+	w, err := syslog.New(syslog.LOG_DAEMON|syslog.LOG_INFO, "stenographer")
+	if err != nil {
+		return nil, fmt.Errorf("--syslog: %w", err)
+	}
+	return slog.New(slog.NewTextHandler(&syslogWriter{w: w}, &slog.HandlerOptions{
+		Level: level,
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) == 0 && a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		},
+	})), nil
+}
+
+// syslogWriter takes the text handler's lines (one Write per record,
+// starting "level=...") and sends each with the matching severity.
+type syslogWriter struct{ w *syslog.Writer }
+
+func (s *syslogWriter) Write(p []byte) (int, error) {
+	line := string(p)
+	var err error
+	switch {
+	case strings.HasPrefix(line, "level=ERROR"):
+		err = s.w.Err(line)
+	case strings.HasPrefix(line, "level=WARN"):
+		err = s.w.Warning(line)
+	case strings.HasPrefix(line, "level=DEBUG"):
+		err = s.w.Debug(line)
+	default:
+		err = s.w.Info(line)
+	}
+	return len(p), err
+}
