@@ -228,41 +228,51 @@ func TestBadRequests(t *testing.T) {
 	}
 }
 
-// TestClientGoneCancels stops reading a large result and disconnects: the
-// query must end (in-flight back to 0, counted as canceled) without the
-// result being read.
+// TestClientGoneCancels stops reading a large result and disconnects, over
+// HTTP/1.1 and HTTP/2 (curl's default): the query must end (in-flight back
+// to 0, counted as canceled) without the result being read.
 func TestClientGoneCancels(t *testing.T) {
 	e := start(t, big)
-	before := metrics.Queries()[metrics.TransportHTTP]
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, e.url+"/query", strings.NewReader("after 3h ago"))
-	resp, err := e.client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The PCAP header is sent before the query runs.
-	var hdr [pcap.FileHeaderSize]byte
-	if _, err := io.ReadFull(resp.Body, hdr[:]); err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(hdr[:4], []byte{0xd4, 0xc3, 0xb2, 0xa1}) {
-		t.Errorf("stream starts % x; want the PCAP magic", hdr[:4])
-	}
-	if n := metrics.Queries()[metrics.TransportHTTP].InFlight; n != 1 {
-		t.Errorf("%d queries in flight while reading, want 1", n)
-	}
-	cancel()
-	resp.Body.Close()
-	servertest.Eventually(t, "the query to end", func() bool {
-		return metrics.Queries()[metrics.TransportHTTP].InFlight == 0
-	})
-	after := metrics.Queries()[metrics.TransportHTTP]
-	if got := after.ByOutcome[metrics.OutcomeCanceled] - before.ByOutcome[metrics.OutcomeCanceled]; got != 1 {
-		t.Errorf("canceled count went up by %d, want 1 (outcomes %v)", got, after.ByOutcome)
-	}
-	if sent, total := after.Bytes-before.Bytes, int64(big.Packets*(big.Size+16)); sent < pcap.FileHeaderSize || sent >= total {
-		t.Errorf("server produced %d bytes of %d: the query was not cut short", sent, total)
+	for _, proto := range []string{"HTTP/1.1", "HTTP/2.0"} {
+		t.Run(proto, func(t *testing.T) {
+			tr := e.client.Transport.(*http.Transport).Clone()
+			tr.ForceAttemptHTTP2 = proto == "HTTP/2.0"
+			defer tr.CloseIdleConnections()
+			before := metrics.Queries()[metrics.TransportHTTP]
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, e.url+"/query", strings.NewReader("after 3h ago"))
+			resp, err := (&http.Client{Transport: tr}).Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.Proto != proto {
+				t.Fatalf("spoke %s, want %s", resp.Proto, proto)
+			}
+			// The PCAP header is sent before the query runs.
+			var hdr [pcap.FileHeaderSize]byte
+			if _, err := io.ReadFull(resp.Body, hdr[:]); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(hdr[:4], []byte{0xd4, 0xc3, 0xb2, 0xa1}) {
+				t.Errorf("stream starts % x; want the PCAP magic", hdr[:4])
+			}
+			if n := metrics.Queries()[metrics.TransportHTTP].InFlight; n != 1 {
+				t.Errorf("%d queries in flight while reading, want 1", n)
+			}
+			cancel()
+			resp.Body.Close()
+			servertest.Eventually(t, "the query to end", func() bool {
+				return metrics.Queries()[metrics.TransportHTTP].InFlight == 0
+			})
+			after := metrics.Queries()[metrics.TransportHTTP]
+			if got := after.ByOutcome[metrics.OutcomeCanceled] - before.ByOutcome[metrics.OutcomeCanceled]; got != 1 {
+				t.Errorf("canceled count went up by %d, want 1 (outcomes %v)", got, after.ByOutcome)
+			}
+			if sent, total := after.Bytes-before.Bytes, int64(big.Packets*(big.Size+16)); sent < pcap.FileHeaderSize || sent >= total {
+				t.Errorf("server produced %d bytes of %d: the query was not cut short", sent, total)
+			}
+		})
 	}
 }
 
