@@ -47,7 +47,7 @@ func run(args []string, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "/etc/stenographer/config", "configuration file (JSON, SPEC §9)")
 	useSyslog := fs.Bool("syslog", false, "log to syslog (facility daemon) instead of stderr")
-	verbosity := fs.Int("v", 0, "log verbosity: 0 info, 1 or more debug (stenotype's STATS lines, idle checks)")
+	verbosity := fs.Int("v", 0, "log verbosity: 0 info, 1 or more debug (idle-thread checks, private directory)")
 	syncInterval := fs.Duration("sync_interval", 15*time.Second, "how often new files are picked up, disks checked and stenotype's progress looked at")
 	staleTimeout := fs.Duration("stale_timeout", supervisor.DefaultStaleTimeout, "restart stenotype when a thread writes no new file for this long (negative: never)")
 	if err := fs.Parse(args); err != nil {

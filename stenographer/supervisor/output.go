@@ -105,7 +105,10 @@ func (o *runOutput) line(stream string, l string) {
 		o.stats[s.thread] = s
 		o.statsAt[s.thread] = time.Now()
 		o.mu.Unlock()
-		o.log.Debug("stenotype", stream, l)
+		// Info: one line per thread every --stats_sec (60 s by default)
+		// is the capture rate an operator wants to see in the log.
+		_, text := stenotypeLevel(l)
+		o.log.Info("stenotype", stream, text)
 		return
 	}
 	level, text := stenotypeLevel(l)
