@@ -58,9 +58,13 @@ type Server struct {
 	tls   *tls.Config
 	mux   *http.ServeMux
 	ready chan struct{}
-	// handlers counts running handlers: http.Server.Close does not wait
-	// for them, and Serve must not return before they end.
-	handlers sync.WaitGroup
+	// running counts handlers: http.Server.Close does not wait for them,
+	// and Serve must not return before they end. (Not a WaitGroup: a
+	// request read just before Close may start its handler during the
+	// wait, which a WaitGroup forbids.)
+	running   int
+	runningMu sync.Mutex
+	idle      *sync.Cond // signalled when running drops to 0
 
 	mu   sync.Mutex
 	addr net.Addr
@@ -90,6 +94,7 @@ func New(cfg Config) (*Server, error) {
 		mux:   http.NewServeMux(),
 		ready: make(chan struct{}),
 	}
+	s.idle = sync.NewCond(&s.runningMu)
 	metrics.RegisterStore(cfg.Store)
 	s.mux.HandleFunc("POST /query", s.handleQuery)
 	s.mux.HandleFunc("GET /debug/stats", s.handleStats)
@@ -146,14 +151,26 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 		hs.Close()
 	}
 	<-done
-	s.handlers.Wait()
+	s.runningMu.Lock()
+	for s.running > 0 {
+		s.idle.Wait()
+	}
+	s.runningMu.Unlock()
 	s.log.Info("HTTPS stopped")
 	return nil
 }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	s.handlers.Add(1)
-	defer s.handlers.Done()
+	s.runningMu.Lock()
+	s.running++
+	s.runningMu.Unlock()
+	defer func() {
+		s.runningMu.Lock()
+		if s.running--; s.running == 0 {
+			s.idle.Broadcast()
+		}
+		s.runningMu.Unlock()
+	}()
 	s.mux.ServeHTTP(w, r)
 }
 
