@@ -59,6 +59,7 @@ test: build unit asan fuzz-smoke gofuzz vet gotest
 bench: build
 	tests/bench/run.sh
 	tests/bench/query.sh
+	tests/bench/daemon.sh
 
 run: build
 	scripts/run_local.sh $(IFACE)

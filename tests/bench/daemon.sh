@@ -9,8 +9,9 @@
 # TLS handshake included) and MB/s of the result at the median.
 #
 # The daemon runs in a private network namespace whose only other link is
-# an idle dummy interface for its stenotype, so nothing is captured into the
-# store; the files that idle stenotype leaves are removed afterwards.
+# an idle veth pair (both ends inside, IPv6 off) for its stenotype, so
+# nothing is captured into the store; the files that idle stenotype leaves
+# are removed afterwards.
 #
 # Store: reused from $BENCH_QUERY_DIR (default /var/tmp/steno-qbench) when
 # query.sh left a complete one there (BENCH_QUERY_DIR set), else built and,
@@ -26,6 +27,7 @@ WORK="${BENCH_QUERY_DIR:-/var/tmp/steno-qbench}"
 RARE="${BENCH_RARE_QUERY:-host 212.199.202.9}"
 BROAD="${BENCH_BROAD_QUERY:-port 443}"
 HTTPS_PORT=1234 GRPC_PORT=8443
+DAEMON="${STENO_DAEMON_BIN:-$BIN/stenographer}"
 export PATH=/usr/local/go/bin:$PATH
 
 # ---- inner part: runs inside the namespace, prints the table ----
@@ -63,9 +65,9 @@ if [[ "${STENO_BENCH_INNER:-}" == 1 ]]; then
     n=${spec%%:*} q=${spec#*:}
     pk=$("$BIN/stenoquery" --dir "$WORK/store" --count "$q")
     bytes=$(offline "$q" | wc -c)
-    for how in offline https grpc; do
+    for how in https grpc; do
       got=$("$how" "$q" | wc -c)
-      [[ $got == "$bytes" ]] || echo "warning: $how returned $got bytes for '$q', stenoquery $bytes" >&2
+      [[ $got == "$bytes" ]] || { echo "daemon bench: $how returned $got bytes for '$q', stenoquery $bytes" >&2; exit 1; }
     done
     row=$(printf '%-22s %9s %9.1f' "$q" "$pk" "$(echo "$bytes/1000000" | bc -l)")
     for how in offline https grpc; do
@@ -80,8 +82,8 @@ if [[ "${STENO_BENCH_INNER:-}" == 1 ]]; then
 fi
 
 # ---- outer part: store, namespace, daemon ----
-for b in stenographer stenogrpc stenoquery stenotype; do
-  [[ -x "$BIN/$b" ]] || { echo "daemon bench: $BIN/$b not built (make build)" >&2; exit 1; }
+for b in "$DAEMON" "$BIN/stenogrpc" "$BIN/stenoquery" "$BIN/stenotype"; do
+  [[ -x "$b" ]] || { echo "daemon bench: $b not built (make build)" >&2; exit 1; }
 done
 for tool in ip curl jq openssl bc; do
   command -v "$tool" >/dev/null || { echo "daemon bench: $tool not found (make deps)" >&2; exit 1; }
@@ -134,9 +136,10 @@ idx_bytes=$(du -cb "$WORK"/store/IDX0/* | tail -1 | cut -f1)
 files=$(find "$WORK/store/PKT0" -maxdepth 1 -type f ! -name '.*' | wc -l)
 
 ip netns add "$NS"
+ip netns exec "$NS" sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
 ip -n "$NS" link set lo up
-ip -n "$NS" link add stbench0 type dummy
-ip -n "$NS" link set stbench0 up
+ip -n "$NS" link add stbench0 type veth peer name stbench1
+ip -n "$NS" link set stbench0 up && ip -n "$NS" link set stbench1 up
 mkdir -p "$RUN/certs" "$RUN/rpc"
 cat >"$RUN/config" <<EOF
 {
@@ -150,7 +153,7 @@ cat >"$RUN/config" <<EOF
 }
 EOF
 STENOGRAPHER_CONFIG="$RUN/config" "$ROOT/scripts/stenokeys.sh" root root >/dev/null
-ip netns exec "$NS" "$BIN/stenographer" --config="$RUN/config" >"$RUN/log" 2>&1 &
+ip netns exec "$NS" "$DAEMON" --config="$RUN/config" >"$RUN/log" 2>&1 &
 PID=$!
 up=0
 for _ in $(seq 1 600); do
@@ -162,8 +165,19 @@ for _ in $(seq 1 600); do
   kill -0 "$PID" 2>/dev/null || break
   sleep 0.2
 done
+# Up, and serving the whole store (its first sync has seen every file).
+want=$("$BIN/stenoquery" --dir "$WORK/store" "$RARE" | wc -c)
+if [[ $up == 1 ]]; then
+  up=0
+  for _ in $(seq 1 600); do
+    got=$(ip netns exec "$NS" curl -sS --fail --cert "$RUN/certs/client_cert.pem" --key "$RUN/certs/client_key.pem" \
+      --cacert "$RUN/certs/ca_cert.pem" --data-raw "$RARE" "https://127.0.0.1:$HTTPS_PORT/query" 2>/dev/null | wc -c)
+    [[ $got == "$want" ]] && { up=1; break; }
+    sleep 0.2
+  done
+fi
 if [[ $up != 1 ]]; then
-  echo "daemon bench: stenographer did not come up; its log:" >&2
+  echo "daemon bench: stenographer did not come up serving the store (rare query: $want bytes expected); its log:" >&2
   tail -30 "$RUN/log" >&2
   exit 1
 fi
