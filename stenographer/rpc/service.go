@@ -142,7 +142,9 @@ func (c *chunkWriter) Write(p []byte) (int, error) {
 	for len(p) > 0 {
 		if c.buf == nil {
 			// A fresh buffer per message: gRPC may still hold the last one.
-			c.buf = make([]byte, 0, c.size)
+			// Large chunks grow as data comes, so a small result of a
+			// request for 2 MiB chunks does not cost 2 MiB.
+			c.buf = make([]byte, 0, min(c.size, 64<<10))
 		}
 		k := min(c.size-len(c.buf), len(p))
 		c.buf = append(c.buf, p[:k]...)

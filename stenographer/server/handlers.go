@@ -68,7 +68,7 @@ func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request) {
 		err = pw.Flush() // status and PCAP header leave now
 	}
 	if err != nil {
-		m.End(metrics.Outcome(ctx, nil, err), 0, 0, 0)
+		m.End(metrics.OutcomeCanceled, 0, 0, 0)
 		s.log.Info("query: client gone before the result started", "query", text, "remote", r.RemoteAddr, "err", err)
 		return
 	}
