@@ -235,11 +235,19 @@ type Scanner struct {
 	pkt      Packet
 	err      error
 	done     bool
+	inPlace  bool // packets alias block
 }
 
 // Scan returns a Scanner positioned before the first packet.
 func (f *File) Scan() *Scanner {
 	return &Scanner{f: f, blockPos: -f.blockSize}
+}
+
+// ScanInPlace is Scan for readers that copy what they keep: each
+// Packet's Data aliases the scanner's block buffer and is valid only until
+// the next call to Next, which saves an allocation per packet.
+func (f *File) ScanInPlace() *Scanner {
+	return &Scanner{f: f, blockPos: -f.blockSize, inPlace: true}
 }
 
 // Next advances to the next packet. It returns false at the end of the file,
@@ -294,7 +302,13 @@ func (s *Scanner) loadBlock() bool {
 
 func (s *Scanner) readFromBlock() bool {
 	b := s.block
-	p, err := s.f.packetInBlock(b, s.blockPos, s.blockPos+s.off, nil)
+	var p Packet
+	var err error
+	if s.inPlace {
+		p, err = s.f.packetInBlockInPlace(b, s.blockPos, s.blockPos+s.off)
+	} else {
+		p, err = s.f.packetInBlock(b, s.blockPos, s.blockPos+s.off, nil)
+	}
 	if err != nil {
 		s.err = err
 		s.done = true
@@ -321,7 +335,8 @@ func (s *Scanner) readFromBlock() bool {
 	return true
 }
 
-// Packet returns the packet Next moved to. Its Data is not reused.
+// Packet returns the packet Next moved to. Its Data is not reused, except
+// by a ScanInPlace scanner.
 func (s *Scanner) Packet() Packet { return s.pkt }
 
 // Err returns the error that stopped the scan, if any.

@@ -183,10 +183,32 @@ func FuzzScan(f *testing.F) {
 		}
 		defer fl.Close()
 		s := fl.Scan()
+		var pkts []Packet
+		var positions []uint32
 		for s.Next() {
 			p := s.Packet()
 			if _, err := fl.ReadPacket(p.Position, nil); err != nil {
 				t.Fatalf("scan found packet at %d that ReadPacket rejects: %v", p.Position, err)
+			}
+			pkts = append(pkts, p)
+			positions = append(positions, uint32(p.Position))
+		}
+		// The in-place readers agree with Scan on what it found.
+		i := 0
+		_, err = fl.ReadPositionsInto(context.Background(), positions, func(n int) []byte { return make([]byte, n) }, func(p Packet) bool {
+			if i >= len(pkts) || p.Position != pkts[i].Position || !bytes.Equal(p.Data, pkts[i].Data) || p.WireLen != pkts[i].WireLen {
+				t.Fatalf("ReadPositionsInto packet %d differs from Scan's", i)
+			}
+			i++
+			return true
+		})
+		if err != nil || i != len(pkts) {
+			t.Fatalf("ReadPositionsInto: %d of %d packets, %v", i, len(pkts), err)
+		}
+		si := fl.ScanInPlace()
+		for j := 0; si.Next(); j++ {
+			if j >= len(pkts) || !bytes.Equal(si.Packet().Data, pkts[j].Data) {
+				t.Fatalf("ScanInPlace packet %d differs from Scan's", j)
 			}
 		}
 	})

@@ -2,65 +2,121 @@ package blockfile
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"time"
+)
+
+const (
+	// runGap is the largest gap between two wanted packets of one block
+	// that is read through rather than skipped with a second read.
+	runGap = 16 << 10
+	// frameGuess is how much is read past the last wanted packet's header
+	// of a run, for its frame (re-read when the frame is longer).
+	frameGuess = 2048
 )
 
 // ReadPositions calls fn for the packet at each position, in order.
-// positions must be ascending. Where a block holds several of them the
-// whole block is read once, so a broad result costs one read per block
-// rather than two per packet. fn's Packet.Data is only valid during the
-// call. Reading stops at the first error, at a cancelled ctx, or when fn
-// returns false.
+// positions should be ascending; a repeated position is read once. fn's
+// Packet.Data is only valid during the call. Reading stops at the first
+// error, at a cancelled ctx, or when fn returns false.
 func (f *File) ReadPositions(ctx context.Context, positions []uint32, fn func(Packet) bool) error {
-	var block []byte
-	var one []byte
+	var scratch []byte
+	_, err := f.ReadPositionsInto(ctx, positions, func(n int) []byte {
+		if cap(scratch) < n {
+			scratch = make([]byte, n)
+		}
+		return scratch[:n]
+	}, fn)
+	return err
+}
+
+// ReadPositionsInto is ReadPositions reading into memory that alloc
+// returns (n bytes, contents irrelevant): each Packet.Data aliases it, so
+// packets stay valid as long as the caller keeps that memory, without a
+// copy. Packets close together in a block are read with one read, from
+// the first one's header to the last one's frame. It returns how many
+// positions were consumed: all of them, or fewer when fn returned false
+// (the positions up to and including that packet's).
+//
+// Frames are decoded in place: a VLAN tag the kernel stripped is put back
+// by moving the MAC addresses into the 4 bytes before the frame, which
+// belong to the packet's own header.
+func (f *File) ReadPositionsInto(ctx context.Context, positions []uint32, alloc func(n int) []byte, fn func(Packet) bool) (int, error) {
+	var minTo int64 // when > 0: the next read must reach this far (a long frame)
 	for i := 0; i < len(positions); {
 		if err := ctx.Err(); err != nil {
-			return err
+			return i, err
 		}
 		pos := int64(positions[i])
 		start := pos - pos%f.blockSize
+		blockEnd := min(start+f.blockSize, f.size)
+		if pos < start+blockHeaderSize || pos+packetHeaderSize > blockEnd {
+			return i, f.corrupt(pos, "position inside a block header or past the block")
+		}
+		// The run: the following positions in the same block, each within
+		// runGap of the one before.
 		j := i + 1
-		for j < len(positions) && int64(positions[j]) < start+f.blockSize {
+		for j < len(positions) && int64(positions[j]) < start+f.blockSize && positions[j]-positions[j-1] <= runGap {
 			j++
 		}
-		// A lone position, or a block cut short by truncation (whose intact
-		// packets are still worth returning), is read packet by packet.
-		if j-i == 1 || start+f.blockSize > f.size {
-			for ; i < j; i++ {
-				p, err := f.ReadPacket(int64(positions[i]), one)
-				if err != nil {
-					return err
+		to := min(blockEnd, max(int64(positions[j-1])+packetHeaderSize+frameGuess, minTo))
+		minTo = 0
+		buf := alloc(int(to - pos))
+		if _, err := f.f.ReadAt(buf, pos); err != nil {
+			return i, fmt.Errorf("blockfile: read %s at %d: %w", f.name, pos, err)
+		}
+		k := i
+		for ; k < j; k++ {
+			p := int64(positions[k])
+			if k > i && p == int64(positions[k-1]) {
+				continue
+			}
+			if p+packetHeaderSize > blockEnd {
+				return k, f.corrupt(p, "position inside a block header or past the block")
+			}
+			off := p - pos
+			h := parseHeader(buf[off:])
+			if _, err := f.frameStart(h, p, p, blockEnd); err != nil {
+				return k, err
+			}
+			if end := p + int64(h.mac) + int64(h.snaplen); end > to {
+				minTo = end // read again from this packet, far enough
+				break
+			}
+			if !fn(h.packetInPlace(p, buf, off)) {
+				k++
+				for k < len(positions) && positions[k] == positions[k-1] {
+					k++
 				}
-				one = p.Data[:0]
-				if !fn(p) {
-					return nil
-				}
-			}
-			continue
-		}
-		if block == nil {
-			block = make([]byte, f.blockSize)
-		}
-		// Read from the first wanted packet to the end of the block; the
-		// bytes before it are left stale and never looked at.
-		from := int64(positions[i]) - start
-		if _, err := f.f.ReadAt(block[from:], start+from); err != nil {
-			return fmt.Errorf("blockfile: read %s at %d: %w", f.name, start+from, err)
-		}
-		var buf []byte
-		for ; i < j; i++ {
-			p, err := f.packetInBlock(block, start, int64(positions[i]), buf)
-			if err != nil {
-				return err
-			}
-			buf = p.Data[:0]
-			if !fn(p) {
-				return nil
+				return k, nil
 			}
 		}
+		i = k
 	}
-	return nil
+	return len(positions), nil
+}
+
+// packetInPlace builds the Packet whose header is at buf[off:] (file
+// position pos) from buf itself; the frame was checked to lie within buf.
+func (h header) packetInPlace(pos int64, buf []byte, off int64) Packet {
+	fs := off + int64(h.mac)
+	n := int64(h.snaplen)
+	data := buf[fs : fs+n : fs+n]
+	wire := int(h.wireLen)
+	if h.vlanStripped() && n >= 12 {
+		// fs-4 >= off+44: the header's own trailing padding, already parsed.
+		data = buf[fs-4 : fs+n : fs+n]
+		copy(data, buf[fs:fs+12])
+		tpid := uint16(0x8100)
+		if h.status&statusVlanTPIDValid != 0 && h.vlanTPID != 0 {
+			tpid = h.vlanTPID
+		}
+		binary.BigEndian.PutUint16(data[12:], tpid)
+		binary.BigEndian.PutUint16(data[14:], h.vlanTCI)
+		wire += 4
+	}
+	return Packet{Position: pos, Timestamp: time.Unix(int64(h.sec), int64(h.nsec)), WireLen: wire, Data: data}
 }
 
 // packetInBlock decodes the packet at file position pos from block, the
@@ -78,4 +134,18 @@ func (f *File) packetInBlock(block []byte, start, pos int64, buf []byte) (Packet
 	buf, extra := h.frameBuffer(buf)
 	copy(buf[extra:], block[dataStart:dataStart+int64(h.snaplen)])
 	return h.packet(pos, buf, extra), nil
+}
+
+// packetInBlockInPlace is packetInBlock decoding in place (packetInPlace):
+// the Packet aliases block.
+func (f *File) packetInBlockInPlace(block []byte, start, pos int64) (Packet, error) {
+	off := pos - start
+	if off < blockHeaderSize || off > int64(len(block))-packetHeaderSize {
+		return Packet{}, f.corrupt(pos, "position inside a block header or past the block")
+	}
+	h := parseHeader(block[off:])
+	if _, err := f.frameStart(h, off, pos, int64(len(block))); err != nil {
+		return Packet{}, err
+	}
+	return h.packetInPlace(pos, block, off), nil
 }

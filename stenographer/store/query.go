@@ -68,7 +68,11 @@ func (s *Store) Query(ctx context.Context, q query.Node, w *pcap.Writer) (*Resul
 
 // batchSize bounds how many packets a thread reads ahead of the merge: a
 // whole 1 MiB block of small packets, so a block is read about once.
-const batchSize = 4096
+// batchBytes bounds the bytes read for one batch (the arena's use).
+const (
+	batchSize  = 4096
+	batchBytes = 8 << 20
+)
 
 // threadSource yields one thread's matching packets in file order. It
 // reads a batch of packets at a time so that a block is read once for all
@@ -86,8 +90,9 @@ type threadSource struct {
 	bi    int
 	// arena holds the frames of the current batch. It is reused for the
 	// next batch: the merge refills a source only after the packet it last
-	// returned has been written.
+	// returned has been written. used counts the batch's bytes in it.
 	arena []byte
+	used  int
 	ahead []*evaluation // files being evaluated, in file order
 	err   error
 }
@@ -125,15 +130,23 @@ func (t *threadSource) Next() bool {
 
 func (t *threadSource) Packet() pcap.Packet { return t.batch[t.bi-1] }
 
-// keepBytes copies b into the arena. When the arena must grow, earlier
+// alloc returns n bytes of the arena. When the arena must grow, earlier
 // frames of the batch keep pointing into the old one, which stays valid.
-func (t *threadSource) keepBytes(b []byte) []byte {
-	if cap(t.arena)-len(t.arena) < len(b) {
-		t.arena = make([]byte, 0, max(2*cap(t.arena), 4<<20, len(b)))
+func (t *threadSource) alloc(n int) []byte {
+	if cap(t.arena)-len(t.arena) < n {
+		t.arena = make([]byte, 0, max(min(2*cap(t.arena), 2*batchBytes), 4<<20, n))
 	}
 	start := len(t.arena)
-	t.arena = append(t.arena, b...)
-	return t.arena[start:len(t.arena):len(t.arena)]
+	t.arena = t.arena[:start+n]
+	t.used += n
+	return t.arena[start : start+n : start+n]
+}
+
+// keepBytes copies b into the arena.
+func (t *threadSource) keepBytes(b []byte) []byte {
+	d := t.alloc(len(b))
+	copy(d, b)
+	return d
 }
 func (t *threadSource) Err() error { return t.err }
 
@@ -238,7 +251,7 @@ func (t *threadSource) openNext() bool {
 		}
 		t.cur = &fileCursor{info: e.info, pkt: pkt, release: e.release, match: e.match}
 		if e.match.All {
-			t.cur.scan = pkt.Scan()
+			t.cur.scan = pkt.ScanInPlace()
 		}
 		return true
 	}
@@ -266,16 +279,18 @@ func (t *threadSource) fileError(f FileInfo, err error) {
 // when it is exhausted.
 func (t *threadSource) fill() {
 	t.batch, t.bi = t.batch[:0], 0
+	t.arena, t.used = t.arena[:0], 0
 	c := t.cur
 	keep := c.match.Keep
 	if c.scan != nil {
-		for len(t.batch) < batchSize && c.scan.Next() {
+		full := func() bool { return len(t.batch) >= batchSize || t.used >= batchBytes }
+		for !full() && c.scan.Next() {
 			p := c.scan.Packet()
 			if keep == nil || keep(uint32(p.Position), p.Timestamp) {
-				t.batch = append(t.batch, pcap.Packet{Timestamp: p.Timestamp, WireLen: p.WireLen, Data: p.Data})
+				t.batch = append(t.batch, pcap.Packet{Timestamp: p.Timestamp, WireLen: p.WireLen, Data: t.keepBytes(p.Data)})
 			}
 		}
-		if len(t.batch) < batchSize {
+		if !full() {
 			if err := c.scan.Err(); err != nil {
 				t.fileError(c.info, err)
 			}
@@ -284,14 +299,14 @@ func (t *threadSource) fill() {
 		return
 	}
 	end := min(c.pos+batchSize, len(c.match.Positions))
-	t.arena = t.arena[:0]
-	err := c.pkt.ReadPositions(t.ctx, c.match.Positions[c.pos:end], func(p blockfile.Packet) bool {
+	// Packets are read straight into the arena and returned from there.
+	n, err := c.pkt.ReadPositionsInto(t.ctx, c.match.Positions[c.pos:end], t.alloc, func(p blockfile.Packet) bool {
 		if keep == nil || keep(uint32(p.Position), p.Timestamp) {
-			t.batch = append(t.batch, pcap.Packet{Timestamp: p.Timestamp, WireLen: p.WireLen, Data: t.keepBytes(p.Data)})
+			t.batch = append(t.batch, pcap.Packet{Timestamp: p.Timestamp, WireLen: p.WireLen, Data: p.Data})
 		}
-		return true
+		return t.used < batchBytes
 	})
-	c.pos = end
+	c.pos += n
 	if err != nil {
 		if t.ctx.Err() != nil {
 			t.err = t.ctx.Err()
