@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/stenographer-ng/stenographer/stenographer/metrics"
@@ -60,9 +61,7 @@ func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request) {
 	h.Set("Trailer", TrailerTruncated+", "+TrailerPackets+", "+TrailerBytes)
 	rc := http.NewResponseController(w)
 	out := &flushWriter{w: w, rc: rc}
-	// Cancelling a context does not interrupt a write blocked on a client
-	// that stopped reading; an expired write deadline does.
-	defer context.AfterFunc(ctx, func() { rc.SetWriteDeadline(time.Now()) })()
+	defer interruptWrites(ctx, rc)()
 	pw, err := pcap.NewWriter(out, limits)
 	if err == nil {
 		err = pw.Flush() // status and PCAP header leave now
@@ -97,6 +96,29 @@ func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request) {
 	h.Set(TrailerTruncated, strconv.FormatBool(res.Truncated))
 	h.Set(TrailerPackets, strconv.FormatInt(res.Packets, 10))
 	h.Set(TrailerBytes, strconv.FormatInt(res.Bytes, 10))
+}
+
+// interruptWrites makes a write blocked on a client that stopped reading
+// fail once ctx is done: cancelling a context alone does not interrupt
+// it, an expired write deadline does. Call the returned func before the
+// handler returns; after it, the response is never touched.
+func interruptWrites(ctx context.Context, rc *http.ResponseController) (stop func()) {
+	var mu sync.Mutex
+	finished := false
+	stopAfter := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !finished {
+			rc.SetWriteDeadline(time.Now())
+		}
+	})
+	return func() {
+		if !stopAfter() {
+			mu.Lock()
+			finished = true
+			mu.Unlock()
+		}
+	}
 }
 
 // flushWriter pushes every write to the client at once. pcap.Writer
