@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -40,7 +41,16 @@ func (t *threadFlags) Set(v string) error {
 	return nil
 }
 
+// gcPercent replaces Go's default GOGC of 100 (unless GOGC is set): a
+// query's live heap is a few megabytes of batch arenas and read buffers,
+// and collecting each time it doubles costs a rare-host query a tenth of
+// its run time for nothing; the heap stays bounded, at a few times as much.
+const gcPercent = 400
+
 func main() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
 	var threads threadFlags
 	config := flag.String("config", "", "stenographer config file whose Threads to read")
 	dir := flag.String("dir", "", "stenotype --dir output: reads every PKT<i>/IDX<i> pair in it")

@@ -34,10 +34,11 @@ func (f *File) ReadPositions(ctx context.Context, positions []uint32, fn func(Pa
 // ReadPositionsInto is ReadPositions reading into memory that alloc
 // returns (n bytes, contents irrelevant): each Packet.Data aliases it, so
 // packets stay valid as long as the caller keeps that memory, without a
-// copy. Packets close together in a block are read with one read, from
-// the first one's header to the last one's frame. It returns how many
-// positions were consumed: all of them, or fewer when fn returned false
-// (the positions up to and including that packet's).
+// copy. Packets close together in a block are read with one read (a run),
+// from the first one's header to the last one's frame. alloc may return
+// nil to end the read before the next run. It returns how many positions
+// were consumed: all of them, or fewer when alloc returned nil or fn
+// returned false (the positions up to and including that packet's).
 //
 // Frames are decoded in place: a VLAN tag the kernel stripped is put back
 // by moving the MAC addresses into the 4 bytes before the frame, which
@@ -63,6 +64,9 @@ func (f *File) ReadPositionsInto(ctx context.Context, positions []uint32, alloc 
 		to := min(blockEnd, max(int64(positions[j-1])+packetHeaderSize+frameGuess, minTo))
 		minTo = 0
 		buf := alloc(int(to - pos))
+		if buf == nil {
+			return i, nil
+		}
 		if _, err := f.f.ReadAt(buf, pos); err != nil {
 			return i, fmt.Errorf("blockfile: read %s at %d: %w", f.name, pos, err)
 		}

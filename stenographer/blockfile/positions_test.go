@@ -172,3 +172,38 @@ func TestInPlaceVLANRestore(t *testing.T) {
 		t.Errorf("untagged neighbour changed: % x", got[1].Data)
 	}
 }
+
+// An allocator that refuses (nil) ends the read before the next run, with
+// the positions consumed so far reported, and the read resumes from there.
+func TestReadPositionsIntoAllocStop(t *testing.T) {
+	frames := [][]byte{make([]byte, 60), make([]byte, 61)}
+	b := append(block(frames...), block(frames...)...)
+	f, _ := New(bytes.NewReader(b), int64(len(b)), "mem", 4096)
+	want := scanAll(t, f)
+	var all []uint32
+	for _, p := range want {
+		all = append(all, uint32(p.Position))
+	}
+	var got []Packet
+	for start := 0; start < len(all); {
+		runs := 0
+		n, err := f.ReadPositionsInto(context.Background(), all[start:], func(n int) []byte {
+			if runs++; runs > 1 {
+				return nil
+			}
+			return make([]byte, n)
+		}, func(p Packet) bool { got = append(got, p); return true })
+		if err != nil || n == 0 {
+			t.Fatalf("ReadPositionsInto from %d = %d, %v", start, n, err)
+		}
+		start += n
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d packets, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if !samePacket(got[i], want[i]) {
+			t.Fatalf("packet %d differs", i)
+		}
+	}
+}

@@ -68,10 +68,12 @@ func (s *Store) Query(ctx context.Context, q query.Node, w *pcap.Writer) (*Resul
 
 // batchSize bounds how many packets a thread reads ahead of the merge: a
 // whole 1 MiB block of small packets, so a block is read about once.
-// batchBytes bounds the bytes read for one batch (the arena's use).
+// batchBytes bounds the bytes read for one batch (the arena's use) before
+// its last run of packets (at most a block): small, so that one arena is
+// touched once and reused by every batch.
 const (
 	batchSize  = 4096
-	batchBytes = 8 << 20
+	batchBytes = 1 << 20
 )
 
 // threadSource yields one thread's matching packets in file order. It
@@ -134,12 +136,23 @@ func (t *threadSource) Packet() pcap.Packet { return t.batch[t.bi-1] }
 // frames of the batch keep pointing into the old one, which stays valid.
 func (t *threadSource) alloc(n int) []byte {
 	if cap(t.arena)-len(t.arena) < n {
-		t.arena = make([]byte, 0, max(min(2*cap(t.arena), 2*batchBytes), 4<<20, n))
+		// Room for a batch's bytes and its last run (one block): one chunk
+		// serves every batch.
+		t.arena = make([]byte, 0, max(batchBytes+t.s.cfg.BlockSize+64<<10, n))
 	}
 	start := len(t.arena)
 	t.arena = t.arena[:start+n]
 	t.used += n
 	return t.arena[start : start+n : start+n]
+}
+
+// allocRun is alloc for a run of packets read in one go, or nil once the
+// batch has its bytes: a batch ends between runs, never inside one.
+func (t *threadSource) allocRun(n int) []byte {
+	if t.used >= batchBytes {
+		return nil
+	}
+	return t.alloc(n)
 }
 
 // keepBytes copies b into the arena.
@@ -300,11 +313,11 @@ func (t *threadSource) fill() {
 	}
 	end := min(c.pos+batchSize, len(c.match.Positions))
 	// Packets are read straight into the arena and returned from there.
-	n, err := c.pkt.ReadPositionsInto(t.ctx, c.match.Positions[c.pos:end], t.alloc, func(p blockfile.Packet) bool {
+	n, err := c.pkt.ReadPositionsInto(t.ctx, c.match.Positions[c.pos:end], t.allocRun, func(p blockfile.Packet) bool {
 		if keep == nil || keep(uint32(p.Position), p.Timestamp) {
 			t.batch = append(t.batch, pcap.Packet{Timestamp: p.Timestamp, WireLen: p.WireLen, Data: p.Data})
 		}
-		return t.used < batchBytes
+		return true
 	})
 	c.pos += n
 	if err != nil {

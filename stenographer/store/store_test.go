@@ -266,3 +266,69 @@ func TestReferenceCapture(t *testing.T) {
 		}
 	}
 }
+
+// A result of several megabytes is read in many batches (each bounded in
+// bytes, ending between runs of packets read at once) and arrives complete
+// and byte for byte, by index positions and by a time-only scan alike.
+func TestQueryManyBatches(t *testing.T) {
+	const n, size, bs = 3000, 1400, 64 << 10
+	dir := t.TempDir()
+	var pkts []fixture.Packet
+	frame := func(k int) []byte {
+		d := make([]byte, size)
+		for i := range d {
+			d[i] = byte(k*7 + i)
+		}
+		d[0], d[1] = byte(k), byte(k>>8)
+		return d
+	}
+	for k := range n {
+		keys := [][]byte{portKey(80)}
+		if k%3 == 0 {
+			keys = append(keys, portKey(81))
+		}
+		pkts = append(pkts, fixture.Packet{Time: base.Add(time.Duration(k) * time.Millisecond), Data: frame(k), Keys: keys})
+	}
+	if _, err := fixture.Write(dir, 0, base, bs, pkts); err != nil {
+		t.Fatal(err)
+	}
+	s := New(Config{BlockSize: bs, Threads: []Thread{{filepath.Join(dir, "PKT0"), filepath.Join(dir, "IDX0")}}})
+	if err := s.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		q    string
+		want []int
+	}{
+		{"port 80", seq(0, n, 1, nil)},
+		{"port 81", seq(0, n, 3, nil)},
+		{"after 2000-01-01T00:00:00Z", seq(0, n, 1, nil)},
+	} {
+		q, err := query.Parse(tc.q, base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		w, _ := pcap.NewWriter(&buf, pcap.Limits{})
+		if _, err := s.Query(context.Background(), q, w); err != nil {
+			t.Fatal(err)
+		}
+		r, err := pcapgo.NewReader(&buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		i := 0
+		for ; ; i++ {
+			data, _, err := r.ReadPacketData()
+			if err != nil {
+				break
+			}
+			if i >= len(tc.want) || !bytes.Equal(data, frame(tc.want[i])) {
+				t.Fatalf("%q: packet %d is not frame %d", tc.q, i, tc.want[min(i, len(tc.want)-1)])
+			}
+		}
+		if i != len(tc.want) {
+			t.Errorf("%q: %d packets, want %d", tc.q, i, len(tc.want))
+		}
+	}
+}
