@@ -70,6 +70,13 @@ if ! setpriv --reuid="$user" --regid="$group" --clear-groups test -w "$run/threa
   drop=(--uid=0 --gid=0)
 fi
 
+# One daemon per ./run: a second would share the data directories.
+for pid in $(pgrep -x stenographer || true); do
+  if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "--config $config "; then
+    die "stenographer is already running with $config (pid $pid); stop it first"
+  fi
+done
+
 port_free() { [ -z "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]; }
 
 keep=0
@@ -92,13 +99,14 @@ else
     port=$((port + 1))
     [ "$port" -lt 1300 ] || die "no free port in 1234..1299"
   done
+  flags=("${drop[@]}" --blocks=256 --fileage_sec=30 --stats_sec=30)
   jq -n --arg dir "$run/thread0" --arg stenotype "$repo/build/bin/stenotype" --arg iface "$iface" \
-    --argjson port "$port" --arg certs "$certs" --args '{
+    --argjson port "$port" --arg certs "$certs" --arg flags "$(printf '%s\n' "${flags[@]}")" '{
       Threads: [{PacketsDirectory: ($dir + "/packets"), IndexDirectory: ($dir + "/index"),
                  DiskFreePercentage: 10, MaxDirectoryFiles: 30000}],
       StenotypePath: $stenotype, Interface: $iface, Port: $port, Host: "127.0.0.1",
-      Flags: $ARGS.positional, CertPath: $certs
-    }' "${drop[@]}" --blocks=256 --fileage_sec=30 --stats_sec=30 >"$config.tmp"
+      Flags: ($flags | rtrimstr("\n") | split("\n")), CertPath: $certs
+    }' >"$config.tmp"
   mv -f "$config.tmp" "$config"
   say "wrote $config (Interface $iface, Port $port)"
 fi
