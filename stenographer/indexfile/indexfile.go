@@ -404,6 +404,77 @@ func (x *File) scan(lo []byte, fn func(k, v []byte) (bool, error), hi []byte) er
 	return nil
 }
 
+// RangeWithin returns the positions in within (sorted, duplicate-free)
+// that some key k with lo <= k <= hi holds: Range(lo, hi) ∩ within,
+// without building or sorting the range's whole union. An 'and' uses it
+// once one side has narrowed the candidates, e.g. a net range after a port.
+func (x *File) RangeWithin(ctx context.Context, lo, hi []byte, within []uint32) ([]uint32, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if len(within) == 0 {
+		return nil, nil
+	}
+	hit := make([]bool, len(within))
+	lists := 0
+	err := x.scan(lo, func(k, v []byte) (bool, error) {
+		if bytes.Compare(k, hi) > 0 {
+			return false, nil
+		}
+		if lists > 0 {
+			if err := ctx.Err(); err != nil {
+				return false, err
+			}
+		}
+		if len(v)%4 != 0 {
+			return false, x.corrupt("key %x has a value of %d bytes", k, len(v))
+		}
+		markHits(v, within, hit)
+		lists++
+		return true, nil
+	}, hi)
+	if err != nil {
+		return nil, err
+	}
+	var out []uint32
+	for i, h := range hit {
+		if h {
+			out = append(out, within[i])
+		}
+	}
+	return out, nil
+}
+
+// markHits sets hit[i] for each within[i] that the big-endian position
+// list v holds. A list is normally ascending, so the search resumes where
+// the last one ended, galloping forward; a descent (a damaged list) starts
+// the search over, so any order gives the right answer.
+func markHits(v []byte, within []uint32, hit []bool) {
+	j := 0
+	var prev uint32
+	for i := 0; i+4 <= len(v); i += 4 {
+		e := binary.BigEndian.Uint32(v[i:])
+		if e < prev {
+			j = 0
+		}
+		prev = e
+		if j < len(within) && within[j] < e {
+			// within[j] < e: double the step until within[j+step] >= e,
+			// then binary-search the last step.
+			step := 1
+			for j+step < len(within) && within[j+step] < e {
+				j += step
+				step *= 2
+			}
+			k, _ := slices.BinarySearch(within[j+1:min(j+step+1, len(within))], e)
+			j += 1 + k
+		}
+		if j < len(within) && within[j] == e {
+			hit[j] = true
+		}
+	}
+}
+
 func isStrictlySorted(p []uint32) bool {
 	for i := 1; i < len(p); i++ {
 		if p[i] <= p[i-1] {

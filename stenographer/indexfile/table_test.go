@@ -140,8 +140,31 @@ func TestRangeAgainstBruteForce(t *testing.T) {
 				if err != nil {
 					t.Fatalf("Range(%x, %x): %v", lo, hi, err)
 				}
-				if want := wantRange(entries, lo, hi); !slices.Equal(got, want) {
+				want := wantRange(entries, lo, hi)
+				if !slices.Equal(got, want) {
 					t.Fatalf("Range(%x, %x) = %d positions, want %d", lo, hi, len(got), len(want))
+				}
+				// RangeWithin: a random sorted set, part from the answer.
+				var within []uint32
+				for _, p := range want {
+					if r.IntN(3) == 0 {
+						within = append(within, p)
+					}
+				}
+				for range r.IntN(50) {
+					within = append(within, uint32(r.IntN(1<<22)))
+				}
+				slices.Sort(within)
+				within = slices.Compact(within)
+				var wantWithin []uint32
+				for _, p := range within {
+					if _, ok := slices.BinarySearch(want, p); ok {
+						wantWithin = append(wantWithin, p)
+					}
+				}
+				gotWithin, err := x.RangeWithin(ctx, lo, hi, within)
+				if err != nil || !slices.Equal(gotWithin, wantWithin) {
+					t.Fatalf("RangeWithin(%x, %x, %d) = %d positions, %v; want %d", lo, hi, len(within), len(gotWithin), err, len(wantWithin))
 				}
 			}
 			for _, e := range entries {
@@ -406,3 +429,38 @@ func TestEmptyBlocks(t *testing.T) {
 }
 
 func maskCRC(c uint32) uint32 { return (c>>15 | c<<17) + 0xa282ead8 }
+
+// markHits finds the members of within in a list in any order: ascending
+// (galloping), descending or shuffled (a damaged file), with repeats.
+func TestMarkHits(t *testing.T) {
+	within := []uint32{3, 10, 11, 50, 1000, 1001, 70000}
+	enc := func(p ...uint32) []byte {
+		var b []byte
+		for _, x := range p {
+			b = binary.BigEndian.AppendUint32(b, x)
+		}
+		return b
+	}
+	for _, tc := range []struct {
+		list []uint32
+		want []uint32
+	}{
+		{[]uint32{1, 3, 4, 11, 999, 1001, 80000}, []uint32{3, 11, 1001}},
+		{[]uint32{70000, 1000, 50, 10, 3}, []uint32{3, 10, 50, 1000, 70000}},
+		{[]uint32{1001, 2, 3, 3, 70000, 11}, []uint32{3, 11, 1001, 70000}},
+		{[]uint32{90000}, nil},
+		{nil, nil},
+	} {
+		hit := make([]bool, len(within))
+		markHits(enc(tc.list...), within, hit)
+		var got []uint32
+		for i, h := range hit {
+			if h {
+				got = append(got, within[i])
+			}
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("markHits(%v) = %v, want %v", tc.list, got, tc.want)
+		}
+	}
+}

@@ -12,6 +12,15 @@ type Index interface {
 	Range(ctx context.Context, lo, hi []byte) ([]uint32, error)
 }
 
+// WithinIndex is an Index that can also answer Range(lo, hi) ∩ within
+// (within sorted and duplicate-free) without building the whole range:
+// evaluation then looks up the later keys of an 'and' only among the
+// candidates the earlier ones left.
+type WithinIndex interface {
+	Index
+	RangeWithin(ctx context.Context, lo, hi []byte, within []uint32) ([]uint32, error)
+}
+
 // Span is what is known of the capture times of the packets of one file:
 // every packet has Min <= ts <= Max. A zero Max means unknown (no limit).
 type Span struct {
@@ -92,6 +101,26 @@ func (e *evaluator) eval(n Node) (*result, error) {
 	panic("query: unknown node type")
 }
 
+// evalKeyWithin looks key up among the positions of within only, when
+// the index can; narrowed reports that it did (the result is then already
+// intersected with within).
+func (e *evaluator) evalKeyWithin(k Key, within []uint32) (r *result, narrowed bool, err error) {
+	wi, ok := e.idx.(WithinIndex)
+	if !ok {
+		r, err = e.eval(k)
+		return r, false, err
+	}
+	if err := e.ctx.Err(); err != nil {
+		return nil, false, err
+	}
+	set, err := wi.RangeWithin(e.ctx, k.Lo, k.Hi, within)
+	if err != nil {
+		return nil, false, err
+	}
+	e.lookups++
+	return &result{set: set, exact: true}, true, nil
+}
+
 func (e *evaluator) evalTime(t Time) *result {
 	in := func(ts time.Time) bool {
 		if t.Before {
@@ -117,14 +146,21 @@ func (e *evaluator) evalAnd(children []Node) (*result, error) {
 	var parts []*result
 	acc := &result{all: true, exact: true}
 	for _, c := range ordered {
-		r, err := e.eval(c)
+		var r *result
+		var err error
+		narrowed := false
+		if k, ok := c.(Key); ok && !acc.all {
+			r, narrowed, err = e.evalKeyWithin(k, acc.set)
+		} else {
+			r, err = e.eval(c)
+		}
 		if err != nil {
 			return nil, err
 		}
 		parts = append(parts, r)
 		switch {
 		case r.all:
-		case acc.all:
+		case acc.all, narrowed:
 			acc.all, acc.set = false, r.set
 		default:
 			acc.set = intersect(acc.set, r.set)

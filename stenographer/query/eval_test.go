@@ -21,17 +21,43 @@ func (m memIndex) Range(_ context.Context, lo, hi []byte) ([]uint32, error) {
 	return out, nil
 }
 
+// withinIndex is a memIndex that also narrows lookups (WithinIndex) and
+// counts how often it was asked to.
+type withinIndex struct {
+	memIndex
+	narrowed *int
+}
+
+func (w withinIndex) RangeWithin(ctx context.Context, lo, hi []byte, within []uint32) ([]uint32, error) {
+	*w.narrowed++
+	all, err := w.Range(ctx, lo, hi)
+	return intersect(all, within), err
+}
+
+// Every query gives the same packets, with the same lookups, whether the
+// index narrows the later keys of an 'and' (WithinIndex) or not.
 func TestEvaluate(t *testing.T) {
-	idx := memIndex{
-		"\x02\x00\x50":         {10, 20, 30},     // port 80
-		"\x02\x01\xbb":         {40, 50},         // port 443
-		"\x01\x06":             {10, 20, 30, 40}, // tcp
-		"\x01\x11":             {50, 60},         // udp
-		"\x04\x0a\x00\x00\x01": {10, 40, 60},     // 10.0.0.1
-		"\x04\x0a\x00\x00\x02": {20, 50},         // 10.0.0.2
-		"\x04\x0b\x00\x00\x01": {30},             // 11.0.0.1
-		"\x03\x00\x07":         {20, 30, 40, 50}, // vlan 7
+	narrowed := 0
+	for _, idx := range []Index{testIndex, withinIndex{testIndex, &narrowed}} {
+		testEvaluate(t, idx)
 	}
+	if narrowed == 0 {
+		t.Error("RangeWithin was never used")
+	}
+}
+
+var testIndex = memIndex{
+	"\x02\x00\x50":         {10, 20, 30},     // port 80
+	"\x02\x01\xbb":         {40, 50},         // port 443
+	"\x01\x06":             {10, 20, 30, 40}, // tcp
+	"\x01\x11":             {50, 60},         // udp
+	"\x04\x0a\x00\x00\x01": {10, 40, 60},     // 10.0.0.1
+	"\x04\x0a\x00\x00\x02": {20, 50},         // 10.0.0.2
+	"\x04\x0b\x00\x00\x01": {30},             // 11.0.0.1
+	"\x03\x00\x07":         {20, 30, 40, 50}, // vlan 7
+}
+
+func testEvaluate(t *testing.T, idx Index) {
 	// Packet timestamps: position p was captured at base + p seconds.
 	base := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 	ts := func(p uint32) time.Time { return base.Add(time.Duration(p) * time.Second) }
@@ -82,7 +108,7 @@ func TestEvaluate(t *testing.T) {
 			}
 		}
 		if !slices.Equal(got, tc.want) {
-			t.Errorf("%q = %v, want %v", tc.q, got, tc.want)
+			t.Errorf("%T: %q = %v, want %v", idx, tc.q, got, tc.want)
 		}
 		if m.Lookups != tc.lookups {
 			t.Errorf("%q did %d lookups, want %d", tc.q, m.Lookups, tc.lookups)

@@ -12,7 +12,7 @@
 # is built in a temporary directory that is removed afterwards.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
-BIN="$ROOT/build/bin"
+BIN="${BENCH_BIN:-$ROOT/build/bin}" # BENCH_BIN: binaries to time (default: this tree's)
 SHARED="${STENO_SHARED:-$(dirname "$ROOT")/shared}"
 RUNS="${BENCH_RUNS:-3}"
 WORK="${BENCH_QUERY_DIR:-/var/tmp/steno-qbench}"
@@ -26,7 +26,7 @@ if [[ "${BENCH_REUSE:-0}" == 1 && -s "$WORK/big.pcap" && -d "$WORK/store/PKT0" &
   echo "reusing the store in $WORK (BENCH_REUSE=1)"
   t0=0 t1=0
 else
-  (cd "$ROOT" && go run ./tests/bench/mkbig -o "$WORK/big.pcap" -min_bytes "${BENCH_MIN_BYTES:-2200000000}" "$SHARED"/pcaps/*.pcap)
+  (cd "$ROOT" && go run ./tests/bench/mkbig -o "$WORK/big.pcap" -min_bytes "${BENCH_MIN_BYTES:-2200000000}" "$SHARED"/pcaps/*.pcap) | tee "$WORK/mkbig.log"
   rm -rf "$WORK/store" && mkdir -p "$WORK/store"
   t0=$(date +%s.%N)
   "$BIN/stenotype" --pcap_in="$WORK/big.pcap" --dir="$WORK/store" --uid=0 --gid=0 --fileage_sec=3600 -q
@@ -36,8 +36,10 @@ fi
 pkt_bytes=$(du -cb "$WORK"/store/PKT0/* | tail -1 | cut -f1)
 idx_bytes=$(du -cb "$WORK"/store/IDX0/* | tail -1 | cut -f1)
 files=$(ls "$WORK/store/PKT0" | wc -l)
-printf 'store: %s files, %.2f GB packet files, %.1f MB index files, imported in %.1f s\n' \
-  "$files" "$(echo "$pkt_bytes/1000000000" | bc -l)" "$(echo "$idx_bytes/1000000" | bc -l)" "$(echo "$t1-$t0" | bc -l)"
+printf 'store: %s files, %.2f GB packet files, %.1f MB index files, %s packets; ' \
+  "$files" "$(echo "$pkt_bytes/1000000000" | bc -l)" "$(echo "$idx_bytes/1000000" | bc -l)" "$(sed -n 's/^mkbig: \([0-9]*\) packets.*/\1/p' "$WORK/mkbig.log")"
+if [[ "$t1" == 0 ]]; then echo "reused"; else printf 'imported in %.1f s\n' "$(echo "$t1-$t0" | bc -l)"; fi
+echo "runs: median of $RUNS; $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # median_time CMD...: prints "wall user sys" (seconds, microsecond
 # resolution), the run with the median wall time of RUNS runs.
@@ -58,20 +60,26 @@ print("%.6f %.6f %.6f" % out[(runs - 1) // 2])
 PY
 }
 
-# first_packet_ms QUERY: time until the first packet record has arrived.
+# first_packet_ms QUERY: time until the first packet record has arrived
+# (median of RUNS runs).
 first_packet_ms() {
-  python3 - "$BIN/stenoquery" "$WORK/store" "$1" <<'PY'
+  python3 - "$BIN/stenoquery" "$WORK/store" "$1" "$RUNS" <<'PY'
 import subprocess, sys, time
-t = time.monotonic()
-p = subprocess.Popen([sys.argv[1], "--dir", sys.argv[2], sys.argv[3]], stdout=subprocess.PIPE)
-need, got = 24 + 16, b""
-while len(got) < need:
-    b = p.stdout.read1(need - len(got))
-    if not b:
-        break
-    got += b
-print("%.1f" % ((time.monotonic() - t) * 1000))
-p.kill()
+ms = []
+for _ in range(int(sys.argv[4])):
+    t = time.monotonic()
+    p = subprocess.Popen([sys.argv[1], "--dir", sys.argv[2], sys.argv[3]], stdout=subprocess.PIPE)
+    need, got = 24 + 16, b""
+    while len(got) < need:
+        b = p.stdout.read1(need - len(got))
+        if not b:
+            break
+        got += b
+    ms.append((time.monotonic() - t) * 1000)
+    p.kill()
+    p.wait()
+ms.sort()
+print("%.1f" % ms[(len(ms) - 1) // 2])
 PY
 }
 
