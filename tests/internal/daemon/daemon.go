@@ -225,7 +225,13 @@ func Start(t testing.TB, pair *netns.Pair, opts Options) *Daemon {
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("stenographer log (%s, last 6000 bytes):\n%s", d.ConfigPath, testenv.Tail(d.log.Bytes(), 6000))
+			// The whole log outlives the test's directories.
+			name := strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())
+			keep := filepath.Join(os.TempDir(), fmt.Sprintf("stenographer-%s-%d.log", name, os.Getpid()))
+			if err := os.WriteFile(keep, d.log.Bytes(), 0o644); err != nil {
+				keep = "not kept: " + err.Error()
+			}
+			t.Logf("stenographer log (whole log: %s), last 6000 bytes:\n%s", keep, testenv.Tail(d.log.Bytes(), 6000))
 		}
 	})
 	if err := d.cmd.Start(); err != nil {
