@@ -174,9 +174,9 @@ if [ "$start" -eq 1 ]; then
 else
   cat <<EOF
 $prog: done. Next:
-  edit $config (Interface, thread directories), then
-  systemctl enable --now stenographer          # or: $prog --start
-  usermod -aG $group ANALYST                    # lets ANALYST read the client key
-  stenoread 'port 53' -n                        # query
+  1. edit $config (Interface, thread directories; Flags such as --blocks=256 on small machines)
+  2. systemctl enable --now stenographer    (or run $prog --start)
+  3. usermod -aG $group ANALYST    (lets ANALYST read the client key, so query)
+  4. stenoread 'port 53' -n
 EOF
 fi
