@@ -322,11 +322,13 @@ func (x *File) Range(ctx context.Context, lo, hi []byte) ([]uint32, error) {
 		return nil, err
 	}
 	var out []uint32
+	var starts []int // where each key's list begins in out
 	lists := 0
 	err := x.scan(lo, func(k, v []byte) (bool, error) {
 		if bytes.Compare(k, hi) > 0 {
 			return false, nil
 		}
+		starts = append(starts, len(out))
 		if lists > 0 {
 			if err := ctx.Err(); err != nil {
 				return false, err
@@ -345,13 +347,65 @@ func (x *File) Range(ctx context.Context, lo, hi []byte) ([]uint32, error) {
 	if err != nil {
 		return nil, err
 	}
-	// One list from a well-formed file is already sorted; several lists, or
-	// a file we do not trust to be well formed, are normalized here.
-	if lists > 1 || !isStrictlySorted(out) {
-		slices.Sort(out)
-		out = slices.Compact(out)
+	return union(out, starts), nil
+}
+
+// union turns out, the concatenation of lists beginning at starts, into
+// their sorted, duplicate-free union. One list of a well-formed file is
+// already sorted; several sorted lists are merged pairwise (n log k, not
+// a sort's n log n); an unsorted list (a damaged file) means a full sort.
+func union(out []uint32, starts []int) []uint32 {
+	if isStrictlySorted(out) {
+		return out
 	}
-	return out, nil
+	runs := append(starts, len(out))
+	for i := 0; i+1 < len(runs); i++ {
+		if !isStrictlySorted(out[runs[i]:runs[i+1]]) {
+			slices.Sort(out)
+			return slices.Compact(out)
+		}
+	}
+	buf := make([]uint32, len(out))
+	for len(runs) > 2 {
+		var next []int
+		n := 0
+		for i := 0; i+1 < len(runs); i += 2 {
+			next = append(next, n)
+			a := out[runs[i]:runs[i+1]]
+			var b []uint32
+			if i+2 < len(runs) {
+				b = out[runs[i+1]:runs[i+2]]
+			}
+			n += mergeInto(buf[n:], a, b)
+		}
+		runs = append(next, n)
+		out, buf = buf[:n], out[:cap(out)]
+	}
+	return out
+}
+
+// mergeInto writes the sorted union of the sorted, duplicate-free a and b
+// to dst (room for both) and returns its length.
+func mergeInto(dst, a, b []uint32) int {
+	n, i, j := 0, 0, 0
+	for i < len(a) && j < len(b) {
+		switch {
+		case a[i] < b[j]:
+			dst[n] = a[i]
+			i++
+		case a[i] > b[j]:
+			dst[n] = b[j]
+			j++
+		default:
+			dst[n] = a[i]
+			i++
+			j++
+		}
+		n++
+	}
+	n += copy(dst[n:], a[i:])
+	n += copy(dst[n:], b[j:])
+	return n
 }
 
 // scanBlock calls fn for the entries of one data block (from the first

@@ -464,3 +464,34 @@ func TestMarkHits(t *testing.T) {
 		}
 	}
 }
+
+// union merges any number of sorted lists, with repeats across lists and
+// empty lists, and sorts lists that are not sorted.
+func TestUnion(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 9))
+	for k := range 40 {
+		var out []uint32
+		var starts []int
+		var all []uint32
+		for range k % 9 {
+			starts = append(starts, len(out))
+			n := r.IntN(30)
+			var list []uint32
+			for range n {
+				list = append(list, uint32(r.IntN(200)))
+			}
+			slices.Sort(list)
+			list = slices.Compact(list)
+			if k%7 == 6 && len(list) > 1 {
+				list[0], list[len(list)-1] = list[len(list)-1], list[0] // unsorted
+			}
+			out = append(out, list...)
+			all = append(all, list...)
+		}
+		slices.Sort(all)
+		want := slices.Compact(all)
+		if got := union(out, starts); !slices.Equal(got, want) && !(len(got) == 0 && len(want) == 0) {
+			t.Fatalf("case %d: union = %v, want %v", k, got, want)
+		}
+	}
+}
