@@ -129,14 +129,20 @@ func TestStaleStenotype(t *testing.T) {
 	})
 	first := d.WaitStenotype(0, time.Minute)
 	second := d.WaitStenotype(first, 3*time.Minute)
-	log := string(d.Log())
-	if !strings.Contains(log, "stale") {
+	var staleLine string
+	for _, l := range strings.Split(string(d.Log()), "\n") {
+		if strings.Contains(l, "stale") {
+			staleLine = l
+			break
+		}
+	}
+	if staleLine == "" {
 		t.Errorf("stenotype %d was replaced by %d but the log does not say it was stale", first, second)
 	}
 	if daemon.ProcessAlive(first) {
 		t.Errorf("the stale stenotype %d still runs", first)
 	}
-	t.Logf("stale stenotype %d replaced by %d", first, second)
+	t.Logf("stale stenotype %d replaced by %d: %s", first, second, staleLine)
 }
 
 // TestBadStenotype: a StenotypePath that does not exist, or a program that
