@@ -61,11 +61,7 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "stenographer: --sync_interval must be positive, not %v\n", *syncInterval)
 		return 2
 	}
-	log, err := newLogger(*useSyslog, *verbosity, stderr)
-	if err != nil {
-		fmt.Fprintf(stderr, "stenographer: %v\n", err)
-		return 1
-	}
+	log := newLogger(*useSyslog, *verbosity, stderr)
 
 	cfg, err := config.Load(*configPath)
 	if err != nil {
@@ -201,17 +197,19 @@ func retentionThreads(cfg *config.Config) []retention.Thread {
 
 // newLogger logs text lines to stderr, or to syslog with the severity of
 // each record (syslog adds its own time stamp).
-func newLogger(useSyslog bool, verbosity int, stderr io.Writer) (*slog.Logger, error) {
+func newLogger(useSyslog bool, verbosity int, stderr io.Writer) *slog.Logger {
 	level := slog.LevelInfo
 	if verbosity > 0 {
 		level = slog.LevelDebug
 	}
 	if !useSyslog {
-		return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})), nil
+		return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	}
 	w, err := syslog.New(syslog.LOG_DAEMON|syslog.LOG_INFO, "stenographer")
 	if err != nil {
-		return nil, fmt.Errorf("--syslog: %w", err)
+		// Capture matters more than where the log goes.
+		fmt.Fprintf(stderr, "stenographer: --syslog: %v; logging to stderr instead\n", err)
+		return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	}
 	return slog.New(slog.NewTextHandler(&syslogWriter{w: w}, &slog.HandlerOptions{
 		Level: level,
@@ -221,7 +219,7 @@ func newLogger(useSyslog bool, verbosity int, stderr io.Writer) (*slog.Logger, e
 			}
 			return a
 		},
-	})), nil
+	}))
 }
 
 // syslogWriter takes the text handler's lines (one Write per record,
