@@ -281,6 +281,25 @@ func TestCaptureAndQuery(t *testing.T) {
 		if v := m["stenographer_stenotype_restarts_total"]; v != 1 {
 			t.Errorf("stenographer_stenotype_restarts_total = %v, want 1 (one start, no restart)", v)
 		}
+		// The rest of the metrics the issue lists, after the queries above.
+		for _, c := range []struct {
+			name   string
+			lo, hi float64
+		}{
+			{"stenographer_dropped_packets_total", 0, 0},
+			{`stenographer_stored_files{thread="0"}`, 1, 1e6},
+			{`stenographer_stored_bytes{thread="0"}`, 1, 1e12},
+			{`stenographer_oldest_packet_age_seconds{thread="0"}`, 0.001, 3600},
+			{"stenographer_queries_total", 20, 1e9},
+			{"stenographer_query_duration_seconds_count", 20, 1e9},
+			{"stenographer_served_bytes_total", 1e5, 1e12},
+			{"stenographer_served_packets_total", float64(len(frames)), 1e12},
+		} {
+			v, ok := m[c.name]
+			if !ok || v < c.lo || v > c.hi {
+				t.Errorf("/metrics: %s = %v (present %v), want %v..%v", c.name, v, ok, c.lo, c.hi)
+			}
+		}
 	})
 }
 
