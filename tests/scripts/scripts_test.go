@@ -524,6 +524,14 @@ func TestStenoread(t *testing.T) {
 		if status != 0 || lines(out) != 3 || strings.Contains(errs, "curl") {
 			t.Errorf("status %d, %d lines (want 0, 3); stderr:\n%s", status, lines(out), errs)
 		}
+		// Its output closed early: quiet, like any pipeline.
+		cmd := exec.Command("bash", "-c", `"$0" 'port 53' -n | head -2`, testenv.Script(t, "stenoread"))
+		cmd.Env = append(os.Environ(), "STENOGRAPHER_CONFIG="+cfg)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil || lines(stdout.String()) != 2 || strings.Contains(stderr.String(), "curl") {
+			t.Errorf("stenoread | head -2: %v, %d lines (want 2); stderr:\n%s", err, lines(stdout.String()), stderr.String())
+		}
 	})
 
 	t.Run("IPv6 host", func(t *testing.T) {
