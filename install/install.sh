@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # install/install.sh [--start] [--no-deps] [--no-build] [--prefix DIR]
+# install/install.sh --uninstall [--prefix DIR]
 #
 # Installs stenographer on Debian or Ubuntu, as root, from this checkout:
 #
@@ -24,6 +25,10 @@
 # Running it again updates binaries, scripts and units and keeps the config,
 # certificates and data.
 #
+# --uninstall stops and disables the units (when systemd runs) and removes
+# what steps 3, 4 and 8 installed; it keeps the config, certificates, data
+# and the user, and says how to remove them.
+#
 # DESTDIR=/some/root installs every file under that root instead (for
 # packaging or a trial run); users, capabilities and ownership are still set
 # (the user is created on this machine), systemctl is not called.
@@ -33,13 +38,14 @@ prog=${0##*/}
 die() { echo "$prog: $*" >&2; exit 1; }
 say() { echo "$prog: $*"; }
 
-start=0 deps=1 build=1
+start=0 deps=1 build=1 uninstall=0
 prefix=${PREFIX:-/usr}
 while [ $# -gt 0 ]; do
   case $1 in
     --start) start=1 ;;
     --no-deps) deps=0 ;;
     --no-build) build=0 ;;
+    --uninstall) uninstall=1 ;;
     --prefix) [ $# -ge 2 ] || die "--prefix needs a directory"; prefix=$2; shift ;;
     --prefix=*) prefix=${1#*=} ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -60,6 +66,29 @@ bindir=$prefix/bin
 etc=/etc/stenographer
 config=$etc/config
 user=stenographer group=stenographer
+binaries=(stenographer stenotype stenoquery stenodump stenogrpc)
+scripts=(stenoread stenocurl stenokeys.sh)
+units=(stenographer.service stenographer@.service)
+systemd_up=0
+[ -z "$destdir" ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null && systemd_up=1
+
+if [ "$uninstall" -eq 1 ]; then
+  if [ "$systemd_up" -eq 1 ]; then
+    systemctl disable --now stenographer.service 'stenographer@*.service' 2>/dev/null || true
+  fi
+  for f in "${binaries[@]/#/$bindir/}" "${scripts[@]/#/$bindir/}" "${units[@]/#//etc/systemd/system/}" \
+    /etc/security/limits.d/stenographer.conf "$prefix/share/doc/stenographer/README.md"; do
+    if [ -e "$destdir$f" ]; then
+      rm -f -- "$destdir$f"
+      say "removed $f"
+    fi
+  done
+  rmdir "$destdir$prefix/share/doc/stenographer" 2>/dev/null || true
+  [ "$systemd_up" -eq 1 ] && systemctl daemon-reload
+  say "kept $etc (config, certificates), the data directories and the user $user; to remove them:"
+  say "  rm -r $etc; rm -r <the Threads directories of the config>; userdel $user"
+  exit 0
+fi
 
 # 1. dependencies and build
 if [ "$deps" -eq 1 ]; then
@@ -93,7 +122,7 @@ fi
 # 3./4. binaries and scripts. install(1) replaces a file by renaming a new
 # one over it, so a running binary is not disturbed.
 install -d -m 0755 "$destdir$bindir"
-for b in stenographer stenotype stenoquery stenodump stenogrpc; do
+for b in "${binaries[@]}"; do
   [ -x "$src/build/bin/$b" ] || continue
   install -m 0755 "$src/build/bin/$b" "$destdir$bindir/$b"
   say "installed $bindir/$b"
@@ -104,7 +133,7 @@ chmod 0750 "$destdir$bindir/stenotype"
 setcap cap_net_raw,cap_net_admin,cap_ipc_lock=ep "$destdir$bindir/stenotype" ||
   die "setcap failed on $destdir$bindir/stenotype (file system without extended attributes?)"
 say "set $(getcap "$destdir$bindir/stenotype" | sed 's/^[^ ]* //') on $bindir/stenotype"
-for s in stenoread stenocurl stenokeys.sh; do
+for s in "${scripts[@]}"; do
   install -m 0755 "$src/scripts/$s" "$destdir$bindir/$s"
   say "installed $bindir/$s"
 done
@@ -144,7 +173,7 @@ done
 
 # 8. units and limits; the units name PREFIX/bin/stenographer
 install -d -m 0755 "$destdir/etc/systemd/system" "$destdir/etc/security/limits.d"
-for u in stenographer.service stenographer@.service; do
+for u in "${units[@]}"; do
   sed "s|/usr/bin/stenographer|$bindir/stenographer|" "$src/configs/$u" >"$destdir/etc/systemd/system/.$u.tmp"
   chmod 0644 "$destdir/etc/systemd/system/.$u.tmp"
   mv -f "$destdir/etc/systemd/system/.$u.tmp" "$destdir/etc/systemd/system/$u"
@@ -155,8 +184,6 @@ say "installed /etc/security/limits.d/stenographer.conf"
 install -d -m 0755 "$destdir$prefix/share/doc/stenographer"
 install -m 0644 "$src/README.md" "$destdir$prefix/share/doc/stenographer/README.md"
 
-systemd_up=0
-[ -d /run/systemd/system ] && command -v systemctl >/dev/null && systemd_up=1
 if [ -n "$destdir" ]; then
   say "DESTDIR set: not calling systemctl"
 elif [ "$systemd_up" -eq 1 ]; then

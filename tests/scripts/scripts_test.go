@@ -599,7 +599,8 @@ func TestStenocurl(t *testing.T) {
 // scripts in PREFIX/bin, stenotype with its capabilities and mode, a config
 // whose StenotypePath and units follow PREFIX, certificates, thread
 // directories owned by stenographer, and that the second run keeps the
-// config, certificates and directories byte for byte. Like `make run`, it
+// config, certificates and directories byte for byte, and what --uninstall
+// removes and keeps. Like `make run`, it
 // creates the stenographer system user and group when they are missing.
 func TestInstallDestdir(t *testing.T) {
 	testenv.RequireRoot(t)
@@ -685,5 +686,23 @@ func TestInstallDestdir(t *testing.T) {
 	}
 	if after := snapshot(t, filepath.Join(root, "etc/stenographer")); !mapsEqual(cfgBefore, after) {
 		t.Error("second run changed /etc/stenographer")
+	}
+
+	// --uninstall removes programs, units and limits; keeps config, certificates, data.
+	cmd := exec.Command(install, "--uninstall", "--prefix", "/usr/local")
+	cmd.Env = append(os.Environ(), "DESTDIR="+root)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("install.sh --uninstall: %v\n%s", err, out)
+	}
+	for _, d := range []string{"usr/local/bin", "etc/systemd/system", "etc/security/limits.d"} {
+		if ents, err := os.ReadDir(filepath.Join(root, d)); err != nil || len(ents) != 0 {
+			t.Errorf("after --uninstall, %s holds %v (%v); want empty", d, ents, err)
+		}
+	}
+	if after := snapshot(t, filepath.Join(root, "etc/stenographer")); !mapsEqual(cfgBefore, after) {
+		t.Error("--uninstall changed /etc/stenographer")
+	}
+	if _, err := os.Stat(filepath.Join(root, cfg.Threads[0].PacketsDirectory)); err != nil {
+		t.Errorf("--uninstall removed the data directory: %v", err)
 	}
 }
