@@ -71,7 +71,7 @@ if ! setpriv --reuid="$user" --regid="$group" --clear-groups test -w "$run/threa
 fi
 
 # One daemon per ./run: a second would share the data directories.
-for pid in $(pgrep -x stenographer || true); do
+for pid in $(pgrep -x stenographer 2>/dev/null || true); do
   if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "--config $config "; then
     die "stenographer is already running with $config (pid $pid); stop it first"
   fi
