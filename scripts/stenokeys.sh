@@ -44,7 +44,8 @@ if [ -r "$config" ]; then
   command -v jq >/dev/null || die "jq not found (apt-get install jq); needed to read $config"
   host=$(jq -er '.Host // empty' "$config" 2>/dev/null) || host=
   if [ -z "$dir" ]; then
-    dir=$(jq -er '.CertPath // empty' "$config") || die "$config: no CertPath (or not valid JSON)"
+    # A missing CertPath means the daemon's default.
+    dir=$(jq -er '.CertPath // "/etc/stenographer/certs"' "$config") || die "$config is not valid JSON"
   fi
 elif [ -z "$dir" ]; then
   die "cannot read config $config (set STENOGRAPHER_CONFIG or give DIR as the third argument)"

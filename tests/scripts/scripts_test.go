@@ -559,6 +559,11 @@ func TestStenocurl(t *testing.T) {
 		t.Fatal(err)
 	}
 	config := writeConfig(t, cfgDir, "127.0.0.1", p, certs)
+	noCerts := writeConfig(t, t.TempDir(), "127.0.0.1", p, filepath.Join(cfgDir, "nocerts"))
+	badJSON := filepath.Join(cfgDir, "bad.json")
+	if err := os.WriteFile(badJSON, []byte(`{"Port": 1234,`), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	nobody := []string{"--reuid=nobody", "--regid=nogroup", "--clear-groups"}
 	inDaemon := []string{"--reuid=nobody", "--regid=nogroup", "--groups=daemon"}
 
@@ -576,6 +581,8 @@ func TestStenocurl(t *testing.T) {
 		{name: "not in group", config: config, as: nobody, args: []string{"/debug/stats"}, wantStatus: 1,
 			wantErr: "cannot read " + filepath.Join(certs, "client_key.pem") + ": permission denied; add yourself to group daemon"},
 		{name: "no config", config: filepath.Join(cfgDir, "missing"), args: []string{"/debug/stats"}, wantStatus: 1, wantErr: "no config at"},
+		{name: "no certificates", config: noCerts, args: []string{"/debug/stats"}, wantStatus: 1, wantErr: "does not exist: create the certificates with stenokeys.sh"},
+		{name: "bad JSON", config: badJSON, args: []string{"/debug/stats"}, wantStatus: 1, wantErr: "is not valid JSON"},
 		{name: "http error", config: config, args: []string{"/query", "--data-raw", "bad query"}, wantStatus: 22, wantOut: badQueryReason},
 		{name: "not found", config: config, args: []string{"/nope"}, wantStatus: 22, wantErr: "404"},
 		{name: "no path", config: config, args: []string{"debug/stats"}, wantStatus: 2, wantErr: "usage:"},
