@@ -36,19 +36,14 @@ type kv struct {
 	positions []uint32
 }
 
-// writeTable writes a table with the given version value (nil: none) and
-// sorted entries, and returns its path.
-func writeTable(t *testing.T, o opt.Options, version []byte, entries []kv) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "idx")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := table.NewWriter(f, &o)
+// tableBytes returns a table with the given version value (nil: none)
+// and sorted entries.
+func tableBytes(o opt.Options, version []byte, entries []kv) ([]byte, error) {
+	var buf bytes.Buffer
+	w := table.NewWriter(&buf, &o)
 	if version != nil {
 		if err := w.Append([]byte{TypeVersion}, version); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 	}
 	for _, e := range entries {
@@ -57,13 +52,24 @@ func writeTable(t *testing.T, o opt.Options, version []byte, entries []kv) strin
 			binary.BigEndian.PutUint32(v[4*i:], p)
 		}
 		if err := w.Append(e.key, v); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 	}
 	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// writeTable writes tableBytes to a file and returns its path.
+func writeTable(t *testing.T, o opt.Options, version []byte, entries []kv) string {
+	t.Helper()
+	b, err := tableBytes(o, version, entries)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := f.Close(); err != nil {
+	path := filepath.Join(t.TempDir(), "idx")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return path
@@ -494,4 +500,41 @@ func TestUnion(t *testing.T) {
 			t.Fatalf("case %d: union = %v, want %v", k, got, want)
 		}
 	}
+}
+
+// FuzzTable feeds arbitrary bytes (seeded with real tables) to Open and
+// the lookups: errors are fine, panics and unsorted results are not.
+func FuzzTable(f *testing.F) {
+	r := rand.New(rand.NewPCG(11, 11))
+	entries := randomEntries(r, 30)
+	for i := range entries {
+		entries[i].positions = entries[i].positions[:min(len(entries[i].positions), 3)]
+	}
+	for _, to := range tableOpts {
+		o := to.o
+		o.BlockSize = 128
+		b, err := tableBytes(o, version2, entries)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		x, err := newFile("fuzz", bytes.NewReader(b), int64(len(b)))
+		if err != nil {
+			return
+		}
+		ctx := context.Background()
+		got, err := x.Range(ctx, []byte{TypeProto}, []byte{0xff})
+		if err == nil && !isStrictlySorted(got) {
+			t.Fatal("Range result not sorted")
+		}
+		if err == nil && len(got) > 0 {
+			w, err := x.RangeWithin(ctx, []byte{TypeProto}, []byte{0xff}, got[:len(got)/2+1])
+			if err != nil || !slices.Equal(w, got[:len(got)/2+1]) {
+				t.Fatalf("RangeWithin = %v, %v; want %v", w, err, got[:len(got)/2+1])
+			}
+		}
+		x.Entries()
+	})
 }
