@@ -190,7 +190,8 @@ elif [ "$systemd_up" -eq 1 ]; then
   systemctl daemon-reload
   say "systemctl daemon-reload done"
 else
-  say "systemd is not running here: skipped daemon-reload (start $bindir/stenographer yourself)"
+  say "systemd is not running here: skipped daemon-reload; start the daemon as the unit would:"
+  say "  setpriv --reuid=$user --regid=$group --init-groups $bindir/stenographer --config $config"
 fi
 
 # 9. start
