@@ -478,7 +478,7 @@ func TestStenoread(t *testing.T) {
 		{name: "write file", args: []string{"port 53", "-w", outFile}, wantLines: 0, wantBody: "port 53"},
 		{name: "tcpdump filter", args: []string{"port 53", "-n", "dst port 1000"}, wantLines: 0, wantBody: "port 53"},
 		{name: "bad query", args: []string{"bad query", "-n"}, wantStatus: 1, wantErr: badQueryReason, wantBody: "bad query"},
-		{name: "400 without a reason", args: []string{"no reason", "-n"}, wantStatus: 1, wantErr: "returned error: 400", wantBody: "no reason"},
+		{name: "400 without a reason", args: []string{"no reason", "-n"}, wantStatus: 1, wantErr: "curl: (22) The requested URL returned error: 400", wantBody: "no reason"},
 		{name: "aborted stream", args: []string{"abort", "-n"}, wantStatus: -1, wantLines: 3, wantErr: "curl: (", wantBody: "abort"},
 		{name: "bad limit", args: []string{"--limit-packets", "x", "port 53"}, wantStatus: 1, wantErr: "non-negative integer"},
 		{name: "no query", args: nil, wantStatus: 2, wantErr: "usage:"},
