@@ -84,7 +84,7 @@ make_key() {
   chmod 0600 "$t"
   openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$t" 2>/dev/null ||
     die "openssl genpkey failed for $name"
-  chown "$owner:$grp" "$t" || die "cannot give $dir/$name to $owner:$grp (run as root)"
+  chown "$owner:$grp" "$t" 2>/dev/null || die "cannot give $dir/$name to $owner:$grp (run as root)"
   chmod "$mode" "$t"
   publish "$t" "$name"
 }
