@@ -3,8 +3,9 @@
 # more than 2 GB of packets by importing one large capture made from the
 # corpus (tests/bench/mkbig: copies shifted in time and address), then times
 # queries with stenoquery next to tcpdump scanning the same packets as one
-# pcap. Each figure is the median of BENCH_RUNS runs (default 3), from the
-# page cache (the store and the pcap were just written).
+# pcap. Each figure is the median of BENCH_RUNS runs (default 3; stenoquery
+# and tcpdump alternate), from the page cache (the store and the pcap were
+# just written).
 #
 # BENCH_QUERY_DIR keeps the work directory (big.pcap and store) after the
 # run; with BENCH_REUSE=1 as well, an existing store there is reused instead
@@ -41,22 +42,28 @@ printf 'store: %s files, %.2f GB packet files, %.1f MB index files, %s packets; 
 if [[ "$t1" == 0 ]]; then echo "reused"; else printf 'imported in %.1f s\n' "$(echo "$t1-$t0" | bc -l)"; fi
 echo "runs: median of $RUNS; $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
-# median_time CMD...: prints "wall user sys" (seconds, microsecond
-# resolution), the run with the median wall time of RUNS runs.
-median_time() {
+# median_times CMD_A... -- CMD_B...: runs the two commands alternately
+# RUNS times each (so that the load of other work on the machine falls on
+# both alike) and prints, per command, "wall user sys" (seconds,
+# microsecond resolution) of its run with the median wall time.
+median_times() {
   python3 - "$RUNS" "$@" <<'PY'
-import os, resource, subprocess, sys, time
-runs, cmd = int(sys.argv[1]), sys.argv[2:]
-out = []
+import resource, subprocess, sys, time
+runs, args = int(sys.argv[1]), sys.argv[2:]
+cut = args.index("--")
+cmds = [args[:cut], args[cut + 1:]]
+out = [[], []]
 for _ in range(runs):
-    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t = time.monotonic()
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    w = time.monotonic() - t
-    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    out.append((w, r1.ru_utime - r0.ru_utime, r1.ru_stime - r0.ru_stime))
-out.sort()
-print("%.6f %.6f %.6f" % out[(runs - 1) // 2])
+    for i, cmd in enumerate(cmds):
+        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t = time.monotonic()
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        w = time.monotonic() - t
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        out[i].append((w, r1.ru_utime - r0.ru_utime, r1.ru_stime - r0.ru_stime))
+for o in out:
+    o.sort()
+    print("%.6f %.6f %.6f" % o[(runs - 1) // 2])
 PY
 }
 
@@ -99,9 +106,8 @@ run() {
   local idx
   n=$("$BIN/stenoquery" --dir "$WORK/store" --count --stats "$q" 2>"$WORK/stats")
   idx=$(sed -n 's/.*index_bytes_read=\([0-9]*\).*/\1/p' "$WORK/stats")
-  read -r w u s < <(median_time "$BIN/stenoquery" --dir "$WORK/store" "$q")
+  { read -r w u s; read -r tw _ _; } < <(median_times "$BIN/stenoquery" --dir "$WORK/store" "$q" -- tcpdump -nr "$WORK/big.pcap" -w /dev/null "$filter")
   first=$(first_packet_ms "$q")
-  read -r tw _ _ < <(median_time tcpdump -nr "$WORK/big.pcap" -w /dev/null "$filter")
   tn=$(tcpdump -nr "$WORK/big.pcap" --count "$filter" 2>/dev/null | awk '{print $1}')
   local mb
   mb=$("$BIN/stenoquery" --dir "$WORK/store" "$q" | wc -c)
