@@ -3,9 +3,15 @@
 // namespace while tcpreplay sends from the other end, and it is queried
 // through the real client scripts (stenoread, stenocurl), the Go gRPC
 // client (stenogrpc), a Python client generated from protobuf/steno.proto,
-// curl and Go clients. See tests/README.md for what each test asserts.
+// curl and Go clients. Each test's comment says what it asserts.
 //
-// No test asserts on timing: waits poll with generous deadlines.
+// Run as root after `make build`: go test -count=1 -v ./tests/daemon.
+// STENO_DAEMON_BIN runs another stenographer binary; STENO_DAEMON_RACE=0
+// skips the -race build of the disk and concurrency test. The corpus
+// (../shared or $STENO_SHARED) adds corpus traffic; without it the tests
+// use generated frames only. No test asserts on timing: waits poll with
+// generous deadlines. A failed test keeps the daemon's whole log in
+// $TMPDIR/stenographer-<test>-<pid>.log.
 package daemon_test
 
 import (

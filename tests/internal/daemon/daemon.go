@@ -99,7 +99,6 @@ type Options struct {
 	Args            []string      // more daemon flags
 	NoWait          bool          // do not wait for HTTPS to answer (and stenotype to run)
 	NoWaitCapture   bool          // wait for HTTPS only, not for stenotype's first STATS line
-	CertsPrepared   func(certDir string)
 	Edit            func(*Config)
 	ReadyTimeout    time.Duration // default 90s
 	ShutdownTimeout time.Duration // SIGTERM grace at cleanup, default 30s
@@ -204,9 +203,6 @@ func Start(t testing.TB, pair *netns.Pair, opts Options) *Daemon {
 	r := d.runEnv(testenv.Deadline, nil, testenv.Script(t, "stenokeys.sh"), "root", "root")
 	if r.Err != nil {
 		t.Fatalf("stenokeys.sh: %v\n%s", r.Err, r.Stdout)
-	}
-	if opts.CertsPrepared != nil {
-		opts.CertsPrepared(d.CertDir)
 	}
 
 	sync := opts.SyncInterval
