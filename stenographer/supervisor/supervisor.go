@@ -8,7 +8,8 @@
 //
 // Lifecycle: New creates missing thread directories and the private
 // directory D of SPEC §2 (symlinks PKT<i>, IDX<i>); Start runs the loop
-// that, before every start, deletes leftovers of an unfinished run, starts
+// that first stops a stenotype orphaned by an earlier stenographer on the
+// same directories (orphans.go), then, before every start, deletes leftovers of an unfinished run, starts
 // stenotype, and restarts it when it exits (backing off while it keeps
 // failing) or when a thread stops producing files; Stop terminates
 // stenotype (SIGTERM so it flushes its files, SIGKILL after a grace
@@ -219,6 +220,7 @@ func (s *Supervisor) stopping() bool {
 
 func (s *Supervisor) loop() {
 	defer close(s.done)
+	s.reapOrphans()
 	delay := s.cfg.BackoffBase
 	for !s.stopping() {
 		for i, th := range s.cfg.Threads {

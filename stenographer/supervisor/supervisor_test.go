@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"os/exec"
 	"os/user"
 	"path/filepath"
 	"reflect"
@@ -15,6 +16,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/stenographer-ng/stenographer/stenographer/store"
 )
 
 func TestResolveIdentity(t *testing.T) {
@@ -282,9 +285,6 @@ exit 3`)
 	if n := len(rec.find("deleted leftover file")); n < 4 {
 		t.Errorf("leftover .12345 deleted %d times, want one per restart (>= 4)", n)
 	}
-	if got := listDir(t, th[0].PacketsDirectory); len(got) != 1 || got[0] != ".12345" {
-		t.Errorf("packet dir %q: the last run's leftover stays until the next start", got)
-	}
 }
 
 // A StenotypePath that is missing or not executable is a logged error
@@ -340,10 +340,16 @@ while :; do n=$((n+1)); echo "STATS thread=0 packets=$n bytes=$((n*100)) drops=0
 		{"growing file", `i=0; while :; do i=$((i+1)); echo x >> "$dir/PKT0/.1700000000000000"; sleep 0.05; done`, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			_, th := threads(t, 1)
 			rec := newRecorder()
 			cfg := fast(script(t, tc.body), th, rec)
 			cfg.StaleTimeout = 300 * time.Millisecond
+			if !tc.stale {
+				// Long enough that a slow, loaded machine still runs the
+				// script's loop (every 50 ms) within one timeout.
+				cfg.StaleTimeout = time.Second
+			}
 			cfg.StopGrace = 300 * time.Millisecond
 			s, err := New(cfg)
 			if err != nil {
@@ -361,8 +367,8 @@ while :; do n=$((n+1)); echo "STATS thread=0 packets=$n bytes=$((n*100)) drops=0
 					t.Errorf("no SIGKILL after the grace period; log:\n%s", rec.dump())
 				}
 			} else {
-				// Six stale periods with no stop.
-				time.Sleep(6 * cfg.StaleTimeout)
+				// Four stale periods with no stop.
+				time.Sleep(4 * cfg.StaleTimeout)
 				if s.Starts() != 1 || len(rec.find("stenotype is stale; stopping it")) != 0 {
 					t.Errorf("stenotype was stopped as stale (%d starts); log:\n%s", s.Starts(), rec.dump())
 				}
@@ -372,9 +378,11 @@ while :; do n=$((n+1)); echo "STATS thread=0 packets=$n bytes=$((n*100)) drops=0
 			}
 		})
 	}
-	if v := gatherCounter(t, "stenographer_captured_packets_total", "0"); v <= 0 {
-		t.Errorf("STATS lines did not reach the metrics: captured packets %v", v)
-	}
+	t.Cleanup(func() {
+		if v := gatherCounter(t, "stenographer_captured_packets_total", "0"); v <= 0 {
+			t.Errorf("STATS lines did not reach the metrics: captured packets %v", v)
+		}
+	})
 }
 
 // Stop sends SIGTERM and waits; a stenotype that ignores it is killed
@@ -468,3 +476,56 @@ func mustStat(t *testing.T, p string) os.FileInfo {
 }
 
 func statUID(fi os.FileInfo) uint32 { return fi.Sys().(*syscall.Stat_t).Uid }
+
+// A stenotype left running by a stenographer that died is stopped, and
+// its private directory removed, before the first start; one of another
+// instance (linking elsewhere) is left alone.
+func TestReapOrphans(t *testing.T) {
+	_, th := threads(t, 1)
+	_, otherTh := threads(t, 1)
+	for _, d := range []string{th[0].PacketsDirectory, th[0].IndexDirectory, otherTh[0].PacketsDirectory, otherTh[0].IndexDirectory} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	orphan := func(threads []store.Thread) (string, *exec.Cmd) {
+		d, err := privateDir(threads)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(d) })
+		cmd := exec.Command("sh", "-c", "while :; do sleep 0.05; done", "stenotype", "--dir="+d)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		return d, cmd
+	}
+	oldDir, old := orphan(th)
+	otherDir, other := orphan(otherTh)
+	rec := newRecorder()
+	s, err := New(fast(script(t, "exec sleep 1000"), th, rec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	waitFor(t, "the start", rec, func() bool { return s.Starts() == 1 })
+	if alive(old.Process.Pid) {
+		t.Errorf("the orphan (pid %d) of our directories still runs", old.Process.Pid)
+	}
+	if _, err := os.Stat(oldDir); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the earlier private directory %s is still there: %v", oldDir, err)
+	}
+	if !alive(other.Process.Pid) {
+		t.Errorf("the stenotype of another instance (pid %d) was stopped", other.Process.Pid)
+	}
+	if _, err := os.Stat(otherDir); err != nil {
+		t.Errorf("another instance's private directory was removed: %v", err)
+	}
+	if r := rec.find("stopping a stenotype left running by an earlier stenographer"); len(r) != 1 || r[0].Attrs["pid"] != strconv.Itoa(old.Process.Pid) {
+		t.Errorf("logged %v", r)
+	}
+	if err := stop(t, s); err != nil {
+		t.Error(err)
+	}
+}
