@@ -441,3 +441,63 @@ func TestRun(t *testing.T) {
 	cancel()
 	<-stopped
 }
+
+// mountTmpfs mounts a tmpfs of size at a new directory until the test ends.
+func mountTmpfs(t *testing.T, size string) string {
+	t.Helper()
+	mnt := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", mnt).Run() })
+	return mnt
+}
+
+// The index directory on its own filesystem: when that one is low, pairs
+// go too, until it is above the threshold.
+func TestDiskFreeIndexFilesystem(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a tmpfs")
+	}
+	pktFS, idxFS := mountTmpfs(t, "8m"), mountTmpfs(t, "1m")
+	e := newEnv(t, pktFS, 1)
+	e.threads[0].IndexDirectory = filepath.Join(idxFS, "IDX0")
+	e.threads[0].DiskFreePercentage = 50
+	e.threads[0].MaxDirectoryFiles = 1000
+	e.store = store.New(store.Config{BlockSize: blockSize, Threads: []store.Thread{
+		{PacketsDirectory: e.threads[0].PacketsDirectory, IndexDirectory: e.threads[0].IndexDirectory}}})
+	// fixture writes IDX0 beside PKT0: make that a link to the index disk.
+	if err := os.Remove(filepath.Join(pktFS, "IDX0")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(e.threads[0].IndexDirectory, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(e.threads[0].IndexDirectory, filepath.Join(pktFS, "IDX0")); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for k := 0; k < 8; k++ {
+		names = append(names, e.pair(t, 0, k*60, 20, 100))
+	}
+	// Ballast on the index disk: 2.5 pages below the threshold.
+	d, _ := statFS(idxFS)
+	target := d.Total/2 - 10*1024
+	if err := os.WriteFile(filepath.Join(idxFS, "ballast"), make([]byte, d.Free-target), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.cleaner(nil).Once(); err != nil {
+		t.Fatal(err)
+	}
+	d, _ = statFS(idxFS)
+	if pct := 100 * float64(d.Free) / float64(d.Total); pct <= 50 {
+		t.Errorf("index disk %.1f%% free after cleanup, want > 50%%", pct)
+	}
+	got := e.names(t, 0)
+	if len(got) == 0 || len(got) == len(names) || !reflect.DeepEqual(got, names[len(names)-len(got):]) {
+		t.Errorf("%d of %d pairs left (%q); want some oldest deleted, the newest kept", len(got), len(names), got)
+	}
+	if p, _ := statFS(pktFS); 100*p.Free/p.Total < 50 {
+		t.Fatalf("packet disk itself low (%d%% free): the test does not show what it should", 100*p.Free/p.Total)
+	}
+}
