@@ -301,12 +301,43 @@ func (d *Daemon) shutdown(grace time.Duration) {
 			d.t.Errorf("stenographer exited after SIGTERM but its children %v still ran 10s later (killed now)", left)
 			killAll(left)
 		}
+		if d.err != nil {
+			d.t.Errorf("stenographer exited with %v after SIGTERM, want status 0", d.err)
+		}
+		d.checkStopped()
 	case <-time.After(grace):
 		d.t.Errorf("stenographer did not exit within %v of SIGTERM; killing its process group", grace)
 		children = append(children, Descendants(pid)...)
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
 		killAll(children)
 		<-d.done
+	}
+}
+
+// checkStopped requires what a clean stop leaves: stenotype finished and
+// renamed its files (no hidden ones), and every packet file has its index.
+func (d *Daemon) checkStopped() {
+	for i := range d.Config.Threads {
+		if h := d.Hidden(i); len(h) > 0 {
+			d.t.Errorf("thread %d: hidden files %v left after a clean stop", i, h)
+		}
+		pkts, idxs := map[string]bool{}, map[string]bool{}
+		for _, n := range d.Files(i) {
+			pkts[n] = true
+		}
+		for _, n := range d.IndexFiles(i) {
+			idxs[n] = true
+		}
+		for n := range pkts {
+			if !idxs[n] {
+				d.t.Errorf("thread %d: packet file %s has no index after a clean stop", i, n)
+			}
+		}
+		for n := range idxs {
+			if !pkts[n] {
+				d.t.Errorf("thread %d: index %s has no packet file after a clean stop", i, n)
+			}
+		}
 	}
 }
 
