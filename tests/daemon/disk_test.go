@@ -3,6 +3,7 @@ package daemon_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -190,8 +191,9 @@ func (w *diskWatch) sample(d *daemon.Daemon, mnt string) {
 // first and are counted in /metrics; capture never stops (same stenotype,
 // new files keep appearing, no ENOSPC); queries keep working; free space
 // stays above the threshold less one sync's worth of writing; every
-// parallel query completes or ends with a clear error, none hangs; the
-// daemon survives and reports no data race.
+// parallel query completes or ends with a clear error, none hangs; an
+// HTTPS and a gRPC client that go away mid-stream get their queries
+// canceled; the daemon survives and reports no data race.
 func TestDiskFullAndConcurrentQueries(t *testing.T) {
 	testenv.RequireTools(t, "tcpreplay")
 	bin := raceBinary(t)
@@ -321,6 +323,9 @@ func TestDiskFullAndConcurrentQueries(t *testing.T) {
 	if complete < len(results)/2 {
 		t.Errorf("only %d of %d parallel queries completed", complete, len(results))
 	}
+
+	// A client that goes away mid-stream cancels its query.
+	cancelled(t, d)
 
 	// Let cleanup go on a little longer under traffic, then stop sending.
 	start := deleted()
@@ -477,4 +482,59 @@ func parallelQueries(t *testing.T, d *daemon.Daemon, host string) []queryResult 
 	}
 	wg.Wait()
 	return results
+}
+
+// cancelled starts an unlimited HTTPS and an unlimited gRPC query over the
+// whole store, reads the first 64 KiB of each and goes away: the daemon
+// must log each as canceled.
+func cancelled(t *testing.T, d *daemon.Daemon) {
+	t.Helper()
+	const httpQuery, uid = "after 59m ago", "cancel-me"
+	ctx, cancel := context.WithCancel(context.Background())
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.URL("/query"), strings.NewReader(httpQuery))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := d.HTTPClient(d.TLSConfig()).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(resp.Body, make([]byte, 64<<10)); err != nil {
+		t.Fatalf("the first 64 KiB of %q: %v", httpQuery, err)
+	}
+	cancel()
+	resp.Body.Close()
+
+	gctx, gcancel := context.WithCancel(context.Background())
+	stream, err := pb.NewStenographerClient(d.GRPCConn(nil)).RetrievePcap(gctx, &pb.PcapRequest{Uid: uid, ChunkSize: 1 << 16, Query: everything})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for got := 0; got < 64<<10; {
+		m, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("gRPC %s: %v", uid, err)
+		}
+		got += len(m.GetPcap())
+	}
+	gcancel()
+
+	logged := func(parts ...string) bool {
+		for _, l := range strings.Split(string(d.Log()), "\n") {
+			ok := true
+			for _, p := range parts {
+				ok = ok && strings.Contains(l, p)
+			}
+			if ok {
+				return true
+			}
+		}
+		return false
+	}
+	if !d.Poll(30*time.Second, func() bool {
+		return logged("query canceled", `query="`+httpQuery+`"`) && logged("query canceled", `uid=`+uid)
+	}) {
+		t.Errorf("the daemon did not log both queries whose clients went away as canceled (HTTPS %q: %v, gRPC %s: %v)",
+			httpQuery, logged("query canceled", `query="`+httpQuery+`"`), uid, logged("query canceled", `uid=`+uid))
+	}
 }
