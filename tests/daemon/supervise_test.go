@@ -2,10 +2,12 @@ package daemon_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -191,5 +193,43 @@ func TestBadStenotype(t *testing.T) {
 			}
 			t.Logf("%d start attempts in %v", attempts, watch)
 		})
+	}
+}
+
+// TestDefaultPrivilegeDrop runs the daemon as root with neither --uid nor
+// --gid in Flags, so stenotype drops to nobody/nogroup, and with thread
+// directories that do not exist yet: the daemon creates them for that
+// user, and capture and queries work.
+func TestDefaultPrivilegeDrop(t *testing.T) {
+	testenv.RequireTools(t, "tcpreplay")
+	base := testenv.DiskTempDir(t)
+	th := daemon.Thread{PacketsDirectory: filepath.Join(base, "new", "pkt"), IndexDirectory: filepath.Join(base, "new", "idx")}
+	var flags []string
+	for _, f := range daemon.FastFlags {
+		if !strings.HasPrefix(f, "--uid") && !strings.HasPrefix(f, "--gid") {
+			flags = append(flags, f)
+		}
+	}
+	pair := netns.NewPair(t)
+	d := daemon.Start(t, pair, daemon.Options{ThreadDirs: []daemon.Thread{th}, Flags: flags})
+	gp := generatedPcap(t)
+	frames := framesOf(t, gp)
+	replay(t, pair, 500, len(frames), gp)
+	waitCount(t, d, everything, len(frames), 2*time.Minute)
+	uid, _, err := testenv.NobodyIDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := d.Stenotype()
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := "?"
+	if m := regexp.MustCompile(`(?m)^Uid:\s+(\d+)`).FindSubmatch(status); m != nil {
+		got = string(m[1])
+	}
+	if got != strconv.Itoa(uid) {
+		t.Errorf("stenotype (pid %d) runs as uid %s, want nobody (%d)", pid, got, uid)
 	}
 }
