@@ -538,3 +538,55 @@ func cancelled(t *testing.T, d *daemon.Daemon) {
 			httpQuery, logged("query canceled", `query="`+httpQuery+`"`), uid, logged("query canceled", `uid=`+uid))
 	}
 }
+
+// TestMaxDirectoryFiles: with MaxDirectoryFiles 4 and a new file every
+// second, the daemon keeps deleting the oldest pairs (reason max_files)
+// so that a thread holds about four pairs, and queries keep working.
+func TestMaxDirectoryFiles(t *testing.T) {
+	t.Parallel()
+	testenv.RequireTools(t, "tcpreplay")
+	const maxFiles = 4
+	base := testenv.DiskTempDir(t)
+	th := daemon.Thread{PacketsDirectory: filepath.Join(base, "pkt"), IndexDirectory: filepath.Join(base, "idx"), MaxDirectoryFiles: maxFiles}
+	pair := netns.NewPair(t)
+	d := daemon.Start(t, pair, daemon.Options{ThreadDirs: []daemon.Thread{th}})
+	gp := generatedPcap(t)
+	startSender(t, pair, "tcpreplay", "-i", pair.SenderIf, "--pps=100", "--loop=100000", gp)
+
+	seen := map[string]bool{}
+	most := 0
+	key := `stenographer_files_deleted_total{reason="max_files",thread="0"}`
+	d.WaitFor("five max_files deletions", 2*time.Minute, func() bool {
+		files := d.Files(0)
+		most = max(most, len(files))
+		for _, n := range files {
+			seen[n] = true
+		}
+		m, err := d.Metrics()
+		return err == nil && m[key] >= 5
+	})
+	// A sync every second and a new file every second: between two syncs
+	// one or two more files may appear.
+	if most > maxFiles+2 {
+		t.Errorf("thread held %d packet files at once, MaxDirectoryFiles is %d", most, maxFiles)
+	}
+	names := make([]string, 0, len(seen))
+	for n := range seen {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names[:3] {
+		if _, err := os.Stat(filepath.Join(th.PacketsDirectory, n)); err == nil {
+			t.Errorf("the oldest file %s is still there", n)
+		}
+	}
+	if !strings.Contains(string(d.Log()), "reason=max_files") {
+		t.Errorf("the log does not say files were deleted for max_files")
+	}
+	body := d.MustQuery(everything, nil)
+	n := len(parsePCAP(t, "after max_files deletions", body).Packets)
+	if n == 0 {
+		t.Errorf("no packets served from the remaining files")
+	}
+	t.Logf("at most %d packet files at once (MaxDirectoryFiles %d), %d seen; %d packets still served", most, maxFiles, len(names), n)
+}
