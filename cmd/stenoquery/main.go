@@ -120,6 +120,7 @@ func run(config, dir string, threads []store.Thread, blockKB int, text, out stri
 	if err != nil {
 		return err
 	}
+	pw.SetFlushInterval(pcap.StreamFlushInterval)
 	res, err := st.Query(ctx, q, pw)
 	if err != nil {
 		return err

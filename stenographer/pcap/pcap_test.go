@@ -147,3 +147,42 @@ func TestLimits(t *testing.T) {
 		})
 	}
 }
+
+// TestFlushInterval checks that a streaming writer hands the first packet
+// on at once and keeps later ones buffered until the interval has passed.
+func TestFlushInterval(t *testing.T) {
+	tests := []struct {
+		name     string
+		interval time.Duration
+		wantOut  int // bytes reaching the underlying writer after two packets
+	}{
+		{"no interval buffers everything", 0, 0},
+		{"first packet leaves at once", time.Hour, FileHeaderSize + RecordHeaderSize + 60},
+		{"tiny interval flushes each packet", time.Nanosecond, FileHeaderSize + 2*(RecordHeaderSize+60)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			w, err := NewWriter(&out, Limits{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.SetFlushInterval(tc.interval)
+			for range 2 {
+				time.Sleep(time.Millisecond)
+				if err := w.WritePacket(time.Unix(1, 0), 60, make([]byte, 60)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if out.Len() != tc.wantOut {
+				t.Errorf("after two packets %d bytes reached the output, want %d", out.Len(), tc.wantOut)
+			}
+			if err := w.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			if want := FileHeaderSize + 2*(RecordHeaderSize+60); out.Len() != want {
+				t.Errorf("after Flush %d bytes, want %d", out.Len(), want)
+			}
+		})
+	}
+}

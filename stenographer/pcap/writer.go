@@ -34,6 +34,10 @@ type Limits struct {
 	MaxBytes   int64
 }
 
+// StreamFlushInterval is how long the servers and stenoquery let packets
+// wait in the writer's buffer while more are coming.
+const StreamFlushInterval = 50 * time.Millisecond
+
 // Writer writes a PCAP stream. Not safe for concurrent use.
 type Writer struct {
 	w       *bufio.Writer
@@ -41,6 +45,11 @@ type Writer struct {
 	packets int64
 	bytes   int64
 	hdr     [RecordHeaderSize]byte
+
+	// flushEvery, when set, bounds how long a written packet may wait in
+	// the buffer while more packets keep coming (see SetFlushInterval).
+	flushEvery time.Duration
+	lastFlush  time.Time
 }
 
 // NewWriter writes the file header to w and returns a Writer.
@@ -87,7 +96,35 @@ func (pw *Writer) WritePacket(ts time.Time, wireLen int, data []byte) error {
 	}
 	pw.packets++
 	pw.bytes += n
+	if pw.flushEvery > 0 && pw.flushDue() {
+		return pw.Flush()
+	}
 	return nil
+}
+
+// SetFlushInterval makes the writer flush after the first packet and then
+// whenever d has passed since the last flush, so an analyst watching a
+// network stream sees the first packet at once and the rest in steady
+// pieces instead of 64 KiB at a time. A packet found after a long search
+// leaves with the next one or at the end.
+func (pw *Writer) SetFlushInterval(d time.Duration) {
+	pw.flushEvery = d
+	pw.lastFlush = time.Time{}
+}
+
+// flushDue reads the clock for every one of the first packets and then
+// for every 64th, which keeps a million-packet result from paying for a
+// clock read per packet.
+func (pw *Writer) flushDue() bool {
+	if pw.packets > 1024 && pw.packets%64 != 0 {
+		return false
+	}
+	now := time.Now()
+	if now.Sub(pw.lastFlush) < pw.flushEvery {
+		return false
+	}
+	pw.lastFlush = now
+	return true
 }
 
 // Flush writes buffered data to the underlying writer.

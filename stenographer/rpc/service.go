@@ -86,6 +86,7 @@ func (s *service) run(stream grpc.ServerStreamingServer[pb.PcapResponse], uid st
 		m.End(metrics.Outcome(ctx, nil, err), 0, 0, 0)
 		return status.Errorf(codes.Internal, "starting the result: %v", err)
 	}
+	pw.SetFlushInterval(pcap.StreamFlushInterval)
 	res, err := s.cfg.Store.Query(ctx, q, pw)
 	if err == nil {
 		err = out.Close()

@@ -64,6 +64,7 @@ func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request) {
 	defer interruptWrites(ctx, rc)()
 	pw, err := pcap.NewWriter(out, limits)
 	if err == nil {
+		pw.SetFlushInterval(pcap.StreamFlushInterval)
 		err = pw.Flush() // status and PCAP header leave now
 	}
 	if err != nil {

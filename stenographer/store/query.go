@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"time"
 
 	"github.com/stenographer-ng/stenographer/stenographer/blockfile"
@@ -26,6 +27,7 @@ type Result struct {
 	Lookups      int   // index range lookups
 	IndexBytes   int64 // bytes the key lookups read from index files (opening an index reads its footer and block index once more)
 	Truncated    bool  // a limit stopped the result early
+	FilesAgedOut int   // file pairs deleted by retention while the query ran
 	// Errors lists files that could not be read completely; the result has
 	// everything else. A query is not failed for one bad file.
 	Errors []error
@@ -284,6 +286,13 @@ func (t *threadSource) shutdown() {
 }
 
 func (t *threadSource) fileError(f FileInfo, err error) {
+	if errors.Is(err, fs.ErrNotExist) && !t.s.has(f) {
+		// Retention deleted the pair after this query listed it: its
+		// packets aged out, which is not a failure of the query.
+		t.s.log.Debug("query skips a file deleted by retention", "thread", f.Thread, "file", f.Name)
+		t.res.FilesAgedOut++
+		return
+	}
 	t.s.log.Warn("query skips unreadable file", "thread", f.Thread, "file", f.Name, "err", err)
 	t.res.Errors = append(t.res.Errors, err)
 }

@@ -144,6 +144,14 @@ func (s *Store) Files(i int) []FileInfo {
 	return slices.Clone(s.files[i])
 }
 
+// has reports whether f is still in the view (Forget has not dropped it).
+// Only error paths ask, so a linear search is fine.
+func (s *Store) has(f FileInfo) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.ContainsFunc(s.files[f.Thread], func(g FileInfo) bool { return g.Name == f.Name })
+}
+
 func (s *Store) paths(f FileInfo) (pkt, idx string) {
 	th := s.cfg.Threads[f.Thread]
 	return th.PacketsDirectory + "/" + f.Name, th.IndexDirectory + "/" + f.Name

@@ -216,7 +216,7 @@ func TestQueryDamagedFiles(t *testing.T) {
 }
 
 // Files removed by retention while a query reads them: open handles keep
-// working; files not yet opened are reported as errors, never a panic.
+// working; files not yet opened have aged out, which is no error.
 func TestQueryWhileDeleting(t *testing.T) {
 	dir, s := build(t, 400)
 	q, _ := query.Parse("port 1001 or port 1002", base)
@@ -233,8 +233,11 @@ func TestQueryWhileDeleting(t *testing.T) {
 		done <- nil
 	}()
 	w, _ := pcap.NewWriter(&bytes.Buffer{}, pcap.Limits{})
-	if _, err := s.Query(context.Background(), q, w); err != nil {
+	res, err := s.Query(context.Background(), q, w)
+	if err != nil {
 		t.Errorf("query during deletion: %v", err)
+	} else if len(res.Errors) != 0 {
+		t.Errorf("query during deletion reported %v", res.Errors)
 	}
 	<-done
 	entries, _ := os.ReadDir(filepath.Join(dir, "PKT0"))
@@ -330,5 +333,48 @@ func TestQueryManyBatches(t *testing.T) {
 		if i != len(tc.want) {
 			t.Errorf("%q: %d packets, want %d", tc.q, i, len(tc.want))
 		}
+	}
+}
+
+// A pair deleted after a query listed it is an error only when nobody
+// said it went away: retention forgets a pair before unlinking it, so its
+// absence is data that aged out, while a file vanishing behind the
+// store's back is damage to report.
+func TestQueryFileGoneAfterListing(t *testing.T) {
+	for _, forget := range []bool{true, false} {
+		t.Run(fmt.Sprintf("forgotten=%v", forget), func(t *testing.T) {
+			_, s := build(t, 200)
+			q, _ := query.Parse("port 1001", base)
+			// The query's snapshot of the files is taken before the
+			// deletion, as when retention runs while a query starts.
+			files := s.Files(1)
+			victim := files[len(files)-1]
+			if forget {
+				s.Forget(victim)
+			}
+			pkt, _ := s.paths(victim)
+			if err := os.Remove(pkt); err != nil {
+				t.Fatal(err)
+			}
+			res := &Result{}
+			src := &threadSource{ctx: context.Background(), s: s, q: q, files: files, res: res}
+			defer src.shutdown()
+			n := 0
+			for src.Next() {
+				n++
+			}
+			if src.Err() != nil {
+				t.Fatal(src.Err())
+			}
+			if want := 20 - 4; n != want { // packets 1, 11, .., 191; 4 in the last file
+				t.Errorf("%d packets, want %d", n, want)
+			}
+			if forget && (len(res.Errors) != 0 || res.FilesAgedOut != 1) {
+				t.Errorf("forgotten file: errors %v, aged out %d; want none and 1", res.Errors, res.FilesAgedOut)
+			}
+			if !forget && (len(res.Errors) != 1 || res.FilesAgedOut != 0) {
+				t.Errorf("vanished file: errors %v, aged out %d; want 1 and 0", res.Errors, res.FilesAgedOut)
+			}
+		})
 	}
 }
