@@ -38,6 +38,7 @@ var generatedQueries = []string{
 // it serves: every frame sent, byte for byte, in time order; every query of
 // oracle.tsv for those files (counts from the oracle evaluated over all the
 // frames sent) through scripts/stenoread, with tcpdump reading the result;
+// the legacy syntax giving the modern queries' bytes;
 // byte-identical results through HTTPS, stenogrpc and a Python client
 // generated from protobuf/steno.proto; packet and byte limits; a bad query;
 // the debug endpoints and /metrics.
@@ -136,6 +137,22 @@ func TestCaptureAndQuery(t *testing.T) {
 		}
 		if !strings.Contains(string(r.Stdout), "10.1.0.1") {
 			t.Errorf("tcpdump output does not mention 10.1.0.1:\n%s", r.Stdout)
+		}
+	})
+
+	t.Run("legacy syntax", func(t *testing.T) {
+		for _, tc := range []struct{ legacy, modern string }{
+			{"ip=10.1.0.1", "host 10.1.0.1"},
+			{"port=53", "port 53"},
+			{"protocol=17", "udp"},
+			{"ip=10.1.0.1 port=53|port=80", "host 10.1.0.1 and (port 53 or port 80)"},
+			{"ip=10.1.0.0-10.1.0.255 last=1h", "net 10.1.0.0/24 and after 1h ago"},
+		} {
+			a, b := d.MustQuery(tc.legacy, nil), d.MustQuery(tc.modern, nil)
+			n := len(parsePCAP(t, tc.modern, b).Packets)
+			if !bytes.Equal(a, b) || n == 0 {
+				t.Errorf("%q: %d bytes; %q: %d bytes, %d packets; want the same non-empty result", tc.legacy, len(a), tc.modern, len(b), n)
+			}
 		}
 	})
 

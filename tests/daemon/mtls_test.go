@@ -49,11 +49,17 @@ type clientCert struct {
 // TestMTLS: the HTTPS and gRPC servers refuse a client without a
 // certificate, with a certificate from another CA, with an expired one,
 // and with a server-usage-only certificate of the right CA; plain HTTP
-// gets no PCAP; the right client certificate gets the packets.
+// gets no PCAP; the right client certificate gets the packets. The same
+// daemon has small gRPC limits: ServerPcapMaxSize caps every stream (the
+// trailer says it was cut) and ClientPcapChunkSize sizes the responses.
 func TestMTLS(t *testing.T) {
 	testenv.RequireTools(t, "tcpreplay", "openssl", "curl")
 	pair := netns.NewPair(t)
-	d := daemon.Start(t, pair, daemon.Options{RPC: true})
+	// Small gRPC limits, checked at the end: a server cap and a chunk size.
+	const serverCap, chunk = 4000, 512
+	d := daemon.Start(t, pair, daemon.Options{RPC: true, RPCEdit: func(r *daemon.RPC) {
+		r.ServerPcapMaxSize, r.ClientPcapChunkSize = serverCap, chunk
+	}})
 	gp := generatedPcap(t)
 	frames := framesOf(t, gp)
 	replay(t, pair, 500, len(frames), gp)
@@ -142,6 +148,30 @@ func TestMTLS(t *testing.T) {
 		defer conn.Close()
 		if res, err := daemon.Retrieve(ctx, conn, req); err == nil || (res != nil && len(res.PCAP) > 0) {
 			t.Errorf("gRPC without TLS: error %v, %d PCAP bytes: want it refused", err, pcapLen(res))
+		}
+	})
+
+	t.Run("grpc server limits", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		conn := d.GRPCConn(nil)
+		// ServerPcapMaxSize caps even a request for more; chunk_size 0
+		// means ClientPcapChunkSize.
+		for _, max := range []int64{0, 1 << 30} {
+			res, err := daemon.Retrieve(ctx, conn, &pb.PcapRequest{Uid: "cap", MaxSize: max, Query: everything})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.PCAP) > serverCap || len(res.PCAP) < serverCap/2 {
+				t.Errorf("max_size %d: %d bytes, want at most ServerPcapMaxSize %d (and most of it)", max, len(res.PCAP), serverCap)
+			}
+			parsePCAP(t, "capped result", res.PCAP)
+			if v := res.Trailer.Get("steno-truncated"); len(v) == 0 || v[0] != "true" {
+				t.Errorf("max_size %d: capped at %d bytes but the trailer says steno-truncated=%v", max, serverCap, v)
+			}
+			if min := (len(res.PCAP) + chunk - 1) / chunk; res.Chunks < min {
+				t.Errorf("%d responses for %d bytes: chunks larger than ClientPcapChunkSize %d", res.Chunks, len(res.PCAP), chunk)
+			}
 		}
 	})
 }
