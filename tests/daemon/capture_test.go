@@ -38,10 +38,11 @@ var generatedQueries = []string{
 // it serves: every frame sent, byte for byte, in time order; every query of
 // oracle.tsv for those files (counts from the oracle evaluated over all the
 // frames sent) through scripts/stenoread, with tcpdump reading the result;
-// the legacy syntax giving the modern queries' bytes;
+// legacy-syntax queries giving the same bytes as their modern forms;
 // byte-identical results through HTTPS, stenogrpc and a Python client
-// generated from protobuf/steno.proto; packet and byte limits; a bad query;
-// the debug endpoints and /metrics.
+// generated from protobuf/steno.proto; packet and byte limits; bad queries
+// and headers (400 with a reason, INVALID_ARGUMENT); the debug endpoints
+// and /metrics.
 func TestCaptureAndQuery(t *testing.T) {
 	testenv.RequireTools(t, "tcpreplay", "tcpdump")
 	pcaps := []string{generatedPcap(t)}
