@@ -5,10 +5,14 @@
 // Stage: disk → positions. Input: an index file and keys or key ranges.
 // Output: sorted, duplicate-free packet positions in the partner packet file.
 //
-// Tables are read by this package's own reader of the LevelDB table
-// format (table.go): opening a file reads its tail once (footer and index
-// block together) and the first entry of its first data block (the version
-// record); a lookup reads only the data blocks that can hold its keys.
+// Tables are read with goleveldb's table package (github.com/syndtr/goleveldb
+// /leveldb/table), which opens one table file from an io.ReaderAt and reads
+// uncompressed and Snappy blocks; see DESIGN.md for the choice. This package
+// adds what the query engine needs on top of it: a version check that reads
+// only the head of the first data block, range lookups that merge a range's
+// sorted lists or keep only given candidate positions (RangeWithin), a count
+// of the bytes read (for --stats), and guards that turn the table reader's
+// failures on damaged files, panics included, into errors naming the file.
 package indexfile
 
 import (
@@ -21,8 +25,13 @@ import (
 	"net/netip"
 	"os"
 	"slices"
-	"sync"
 	"sync/atomic"
+
+	lerrors "github.com/syndtr/goleveldb/leveldb/errors"
+	"github.com/syndtr/goleveldb/leveldb/opt"
+	"github.com/syndtr/goleveldb/leveldb/storage"
+	"github.com/syndtr/goleveldb/leveldb/table"
+	"github.com/syndtr/goleveldb/leveldb/util"
 )
 
 // Key type bytes.
@@ -46,29 +55,42 @@ var (
 	ErrVersion = errors.New("indexfile: unsupported index version")
 )
 
+// tableOptions: block checksums verified on every read, and an iterator
+// that meets a corrupt block stops with an error instead of skipping the
+// block (goleveldb's default when Strict is zero, spelled out here because
+// skipping would silently lose packets).
+var tableOptions = opt.Options{Strict: opt.StrictBlockChecksum | opt.StrictReader}
+
 // File is an open index file, safe for concurrent use.
 type File struct {
-	name  string
-	f     *os.File
-	read  *countingReader
-	size  int64
-	index block // the decoded index block; read-only after Open
+	name string
+	f    io.Closer // nil when the table was not opened from a path
+	read *countingReader
+	t    *table.Reader
 }
 
 // countingReader counts the bytes read from the file, so that statistics
-// can show a lookup reads only the blocks its keys need.
+// can show a lookup reads only the blocks its keys need. It marks I/O
+// errors (readError) so that they are not reported as corruption.
 type countingReader struct {
-	r     io.ReaderAt
-	n     atomic.Int64
-	calls atomic.Int64
+	r io.ReaderAt
+	n atomic.Int64
 }
 
 func (c *countingReader) ReadAt(p []byte, off int64) (int, error) {
 	n, err := c.r.ReadAt(p, off)
 	c.n.Add(int64(n))
-	c.calls.Add(1)
+	if err != nil && err != io.EOF {
+		err = &readError{err}
+	}
 	return n, err
 }
+
+// readError is an I/O error from the file, as opposed to bad contents.
+type readError struct{ err error }
+
+func (e *readError) Error() string { return e.err.Error() }
+func (e *readError) Unwrap() error { return e.err }
 
 // BytesRead returns how many bytes of the file have been read so far.
 func (x *File) BytesRead() int64 { return x.read.n.Load() }
@@ -93,198 +115,156 @@ func Open(name string) (*File, error) {
 	return x, nil
 }
 
-// newFile reads the table structure of the size-byte file r.
+// newFile opens the size-byte table r, called name in errors, and checks
+// its version record.
 func newFile(name string, r io.ReaderAt, size int64) (*File, error) {
-	x := &File{name: name, read: &countingReader{r: r}, size: size}
-	if err := x.readIndex(); err != nil {
+	x := &File{name: name, read: &countingReader{r: r}}
+	if err := x.checkFooter(size); err != nil {
 		return nil, err
 	}
-	if err := x.checkVersion(); err != nil {
+	err := x.guard(func() error {
+		t, err := table.NewReader(x.read, size, storage.FileDesc{}, nil, nil, &tableOptions)
+		if err != nil {
+			return err
+		}
+		x.t = t
+		// NewReader keeps a bad metaindex or index block to itself until the
+		// next call; a new iterator reports it without reading anything.
+		it := t.NewIterator(nil, nil)
+		defer it.Release()
+		return it.Error()
+	})
+	if err == nil {
+		err = x.checkVersion(size)
+	}
+	if err != nil {
+		if x.t != nil {
+			x.t.Release()
+		}
 		return nil, err
 	}
 	return x, nil
 }
 
-func (x *File) corrupt(format string, args ...any) error {
-	return fmt.Errorf("%w %s: %s", ErrCorrupt, x.name, fmt.Sprintf(format, args...))
+// tableErr turns an error from the table reader into one naming the file:
+// I/O errors as they are, anything else as corruption.
+func (x *File) tableErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	var re *readError
+	if errors.As(err, &re) {
+		return fmt.Errorf("indexfile: read %s: %w", x.name, re.err)
+	}
+	return fmt.Errorf("%w %s: %v", ErrCorrupt, x.name, err)
 }
 
-// readAt reads exactly len(p) bytes at off.
-func (x *File) readAt(p []byte, off int64) error {
-	if _, err := x.read.ReadAt(p, off); err != nil {
-		if errors.Is(err, io.EOF) {
-			return x.corrupt("short read of %d bytes at offset %d (file shrank?)", len(p), off)
+// guard runs fn, which calls the table reader, and returns its error as
+// tableErr does. goleveldb trusts a block's layout once its checksum
+// matches, so a damaged file (or one crafted with valid checksums) can make
+// it index out of range; such a panic becomes an ErrCorrupt error too.
+func (x *File) guard(fn func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w %s: table reader failed: %v", ErrCorrupt, x.name, r)
 		}
-		return fmt.Errorf("indexfile: read %s at %d: %w", x.name, off, err)
+	}()
+	return x.tableErr(fn())
+}
+
+// Table footer (LevelDB's table format): two block handles (metaindex,
+// index; each a varint offset and a varint size) padded to 40 bytes, then
+// the 8-byte magic number. Every block is followed by a 5-byte trailer.
+const (
+	footerLen   = 48
+	trailerLen  = 5
+	tableMagic  = 0xdb4775248b80fb57
+	versionHead = 64
+)
+
+// checkFooter checks that the footer's block handles lie within the file
+// before goleveldb reads them. goleveldb allocates the buffer a handle asks
+// for before reading the block and checking its checksum, and the footer
+// has no checksum of its own: a damaged footer could ask for a hundred
+// gigabytes, which is a fatal out-of-memory error, not a recoverable panic.
+// (The data block handles are in the index block, whose checksum goleveldb
+// verifies before using them.)
+func (x *File) checkFooter(size int64) error {
+	if size < footerLen {
+		return fmt.Errorf("%w %s: file of %d bytes is too short for a table footer", ErrCorrupt, x.name, size)
+	}
+	var f [footerLen]byte
+	if _, err := x.read.ReadAt(f[:], size-footerLen); err != nil {
+		return x.tableErr(err)
+	}
+	if binary.LittleEndian.Uint64(f[footerLen-8:]) != tableMagic {
+		return fmt.Errorf("%w %s: bad table magic number", ErrCorrupt, x.name)
+	}
+	limit := uint64(size - footerLen)
+	b := f[:footerLen-8]
+	for _, what := range []string{"metaindex", "index"} {
+		off, n := binary.Uvarint(b)
+		if n <= 0 {
+			return fmt.Errorf("%w %s: bad %s block handle in the footer", ErrCorrupt, x.name, what)
+		}
+		length, m := binary.Uvarint(b[n:])
+		if m <= 0 {
+			return fmt.Errorf("%w %s: bad %s block handle in the footer", ErrCorrupt, x.name, what)
+		}
+		b = b[n+m:]
+		if off > limit || length > limit-off || trailerLen > limit-off-length {
+			return fmt.Errorf("%w %s: %s block (offset %d, %d bytes) outside the file's %d bytes", ErrCorrupt, x.name, what, off, length, size)
+		}
 	}
 	return nil
 }
 
-// readIndex reads the footer and the index block, with one read of the
-// file's tail when the index block is in it.
-func (x *File) readIndex() error {
-	if x.size < footerSize {
-		return x.corrupt("file of %d bytes is too short for a table footer", x.size)
+// checkVersion checks the version record: key 0x00, the smallest key a
+// file holds, so the first entry of the first data block.
+//
+// Getting it through goleveldb reads and checksums that whole block, and
+// in a stenotype index the first block also holds the protocol keys, with
+// positions of a large share of the file's packets: hundreds of kilobytes
+// per file, most of the cost of a query for a rare host. So the check
+// first reads only the file's first versionHead bytes. The first data
+// block starts at offset 0, and a block is a run of entries (varint shared
+// key length, varint unshared key length, varint value length, key bytes,
+// value). If the head is the entry shared=0, unshared=1, value length=8,
+// key 0x00, the 8-byte value is the version record (major, minor: uint32
+// big-endian). This holds without reading the block's compression type
+// byte (in its trailer): a Snappy block starts with the varint of its
+// uncompressed length, which is 0x00 only for an empty block, so a head
+// 00 01 08 00 is an uncompressed block whose first key is 0x00. (A table
+// without data blocks starts with its metaindex block, whose first bytes
+// are never 00 01.) Any other head (a compressed block, another layout, a
+// missing record) falls back to goleveldb's Get of key 0x00. The block's
+// checksum is not verified here; it is when a lookup reads the block.
+func (x *File) checkVersion(size int64) error {
+	var head [versionHead]byte
+	n, err := x.read.ReadAt(head[:min(size, versionHead)], 0)
+	if err != nil && err != io.EOF {
+		return x.tableErr(err)
 	}
-	n := min(x.size, tailRead)
-	tb := getBuf(int(n))
-	defer putBuf(tb)
-	tail := *tb
-	tailStart := x.size - n
-	if err := x.readAt(tail, tailStart); err != nil {
+	if n >= 12 && head[0] == 0 && head[1] == 1 && head[2] == 8 && head[3] == TypeVersion {
+		return x.checkVersionValue(head[4:12])
+	}
+	var v []byte
+	notFound := false
+	err = x.guard(func() error {
+		var err error
+		v, err = x.t.Get([]byte{TypeVersion}, nil)
+		if errors.Is(err, lerrors.ErrNotFound) {
+			notFound, err = true, nil
+		}
 		return err
-	}
-	h, err := parseFooter(tail[n-footerSize:])
-	if err != nil {
-		return x.corrupt("%v", err)
-	}
-	if err := checkHandle(h, x.size-footerSize); err != nil {
-		return x.corrupt("index %v", err)
-	}
-	var raw []byte
-	if int64(h.offset) >= tailStart {
-		rel := int64(h.offset) - tailStart
-		raw = tail[rel : rel+int64(h.size)+trailerSize]
-	} else {
-		rb := getBuf(int(h.size + trailerSize))
-		defer putBuf(rb)
-		raw = *rb
-		if err := x.readAt(raw, int64(h.offset)); err != nil {
-			return err
-		}
-	}
-	contents, err := blockContents(raw)
-	if err != nil {
-		return x.corrupt("index block at %d: %v", h.offset, err)
-	}
-	if sameMemory(contents, raw) {
-		contents = slices.Clone(contents) // raw goes back to the pool
-	}
-	if x.index, err = parseBlock(contents); err != nil {
-		return x.corrupt("index block at %d: %v", h.offset, err)
-	}
-	return nil
-}
-
-// dataBlock reads, verifies and decodes the data block of index entry val.
-// The block may live in a pooled buffer: the caller passes buf to putBuf
-// when done with the block.
-func (x *File) dataBlock(val []byte) (_ block, _ handle, buf *[]byte, _ error) {
-	h, _, ok := decodeHandle(val)
-	if !ok {
-		return block{}, h, nil, x.corrupt("bad block handle in the index block")
-	}
-	if err := checkHandle(h, x.size-footerSize); err != nil {
-		return block{}, h, nil, x.corrupt("data %v", err)
-	}
-	buf = getBuf(int(h.size + trailerSize))
-	raw := *buf
-	if err := x.readAt(raw, int64(h.offset)); err != nil {
-		putBuf(buf)
-		return block{}, h, nil, err
-	}
-	contents, err := blockContents(raw)
-	if err != nil {
-		putBuf(buf)
-		return block{}, h, nil, x.corrupt("data block at %d: %v", h.offset, err)
-	}
-	if !sameMemory(contents, raw) { // decompressed into new memory
-		putBuf(buf)
-		buf = nil
-	}
-	b, err := parseBlock(contents)
-	if err != nil {
-		putBuf(buf)
-		return block{}, h, nil, x.corrupt("data block at %d: %v", h.offset, err)
-	}
-	return b, h, buf, nil
-}
-
-// sameMemory reports whether a and b start at the same byte.
-func sameMemory(a, b []byte) bool {
-	return len(a) > 0 && len(b) > 0 && &a[0] == &b[0]
-}
-
-// bufPool recycles read buffers: a query opens many index files and reads
-// a block or two from each, and fresh buffers cost page faults and
-// garbage collection.
-var bufPool sync.Pool // of *[]byte
-
-// maxPooled is the largest buffer kept for reuse.
-const maxPooled = 4 << 20
-
-func getBuf(n int) *[]byte {
-	if p, _ := bufPool.Get().(*[]byte); p != nil && cap(*p) >= n {
-		*p = (*p)[:n]
-		return p
-	}
-	b := make([]byte, n, max(n, tailRead))
-	return &b
-}
-
-// putBuf returns a buffer from getBuf; nil is ignored.
-func putBuf(p *[]byte) {
-	if p != nil && cap(*p) <= maxPooled {
-		bufPool.Put(p)
-	}
-}
-
-// versionPrefix is how much of the first data block the version check
-// reads: its first entry is the version record, and the rest of that block
-// (the protocol keys, with positions of a large share of all packets) can
-// be hundreds of kilobytes that the check does not need.
-const versionPrefix = 64
-
-// checkVersion finds the version record (key 0x00, the smallest key, so
-// the first entry of the first data block). For an uncompressed block it
-// reads only the block's head and its trailer's type byte: the value is
-// checked field by field, the block checksum is not (it is when a lookup
-// reads the block). Anything unexpected falls back to a full, verified
-// read of the block.
-func (x *File) checkVersion() error {
-	it := blockIter{b: &x.index}
-	if !it.First() {
-		if it.err != nil {
-			return x.corrupt("index block: %v", it.err)
-		}
-		return fmt.Errorf("%w %s: no version record (empty table)", ErrVersion, x.name)
-	}
-	if v, ok := x.versionFast(it.val); ok {
-		return x.checkVersionValue(v)
-	}
-	b, _, buf, err := x.dataBlock(it.val)
+	})
 	if err != nil {
 		return err
 	}
-	defer putBuf(buf)
-	bi := blockIter{b: &b}
-	if !bi.Seek([]byte{TypeVersion}) || !bytes.Equal(bi.key, []byte{TypeVersion}) {
-		if bi.err != nil {
-			return x.corrupt("data block: %v", bi.err)
-		}
+	if notFound {
 		return fmt.Errorf("%w %s: no version record", ErrVersion, x.name)
 	}
-	return x.checkVersionValue(bi.val)
-}
-
-// versionFast returns the version value when the first block is stored
-// uncompressed and starts with the version record; false means "look the
-// slow way", never "absent".
-func (x *File) versionFast(val []byte) ([]byte, bool) {
-	h, _, ok := decodeHandle(val)
-	if !ok || checkHandle(h, x.size-footerSize) != nil || h.size < versionPrefix {
-		return nil, false
-	}
-	var head [versionPrefix]byte
-	var typ [1]byte
-	if x.readAt(head[:], int64(h.offset)) != nil || x.readAt(typ[:], int64(h.offset+h.size)) != nil || typ[0] != noCompression {
-		return nil, false
-	}
-	// Entry: shared 0, unshared 1, value length 8, key 0x00, 8-byte value.
-	if head[0] != 0 || head[1] != 1 || head[2] != 8 || head[3] != TypeVersion {
-		return nil, false
-	}
-	return head[4:12], true
+	return x.checkVersionValue(v)
 }
 
 func (x *File) checkVersionValue(v []byte) error {
@@ -302,10 +282,68 @@ func (x *File) Name() string { return x.name }
 
 // Close releases the file.
 func (x *File) Close() error {
+	x.t.Release()
 	if x.f == nil {
 		return nil
 	}
 	return x.f.Close()
+}
+
+// each calls fn for each entry with lo <= key <= hi (no upper bound when
+// hi is nil), in key order, until fn returns an error. Key and value are
+// valid only during the call. The goleveldb iterator reads a data block
+// when it first needs one, and the range's limit (the smallest key above
+// hi) keeps it from reading blocks after hi's: a lookup reads only the
+// blocks that can hold its keys.
+func (x *File) each(ctx context.Context, lo, hi []byte, fn func(k, v []byte) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	slice := &util.Range{Start: lo}
+	if hi != nil {
+		if bytes.Compare(lo, hi) > 0 {
+			return nil // goleveldb refuses a reversed range
+		}
+		slice.Limit = append(slices.Clip(hi), 0) // the smallest key > hi
+	}
+	var ferr error
+	err := x.guard(func() error {
+		it := x.t.NewIterator(slice, nil)
+		defer it.Release()
+		for n := 0; it.Next(); n++ {
+			k := it.Key()
+			if hi != nil && bytes.Compare(k, hi) > 0 {
+				break
+			}
+			if n > 0 {
+				if ferr = ctx.Err(); ferr != nil {
+					return nil
+				}
+			}
+			if ferr = fn(k, it.Value()); ferr != nil {
+				return nil
+			}
+			if hi != nil && bytes.Equal(k, hi) {
+				// No later key is <= hi. Stopping here, not at the next
+				// key, saves reading the next block when hi ends a block
+				// whose index separator is hi itself.
+				break
+			}
+		}
+		return it.Error()
+	})
+	if ferr != nil {
+		return ferr
+	}
+	return err
+}
+
+// positionsErr checks that v is a list of 4-byte positions.
+func (x *File) positionsErr(k, v []byte) error {
+	if len(v)%4 != 0 {
+		return fmt.Errorf("%w %s: key %x has a value of %d bytes", ErrCorrupt, x.name, k, len(v))
+	}
+	return nil
 }
 
 // Lookup returns the positions stored under key (nil if the key is absent).
@@ -314,36 +352,21 @@ func (x *File) Lookup(ctx context.Context, key []byte) ([]uint32, error) {
 }
 
 // Range returns the union of the positions of every key k with
-// lo <= k <= hi (bytewise), sorted and without duplicates. It reads only
-// the data blocks whose key span meets [lo, hi]: none when the index block
-// shows every key is below lo.
+// lo <= k <= hi (bytewise), sorted and without duplicates.
 func (x *File) Range(ctx context.Context, lo, hi []byte) ([]uint32, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
 	var out []uint32
 	var starts []int // where each key's list begins in out
-	lists := 0
-	err := x.scan(lo, func(k, v []byte) (bool, error) {
-		if bytes.Compare(k, hi) > 0 {
-			return false, nil
+	err := x.each(ctx, lo, hi, func(k, v []byte) error {
+		if err := x.positionsErr(k, v); err != nil {
+			return err
 		}
 		starts = append(starts, len(out))
-		if lists > 0 {
-			if err := ctx.Err(); err != nil {
-				return false, err
-			}
-		}
-		if len(v)%4 != 0 {
-			return false, x.corrupt("key %x has a value of %d bytes", k, len(v))
-		}
 		out = slices.Grow(out, len(v)/4)
 		for i := 0; i < len(v); i += 4 {
 			out = append(out, binary.BigEndian.Uint32(v[i:]))
 		}
-		lists++
-		return true, nil
-	}, hi)
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -408,56 +431,6 @@ func mergeInto(dst, a, b []uint32) int {
 	return n
 }
 
-// scanBlock calls fn for the entries of one data block (from the first
-// key >= lo when seek is set); false means fn asked to stop.
-func (x *File) scanBlock(b *block, h handle, seek bool, lo []byte, fn func(k, v []byte) (bool, error)) (bool, error) {
-	bi := blockIter{b: b}
-	var more bool
-	if seek {
-		more = bi.Seek(lo)
-	} else {
-		more = bi.First()
-	}
-	for ; more; more = bi.Next() {
-		cont, err := fn(bi.key, bi.val)
-		if err != nil || !cont {
-			return false, err
-		}
-	}
-	if bi.err != nil {
-		return false, x.corrupt("data block at %d: %v", h.offset, bi.err)
-	}
-	return true, nil
-}
-
-// scan calls fn for each entry with key >= lo, in order, until fn returns
-// false or an error. When hi is not nil, scan also stops before reading a
-// block whose keys all exceed hi (its index separator before it is >= hi).
-func (x *File) scan(lo []byte, fn func(k, v []byte) (bool, error), hi []byte) error {
-	ix := blockIter{b: &x.index}
-	first := true
-	for ok := ix.Seek(lo); ok; ok = ix.Next() {
-		b, h, buf, err := x.dataBlock(ix.val)
-		if err != nil {
-			return err
-		}
-		cont, err := x.scanBlock(&b, h, first, lo, fn)
-		putBuf(buf) // fn copied what it keeps
-		if err != nil || !cont {
-			return err
-		}
-		first = false
-		// Every key of the next block is > this block's separator.
-		if hi != nil && bytes.Compare(ix.key, hi) >= 0 {
-			return nil
-		}
-	}
-	if ix.err != nil {
-		return x.corrupt("index block: %v", ix.err)
-	}
-	return nil
-}
-
 // RangeWithin returns the positions in within (sorted, duplicate-free)
 // that some key k with lo <= k <= hi holds: Range(lo, hi) ∩ within,
 // without building or sorting the range's whole union. An 'and' uses it
@@ -470,23 +443,13 @@ func (x *File) RangeWithin(ctx context.Context, lo, hi []byte, within []uint32) 
 		return nil, nil
 	}
 	hit := make([]bool, len(within))
-	lists := 0
-	err := x.scan(lo, func(k, v []byte) (bool, error) {
-		if bytes.Compare(k, hi) > 0 {
-			return false, nil
-		}
-		if lists > 0 {
-			if err := ctx.Err(); err != nil {
-				return false, err
-			}
-		}
-		if len(v)%4 != 0 {
-			return false, x.corrupt("key %x has a value of %d bytes", k, len(v))
+	err := x.each(ctx, lo, hi, func(k, v []byte) error {
+		if err := x.positionsErr(k, v); err != nil {
+			return err
 		}
 		markHits(v, within, hit)
-		lists++
-		return true, nil
-	}, hi)
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -548,17 +511,17 @@ type Entry struct {
 // inspection tools and tests.
 func (x *File) Entries() ([]Entry, error) {
 	var out []Entry
-	err := x.scan([]byte{TypeProto}, func(k, v []byte) (bool, error) {
-		if len(v)%4 != 0 {
-			return false, x.corrupt("key %x has a value of %d bytes", k, len(v))
+	err := x.each(context.Background(), []byte{TypeProto}, nil, func(k, v []byte) error {
+		if err := x.positionsErr(k, v); err != nil {
+			return err
 		}
 		e := Entry{Key: slices.Clone(k)}
 		for i := 0; i < len(v); i += 4 {
 			e.Positions = append(e.Positions, binary.BigEndian.Uint32(v[i:]))
 		}
 		out = append(out, e)
-		return true, nil
-	}, nil)
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
