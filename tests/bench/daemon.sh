@@ -33,19 +33,23 @@ export PATH=/usr/local/go/bin:$PATH
 # ---- inner part: runs inside the namespace, prints the table ----
 if [[ "${STENO_BENCH_INNER:-}" == 1 ]]; then
   CERTS=$1
-  now_us() { date +%s%6N; }
-  # times N CMD...: prints N wall times in microseconds, one per line.
+  # times N CMD...: prints N wall times in microseconds, one per line
+  # (bash's clock: no process per reading).
   times_us() {
     local n=$1 i s e
     shift
     "$@" >/dev/null 2>&1 || { echo "benchmark command failed: $*" >&2; "$@" >/dev/null; exit 1; }
     for ((i = 0; i < n; i++)); do
-      s=$(now_us)
+      s=${EPOCHREALTIME/./}
       "$@" >/dev/null 2>&1
-      e=$(now_us)
+      e=${EPOCHREALTIME/./}
       echo $((e - s))
     done
   }
+  # CPU clock ticks: of this shell's finished children, and of the daemon.
+  tck=$(getconf CLK_TCK)
+  children_ticks() { awk '{print $16 + $17}' "/proc/$$/stat"; }
+  daemon_ticks() { awk '{print $14 + $15}' "/proc/$DAEMON_PID/stat"; }
   # pct P: the P-th percentile (nearest rank) of numbers on stdin.
   pct() { sort -n | awk -v p="$1" '{a[NR] = $1} END {i = int((NR * p + 99) / 100); if (i < 1) i = 1; print a[i]}'; }
   # shellcheck disable=SC2317  # called through "$how"
@@ -60,7 +64,9 @@ if [[ "${STENO_BENCH_INNER:-}" == 1 ]]; then
     "$BIN/stenogrpc" --server "127.0.0.1:$GRPC_PORT" --ca "$CERTS/ca_cert.pem" --cert "$CERTS/client_cert.pem" \
       --key "$CERTS/client_key.pem" --chunk_size "$CHUNK" --max_size 100000000000 --out - "$1"
   }
-  printf '%-22s %9s %9s | %-26s | %-26s | %-26s\n' query packets MB "offline p50/p95 ms MB/s" "HTTPS p50/p95 ms MB/s" "gRPC p50/p95 ms MB/s"
+  fmt='%-20s %-8s %8s %8s %9s %9s %8s %11s %11s\n'
+  # shellcheck disable=SC2059
+  printf "$fmt" query via packets MB p50_ms p95_ms MB/s client_cpu server_cpu
   for spec in "$RUNS:$RARE" "$BROAD_RUNS:$BROAD"; do
     n=${spec%%:*} q=${spec#*:}
     pk=$("$BIN/stenoquery" --dir "$WORK/store" --count "$q")
@@ -69,14 +75,20 @@ if [[ "${STENO_BENCH_INNER:-}" == 1 ]]; then
       got=$("$how" "$q" | wc -c)
       [[ $got == "$bytes" ]] || { echo "daemon bench: $how returned $got bytes for '$q', stenoquery $bytes" >&2; exit 1; }
     done
-    row=$(printf '%-22s %9s %9.1f' "$q" "$pk" "$(echo "$bytes/1000000" | bc -l)")
     for how in offline https grpc; do
+      c0=$(children_ticks) d0=$(daemon_ticks)
       t=$(times_us "$n" "$how" "$q")
+      c1=$(children_ticks) d1=$(daemon_ticks)
       p50=$(pct 50 <<<"$t") p95=$(pct 95 <<<"$t")
-      row+=$(printf ' | %8.1f %8.1f %8.1f' "$(echo "$p50/1000" | bc -l)" "$(echo "$p95/1000" | bc -l)" \
-        "$(echo "$bytes/$p50" | bc -l)")
+      # CPU per run in ms; the warm-up run is included, so divide by n+1.
+      ccpu=$(echo "($c1 - $c0) * 1000 / $tck / ($n + 1)" | bc -l)
+      scpu=-
+      [[ $how == offline ]] || scpu=$(printf '%.1f' "$(echo "($d1 - $d0) * 1000 / $tck / ($n + 1)" | bc -l)")
+      # shellcheck disable=SC2059
+      printf "$fmt" "$q" "$how" "$pk" "$(printf '%.1f' "$(echo "$bytes/1000000" | bc -l)")" \
+        "$(printf '%.1f' "$(echo "$p50/1000" | bc -l)")" "$(printf '%.1f' "$(echo "$p95/1000" | bc -l)")" \
+        "$(printf '%.0f' "$(echo "$bytes/$p50" | bc -l)")" "$(printf '%.1f' "$ccpu")" "$scpu"
     done
-    echo "$row"
   done
   exit 0
 fi
@@ -186,9 +198,9 @@ printf 'store: %s packet files, %.2f GB packets, %.1f MB index; %s runs per rare
   "$files" "$(echo "$pkt_bytes/1000000000" | bc -l)" "$(echo "$idx_bytes/1000000" | bc -l)" "$RUNS" "$BROAD_RUNS"
 printf 'machine: %s CPUs, load %s; gRPC chunk_size %s bytes; every run is a new client process (TLS handshake included)\n' \
   "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)" "$CHUNK"
-ip netns exec "$NS" env STENO_BENCH_INNER=1 BIN="$BIN" WORK="$WORK" RUNS="$RUNS" BROAD_RUNS="$BROAD_RUNS" CHUNK="$CHUNK" \
-  RARE="$RARE" BROAD="$BROAD" bash "$0" "$RUN/certs"
-echo "(MB/s: result bytes / p50 wall time; offline = stenoquery on the same files, no daemon)"
+ip netns exec "$NS" env STENO_BENCH_INNER=1 DAEMON_PID="$PID" bash "$0" "$RUN/certs"
+echo "(MB/s: result bytes / p50 wall time; offline: stenoquery on the same files, no daemon; client_cpu, server_cpu:"
+echo " CPU ms per run of the client process (stenoquery, curl, stenogrpc) and of stenographer, user + system)"
 if grep -q 'DATA RACE\|panic' "$RUN/log"; then
   echo "daemon bench: the stenographer log reports a problem:" >&2
   grep -m5 'DATA RACE\|panic' "$RUN/log" >&2
