@@ -193,7 +193,8 @@ func (w *diskWatch) sample(d *daemon.Daemon, mnt string) {
 // stays above the threshold less one sync's worth of writing; every
 // parallel query completes or ends with a clear error, none hangs; an
 // HTTPS and a gRPC client that go away mid-stream get their queries
-// canceled; the daemon survives and reports no data race.
+// canceled; the daemon survives and reports no data race; SIGTERM while a
+// large result streams stops it cleanly and the client sees an error.
 func TestDiskFullAndConcurrentQueries(t *testing.T) {
 	testenv.RequireTools(t, "tcpreplay")
 	bin := raceBinary(t)
@@ -414,8 +415,32 @@ func TestDiskFullAndConcurrentQueries(t *testing.T) {
 		t.Errorf("/debug/stats after the test: %d %v", code, err)
 	}
 	if d.Exited() {
-		t.Errorf("stenographer exited: %v", d.ExitErr())
+		t.Fatalf("stenographer exited: %v", d.ExitErr())
 	}
+
+	// SIGTERM while a large result streams: the daemon stops promptly and
+	// cleanly, and the client sees a broken transfer, not a PCAP that
+	// looks complete.
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.URL("/query"), strings.NewReader(everything))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := d.HTTPClient(d.TLSConfig()).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if _, err := io.ReadFull(resp.Body, make([]byte, 64<<10)); err != nil {
+		t.Fatalf("the first 64 KiB of %q: %v", everything, err)
+	}
+	stopped := time.Now()
+	d.Stop() // SIGTERM; exit status 0, no hidden or unpaired files
+	rest, err := io.Copy(io.Discard, resp.Body)
+	if err == nil {
+		t.Errorf("the stream cut by the shutdown ended like a complete result (%d more bytes, no error)", rest)
+	}
+	t.Logf("stopped in %v with a query streaming; the client read %d more bytes, then: %v",
+		time.Since(stopped).Round(time.Millisecond), rest, err)
 }
 
 // queryResult is one of the parallel queries.

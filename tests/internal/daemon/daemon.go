@@ -119,6 +119,9 @@ type Daemon struct {
 	done chan struct{}
 	err  error // after done
 
+	grace    time.Duration
+	stopOnce sync.Once
+
 	clientOnce sync.Once
 	client     *http.Client
 	tlsConfig  *tls.Config
@@ -234,8 +237,9 @@ func Start(t testing.TB, pair *netns.Pair, opts Options) *Daemon {
 		t.Fatalf("start %s: %v", testenv.CommandLine("ip", args), err)
 	}
 	go func() { d.err = d.cmd.Wait(); close(d.done) }()
+	d.grace = opts.ShutdownTimeout
 	t.Cleanup(func() {
-		d.shutdown(opts.ShutdownTimeout)
+		d.Stop()
 		if bytes.Contains(d.log.Bytes(), []byte("WARNING: DATA RACE")) {
 			t.Errorf("the race detector reported a data race in stenographer (see its log)")
 		}
@@ -271,6 +275,10 @@ func (d *Daemon) writeConfig() {
 		d.t.Fatal(err)
 	}
 }
+
+// Stop stops the daemon now as the test's end would (SIGTERM, then the
+// checks of a clean stop); later calls do nothing.
+func (d *Daemon) Stop() { d.stopOnce.Do(func() { d.shutdown(d.grace) }) }
 
 // shutdown sends SIGTERM and waits; then kills whatever is left of the
 // daemon's process tree. A stenotype that outlives a daemon which exited
