@@ -591,8 +591,8 @@ func TestMaxDirectoryFiles(t *testing.T) {
 		return err == nil && m[key] >= 5
 	})
 	// A sync every second and a new file every second: between two syncs
-	// one or two more files may appear.
-	if most > maxFiles+2 {
+	// (or during a slow one on a loaded machine) a few more may appear.
+	if most > maxFiles+3 {
 		t.Errorf("thread held %d packet files at once, MaxDirectoryFiles is %d", most, maxFiles)
 	}
 	names := make([]string, 0, len(seen))
