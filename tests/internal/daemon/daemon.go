@@ -141,6 +141,8 @@ func Start(t testing.TB, pair *netns.Pair, opts Options) *Daemon {
 	}
 	if bin == "" {
 		bin = testenv.Stenographer(t)
+	} else if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("stenographer binary %s: %v", bin, err)
 	}
 	stenotype := opts.StenotypePath
 	if stenotype == "" {
