@@ -48,11 +48,13 @@ gotest: build
 	$(GO) test -race -count=1 -timeout 15m ./stenographer/... ./cmd/...
 	$(GO) test -count=1 -timeout 15m ./tests/...
 
-# Go fuzz targets, briefly: the query parser and the packet-file reader.
+# Go fuzz targets, briefly: the query parser, the packet-file reader and
+# the index-file reader.
 GOFUZZ_SECONDS ?= 15
 gofuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(GOFUZZ_SECONDS)s ./stenographer/query
 	$(GO) test -run '^$$' -fuzz '^FuzzScan$$' -fuzztime $(GOFUZZ_SECONDS)s ./stenographer/blockfile
+	$(GO) test -run '^$$' -fuzz '^FuzzTable$$' -fuzztime $(GOFUZZ_SECONDS)s ./stenographer/indexfile
 
 test: build unit asan fuzz-smoke gofuzz vet gotest
 
