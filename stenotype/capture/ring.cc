@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -16,6 +17,22 @@
 #include "base/logging.h"
 
 namespace steno {
+
+// On a loopback device every packet passes the socket twice, once leaving
+// and once arriving; libpcap keeps only the arriving copy there, and so do
+// we, so that a capture on lo holds each packet once. On other devices the
+// outgoing packets are the host's own traffic and are kept.
+static Status IgnoreLoopbackEchoes(int fd, const std::string& iface) {
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof(ifr));
+  strncpy(ifr.ifr_name, iface.c_str(), IFNAMSIZ - 1);
+  if (ioctl(fd, SIOCGIFFLAGS, &ifr) != 0) return Status::FromErrno(errno, "ioctl(SIOCGIFFLAGS) on", iface);
+  if ((ifr.ifr_flags & IFF_LOOPBACK) == 0) return Status::OK();
+  int one = 1;
+  if (setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof(one)) != 0)
+    return Status::FromErrno(errno, "setsockopt(PACKET_IGNORE_OUTGOING) on", iface);
+  return Status::OK();
+}
 
 Status Ring::Open(const RingOptions& o, std::unique_ptr<Ring>* out) {
   unsigned ifindex = if_nametoindex(o.iface.c_str());
@@ -36,6 +53,7 @@ Status Ring::Open(const RingOptions& o, std::unique_ptr<Ring>* out) {
     if (setsockopt(r->fd_, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) != 0)
       return Status::FromErrno(errno, "setsockopt(SO_ATTACH_FILTER) on", o.iface);
   }
+  RETURN_IF_ERROR(IgnoreLoopbackEchoes(r->fd_, o.iface));
   struct tpacket_req3 req;
   memset(&req, 0, sizeof(req));
   req.tp_block_size = static_cast<unsigned>(o.block_size);
