@@ -128,7 +128,8 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		// Refused handshakes (wrong CA, expired, plain HTTP) land here.
-		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelInfo),
+		ErrorLog:  slog.NewLogLogger(s.log.Handler(), slog.LevelInfo),
+		Protocols: http1Only(),
 	}
 	s.mu.Lock()
 	s.addr = ln.Addr()
@@ -182,4 +183,15 @@ func (s *Server) Addr() net.Addr {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.addr
+}
+
+// http1Only offers only HTTP/1.1 in the TLS handshake. A client sends one
+// query per request and reads one long stream, so HTTP/2's multiplexing
+// gains nothing, while its framing and flow control cost: measured on a
+// 507 MB result, curl got 437 MB/s over HTTP/2 (server 1.25 CPU s) and
+// 805 MB/s over HTTP/1.1 (0.63 CPU s). Trailers work in both.
+func http1Only() *http.Protocols {
+	p := new(http.Protocols)
+	p.SetHTTP1(true)
+	return p
 }
