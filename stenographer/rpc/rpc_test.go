@@ -353,16 +353,7 @@ func TestShutdownCancelsStreams(t *testing.T) {
 	if _, err := stream.Recv(); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- e.stop() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Serve: %v", err)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("Serve did not return after shutdown with a stream in flight")
-	}
+	servertest.MustStop(t, "a stream in flight", e.stop)
 	if n := metrics.Queries()[metrics.TransportGRPC].InFlight; n != 0 {
 		t.Errorf("%d queries in flight after shutdown", n)
 	}

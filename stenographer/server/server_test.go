@@ -288,16 +288,7 @@ func TestShutdownCancelsQueries(t *testing.T) {
 	if _, err := io.ReadFull(resp.Body, make([]byte, 100)); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- e.stop() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Serve: %v", err)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("Serve did not return after shutdown with a query in flight")
-	}
+	servertest.MustStop(t, "a query in flight", e.stop)
 	if n := metrics.Queries()[metrics.TransportHTTP].InFlight; n != 0 {
 		t.Errorf("%d queries in flight after shutdown", n)
 	}

@@ -22,11 +22,7 @@ const MinVersion = tls.VersionTLS12
 // Server returns a server configuration presenting certFile/keyFile and
 // requiring a client certificate issued by the CA in caFile.
 func Server(caFile, certFile, keyFile string) (*tls.Config, error) {
-	pool, err := loadPool(caFile)
-	if err != nil {
-		return nil, err
-	}
-	cert, err := loadPair(certFile, keyFile)
+	pool, cert, err := load(caFile, certFile, keyFile)
 	if err != nil {
 		return nil, err
 	}
@@ -42,11 +38,7 @@ func Server(caFile, certFile, keyFile string) (*tls.Config, error) {
 // trusting only the CA in caFile. serverName, when not empty, is the name
 // the server certificate must carry; otherwise the dialled host is used.
 func Client(caFile, certFile, keyFile, serverName string) (*tls.Config, error) {
-	pool, err := loadPool(caFile)
-	if err != nil {
-		return nil, err
-	}
-	cert, err := loadPair(certFile, keyFile)
+	pool, cert, err := load(caFile, certFile, keyFile)
 	if err != nil {
 		return nil, err
 	}
@@ -56,6 +48,19 @@ func Client(caFile, certFile, keyFile, serverName string) (*tls.Config, error) {
 		RootCAs:      pool,
 		ServerName:   serverName,
 	}, nil
+}
+
+// load reads the CA that vouches for the peer and our own key pair.
+func load(caFile, certFile, keyFile string) (*x509.CertPool, tls.Certificate, error) {
+	pool, err := loadPool(caFile)
+	if err != nil {
+		return nil, tls.Certificate{}, err
+	}
+	cert, err := loadPair(certFile, keyFile)
+	if err != nil {
+		return nil, tls.Certificate{}, err
+	}
+	return pool, cert, nil
 }
 
 func loadPool(caFile string) (*x509.CertPool, error) {

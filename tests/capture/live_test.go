@@ -10,7 +10,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -29,30 +28,12 @@ import (
 // are no timing assertions: waits poll for a condition with a generous
 // deadline.
 
-// syncBuffer collects a child's output while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) Bytes() []byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]byte(nil), s.b.Bytes()...)
-}
-
 // proc is a background child process.
 type proc struct {
 	name   string
 	cmd    *exec.Cmd
-	stderr *syncBuffer
-	stdout *syncBuffer
+	stderr *testenv.SyncBuffer
+	stdout *testenv.SyncBuffer
 	done   chan struct{}
 	err    error // valid after done is closed
 }
@@ -61,7 +42,7 @@ type proc struct {
 // ends while it still runs (so namespaces can be deleted).
 func startProc(t *testing.T, name string, cmd *exec.Cmd) *proc {
 	t.Helper()
-	p := &proc{name: name, cmd: cmd, stderr: &syncBuffer{}, stdout: &syncBuffer{}, done: make(chan struct{})}
+	p := &proc{name: name, cmd: cmd, stderr: &testenv.SyncBuffer{}, stdout: &testenv.SyncBuffer{}, done: make(chan struct{})}
 	cmd.Stderr, cmd.Stdout = p.stderr, p.stdout
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)

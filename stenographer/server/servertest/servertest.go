@@ -190,3 +190,19 @@ func Eventually(t testing.TB, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// MustStop runs a server's stop function while work is in flight and
+// fails t unless Serve returned nil within a generous deadline.
+func MustStop(t testing.TB, what string, stop func() error) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- stop() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Serve: %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("Serve did not return after shutdown with %s", what)
+	}
+}

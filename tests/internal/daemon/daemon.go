@@ -115,7 +115,7 @@ type Daemon struct {
 	Binary     string
 
 	cmd  *exec.Cmd
-	log  *syncBuffer
+	log  *testenv.SyncBuffer
 	done chan struct{}
 	err  error // after done
 
@@ -152,7 +152,7 @@ func Start(t testing.TB, pair *netns.Pair, opts Options) *Daemon {
 		t.Fatal(r.Err)
 	}
 
-	d := &Daemon{t: t, Pair: pair, Dir: testenv.DiskTempDir(t), Binary: bin, log: &syncBuffer{}, done: make(chan struct{})}
+	d := &Daemon{t: t, Pair: pair, Dir: testenv.DiskTempDir(t), Binary: bin, log: &testenv.SyncBuffer{}, done: make(chan struct{})}
 	d.CertDir = filepath.Join(d.Dir, "certs")
 	d.ConfigPath = filepath.Join(d.Dir, "config")
 
@@ -777,21 +777,3 @@ func killAll(pids []int) {
 
 // ProcessAlive reports whether pid runs (and is no zombie).
 func ProcessAlive(pid int) bool { return len(alivePIDs([]int{pid})) == 1 }
-
-// syncBuffer collects a child's output while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) Bytes() []byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]byte(nil), s.b.Bytes()...)
-}
