@@ -1,11 +1,17 @@
-// Package metrics holds the daemon's Prometheus metrics. They are the only
-// process-wide mutable state: one stenographer process serves one sensor,
-// and /metrics exposes the default registry.
+// Package metrics holds the daemon's Prometheus metrics.
+//
+// Query metrics live in a Metrics made by New on a registry the caller
+// owns, so every server (and every test) counts on its own. The capture
+// and cleanup counters below are fed by the one supervisor and the one
+// cleaner of the process through package functions; they stay on the
+// default registry for those packages' tests and are also registered on
+// every registry given to New.
 package metrics
 
 import (
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -31,10 +37,11 @@ var (
 		Name: "stenographer_stenotype_restarts_total",
 		Help: "Times stenotype was (re)started.",
 	})
+	processCollectors = []prometheus.Collector{capturedPackets, capturedBytes, droppedPackets, filesDeleted, stenotypeRestarts}
 )
 
 func init() {
-	prometheus.MustRegister(capturedPackets, capturedBytes, droppedPackets, filesDeleted, stenotypeRestarts)
+	prometheus.MustRegister(processCollectors...)
 }
 
 // stenotype's STATS lines carry totals since the process started; the
@@ -74,4 +81,12 @@ func StenotypeStarted() {
 // "disk_free" or "max_files".
 func FileDeleted(thread int, reason string) {
 	filesDeleted.WithLabelValues(strconv.Itoa(thread), reason).Inc()
+	agedFiles.Add(1)
 }
+
+// agedFiles is the reference's aged_files: pairs cleanup deleted since the
+// process started, readable back for /debug/stats.
+var agedFiles atomic.Int64
+
+// AgedFiles returns how many pairs cleanup deleted since the process started.
+func AgedFiles() int64 { return agedFiles.Load() }

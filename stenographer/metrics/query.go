@@ -3,12 +3,13 @@ package metrics
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/stenographer-ng/stenographer/stenographer/store"
+	"github.com/stenographer-ng/stenographer/stenographer/version"
 )
 
 // Transports label the query metrics.
@@ -22,41 +23,75 @@ const (
 	OutcomeOK        = "ok"        // complete result
 	OutcomeTruncated = "truncated" // complete up to a limit the request or the server set
 	OutcomeBadQuery  = "bad_query" // refused before running: bad query text or parameter
+	OutcomeBusy      = "busy"      // refused before running: too many queries at once
 	OutcomeCanceled  = "canceled"  // the client went away or the server shut down
 	OutcomeError     = "error"     // the result could not be produced or sent
 )
 
-var (
-	queriesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "stenographer_queries_total",
-		Help: "Queries answered, by transport (http, grpc) and outcome (ok, truncated, bad_query, canceled, error).",
-	}, []string{"transport", "outcome"})
-	queryDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "stenographer_query_duration_seconds",
-		Help:    "Time from receiving a query to its last byte sent, by transport (bad queries excluded).",
-		Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300},
-	}, []string{"transport"})
-	servedBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "stenographer_served_bytes_total",
-		Help: "PCAP bytes produced for queries, headers included, by transport.",
-	}, []string{"transport"})
-	servedPackets = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "stenographer_served_packets_total",
-		Help: "Packets produced for queries, by transport.",
-	}, []string{"transport"})
-	queriesInFlight = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "stenographer_queries_in_flight",
-		Help: "Queries running now, by transport.",
-	}, []string{"transport"})
-	queryFileErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "stenographer_query_file_errors_total",
-		Help: "Files a query could not read completely (the query went on without them), by transport.",
-	}, []string{"transport"})
-)
+// Metrics are one server's query metrics, on the registry given to New.
+type Metrics struct {
+	reg             *prometheus.Registry
+	queriesTotal    *prometheus.CounterVec
+	queryDuration   *prometheus.HistogramVec
+	servedBytes     *prometheus.CounterVec
+	servedPackets   *prometheus.CounterVec
+	queriesInFlight *prometheus.GaugeVec
+	queryFileErrors *prometheus.CounterVec
 
-func init() {
-	prometheus.MustRegister(queriesTotal, queryDuration, servedBytes, servedPackets, queriesInFlight, queryFileErrors)
+	// Prometheus counters cannot be read back cheaply, so the totals that
+	// /debug/stats shows are kept beside them.
+	countsMu sync.Mutex
+	counts   map[string]*QueryCounts
 }
+
+// New registers the query metrics, the process's capture counters and
+// stenographer_build_info on reg.
+func New(reg *prometheus.Registry) *Metrics {
+	m := &Metrics{
+		reg: reg,
+		queriesTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stenographer_queries_total",
+			Help: "Queries answered, by transport (http, grpc) and outcome (ok, truncated, bad_query, busy, canceled, error).",
+		}, []string{"transport", "outcome"}),
+		queryDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "stenographer_query_duration_seconds",
+			Help:    "Time from receiving a query to its last byte sent, by transport (refused queries excluded).",
+			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300},
+		}, []string{"transport"}),
+		servedBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stenographer_served_bytes_total",
+			Help: "PCAP bytes produced for queries, headers included, by transport.",
+		}, []string{"transport"}),
+		servedPackets: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stenographer_served_packets_total",
+			Help: "Packets produced for queries, by transport.",
+		}, []string{"transport"}),
+		queriesInFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "stenographer_queries_in_flight",
+			Help: "Queries running now, by transport.",
+		}, []string{"transport"}),
+		queryFileErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stenographer_query_file_errors_total",
+			Help: "Files a query could not read completely (the query went on without them), by transport.",
+		}, []string{"transport"}),
+		counts: map[string]*QueryCounts{},
+	}
+	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "stenographer_build_info",
+		Help: "Always 1; the labels say which build is running.",
+		ConstLabels: prometheus.Labels{
+			"version": version.Version, "commit": version.Commit, "goversion": runtime.Version(),
+		},
+	})
+	buildInfo.Set(1)
+	reg.MustRegister(m.queriesTotal, m.queryDuration, m.servedBytes, m.servedPackets,
+		m.queriesInFlight, m.queryFileErrors, buildInfo)
+	reg.MustRegister(processCollectors...)
+	return m
+}
+
+// Registry returns the registry New registered on, for /metrics.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
 // QueryCounts are one transport's query totals since the process started,
 // for /debug/stats.
@@ -68,31 +103,24 @@ type QueryCounts struct {
 	FileErrors int64            `json:"file_errors"`
 }
 
-// Prometheus counters cannot be read back cheaply, so the totals that
-// /debug/stats shows are kept beside them.
-var (
-	countsMu sync.Mutex
-	counts   = map[string]*QueryCounts{}
-)
-
-func countsFor(transport string) *QueryCounts {
-	c := counts[transport]
+func (m *Metrics) countsFor(transport string) *QueryCounts {
+	c := m.counts[transport]
 	if c == nil {
 		c = &QueryCounts{ByOutcome: map[string]int64{}}
-		counts[transport] = c
+		m.counts[transport] = c
 	}
 	return c
 }
 
 // Queries returns a copy of the query totals per transport.
-func Queries() map[string]QueryCounts {
-	countsMu.Lock()
-	defer countsMu.Unlock()
+func (m *Metrics) Queries() map[string]QueryCounts {
+	m.countsMu.Lock()
+	defer m.countsMu.Unlock()
 	out := map[string]QueryCounts{}
 	for _, t := range []string{TransportHTTP, TransportGRPC} {
-		countsFor(t)
+		m.countsFor(t)
 	}
-	for t, c := range counts {
+	for t, c := range m.counts {
 		cp := *c
 		cp.ByOutcome = map[string]int64{}
 		for k, v := range c.ByOutcome {
@@ -106,57 +134,56 @@ func Queries() map[string]QueryCounts {
 // Query tracks one query from its arrival to its end. Create it with
 // StartQuery and end it exactly once with End.
 type Query struct {
+	m         *Metrics
 	transport string
 	start     time.Time
 }
 
 // StartQuery counts a query in flight on transport.
-func StartQuery(transport string) *Query {
-	queriesInFlight.WithLabelValues(transport).Inc()
-	countsMu.Lock()
-	countsFor(transport).InFlight++
-	countsMu.Unlock()
-	return &Query{transport: transport, start: time.Now()}
+func (m *Metrics) StartQuery(transport string) *Query {
+	m.queriesInFlight.WithLabelValues(transport).Inc()
+	m.countsMu.Lock()
+	m.countsFor(transport).InFlight++
+	m.countsMu.Unlock()
+	return &Query{m: m, transport: transport, start: time.Now()}
+}
+
+// Refused counts a query that never ran (OutcomeBadQuery, OutcomeBusy).
+func (m *Metrics) Refused(transport, outcome string) {
+	m.StartQuery(transport).End(outcome, 0, 0, 0)
 }
 
 // End records the query's outcome, the packets and PCAP bytes it
 // produced (also when it ended early) and the files it could not read.
 func (q *Query) End(outcome string, packets, bytes int64, fileErrors int) {
-	t := q.transport
-	queriesInFlight.WithLabelValues(t).Dec()
-	queriesTotal.WithLabelValues(t, outcome).Inc()
-	if outcome != OutcomeBadQuery {
-		queryDuration.WithLabelValues(t).Observe(time.Since(q.start).Seconds())
+	m, t := q.m, q.transport
+	m.queriesInFlight.WithLabelValues(t).Dec()
+	m.queriesTotal.WithLabelValues(t, outcome).Inc()
+	if outcome != OutcomeBadQuery && outcome != OutcomeBusy {
+		m.queryDuration.WithLabelValues(t).Observe(time.Since(q.start).Seconds())
 	}
-	servedPackets.WithLabelValues(t).Add(float64(packets))
-	servedBytes.WithLabelValues(t).Add(float64(bytes))
-	queryFileErrors.WithLabelValues(t).Add(float64(fileErrors))
-	countsMu.Lock()
-	c := countsFor(t)
+	m.servedPackets.WithLabelValues(t).Add(float64(packets))
+	m.servedBytes.WithLabelValues(t).Add(float64(bytes))
+	m.queryFileErrors.WithLabelValues(t).Add(float64(fileErrors))
+	m.countsMu.Lock()
+	c := m.countsFor(t)
 	c.InFlight--
 	c.ByOutcome[outcome]++
 	c.Packets += packets
 	c.Bytes += bytes
 	c.FileErrors += int64(fileErrors)
-	countsMu.Unlock()
+	m.countsMu.Unlock()
 }
 
-// FileErrors returns how many files res says could not be read.
-func FileErrors(res *store.Result) int {
-	if res == nil {
-		return 0
-	}
-	return len(res.Errors)
-}
-
-// Outcome classifies the return of store.Query run under ctx.
-func Outcome(ctx context.Context, res *store.Result, err error) string {
+// Outcome classifies the end of a query run under ctx: err is what
+// running it returned, truncated whether a limit cut it short.
+func Outcome(ctx context.Context, truncated bool, err error) string {
 	switch {
 	case ctx.Err() != nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 		return OutcomeCanceled
 	case err != nil:
 		return OutcomeError
-	case res != nil && res.Truncated:
+	case truncated:
 		return OutcomeTruncated
 	}
 	return OutcomeOK

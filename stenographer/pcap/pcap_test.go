@@ -122,9 +122,11 @@ func TestLimits(t *testing.T) {
 		{Limits{}, 10},
 		{Limits{MaxPackets: 3}, 3},
 		{Limits{MaxBytes: FileHeaderSize + 2*(RecordHeaderSize+100)}, 2},
-		{Limits{MaxBytes: FileHeaderSize + 2*(RecordHeaderSize+100) + 50}, 2},
-		{Limits{MaxBytes: 10}, 0},
+		{Limits{MaxBytes: FileHeaderSize + 2*(RecordHeaderSize+100) + 50}, 3}, // the crossing packet is kept
+		{Limits{MaxBytes: FileHeaderSize + 1}, 1},
+		{Limits{MaxBytes: 10}, 0}, // the file header alone reaches it
 		{Limits{MaxPackets: 5, MaxBytes: FileHeaderSize + 3*(RecordHeaderSize+100)}, 3},
+		{Limits{MaxPackets: 2, MaxBytes: FileHeaderSize + 3*(RecordHeaderSize+100)}, 2},
 	}
 	for _, tc := range tests {
 		t.Run(fmt.Sprintf("%+v", tc.limits), func(t *testing.T) {
@@ -141,8 +143,10 @@ func TestLimits(t *testing.T) {
 			if w.Packets() != tc.want {
 				t.Errorf("packets = %d, want %d", w.Packets(), tc.want)
 			}
-			if tc.limits.MaxBytes > 0 && int64(buf.Len()) > max(tc.limits.MaxBytes, FileHeaderSize) {
-				t.Errorf("stream of %d bytes exceeds limit %d", buf.Len(), tc.limits.MaxBytes)
+			// A byte limit stops the stream at the first packet that
+			// reaches it: without that packet the stream is under it.
+			if l := tc.limits.MaxBytes; l > 0 && w.Packets() > 0 && int64(buf.Len()-RecordHeaderSize-len(frame)) >= l {
+				t.Errorf("stream of %d bytes went on after reaching limit %d", buf.Len(), l)
 			}
 		})
 	}

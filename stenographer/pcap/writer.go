@@ -28,7 +28,10 @@ const (
 var ErrLimit = errors.New("pcap: result limit reached")
 
 // Limits bound a result. Zero means no limit. MaxBytes counts the whole
-// stream, headers included; a packet that would cross it is not written.
+// stream, headers included. As in the reference ("stop once we've
+// exceeded X bytes"), the packet that crosses MaxBytes is still written
+// and the stream stops after it, so a result is never empty because its
+// first packet is larger than the limit.
 type Limits struct {
 	MaxPackets int64
 	MaxBytes   int64
@@ -41,6 +44,7 @@ const StreamFlushInterval = 50 * time.Millisecond
 // Writer writes a PCAP stream. Not safe for concurrent use.
 type Writer struct {
 	w       *bufio.Writer
+	under   flusher // the underlying writer, when it buffers too
 	limits  Limits
 	packets int64
 	bytes   int64
@@ -55,6 +59,7 @@ type Writer struct {
 // NewWriter writes the file header to w and returns a Writer.
 func NewWriter(w io.Writer, limits Limits) (*Writer, error) {
 	pw := &Writer{w: bufio.NewWriterSize(w, 64<<10), limits: limits}
+	pw.under, _ = w.(flusher)
 	var h [FileHeaderSize]byte
 	le := binary.LittleEndian
 	le.PutUint32(h[0:], magicMicros)
@@ -71,7 +76,7 @@ func NewWriter(w io.Writer, limits Limits) (*Writer, error) {
 
 // WritePacket appends one packet. data longer than the snaplen is cut to
 // it (the original length is kept in the record). It returns ErrLimit,
-// without writing, when the packet would exceed a limit.
+// without writing, once a limit has been reached.
 func (pw *Writer) WritePacket(ts time.Time, wireLen int, data []byte) error {
 	if len(data) > snaplen {
 		data = data[:snaplen]
@@ -79,10 +84,10 @@ func (pw *Writer) WritePacket(ts time.Time, wireLen int, data []byte) error {
 	if pw.limits.MaxPackets > 0 && pw.packets >= pw.limits.MaxPackets {
 		return ErrLimit
 	}
-	n := int64(RecordHeaderSize + len(data))
-	if pw.limits.MaxBytes > 0 && pw.bytes+n > pw.limits.MaxBytes {
+	if pw.limits.MaxBytes > 0 && pw.bytes >= pw.limits.MaxBytes {
 		return ErrLimit
 	}
+	n := int64(RecordHeaderSize + len(data))
 	le := binary.LittleEndian
 	le.PutUint32(pw.hdr[0:], uint32(ts.Unix()))
 	le.PutUint32(pw.hdr[4:], uint32(ts.Nanosecond()/1000))
@@ -127,8 +132,20 @@ func (pw *Writer) flushDue() bool {
 	return true
 }
 
-// Flush writes buffered data to the underlying writer.
-func (pw *Writer) Flush() error { return pw.w.Flush() }
+type flusher interface{ Flush() error }
+
+// Flush writes buffered data to the underlying writer and, when that has a
+// Flush method (an HTTP response, a gRPC chunker), flushes it too: a flush
+// is meant to reach the client, not the next buffer.
+func (pw *Writer) Flush() error {
+	if err := pw.w.Flush(); err != nil {
+		return err
+	}
+	if pw.under != nil {
+		return pw.under.Flush()
+	}
+	return nil
+}
 
 // Packets returns the number of packets written.
 func (pw *Writer) Packets() int64 { return pw.packets }

@@ -10,7 +10,14 @@
 // result short, the stream carries everything up to the limit, ends with
 // status OK — so reference clients still get their data — and its trailer
 // says "steno-truncated: true". Every successful stream's trailer also
-// carries "steno-packets" and "steno-bytes" (the PCAP size).
+// carries "steno-packets" and "steno-bytes" (the PCAP size), and, when
+// files could not be read, "steno-file-errors" and
+// "steno-file-error-detail". While capture is down the header metadata has
+// "steno-capture: down since <time>".
+//
+// Streaming: the PCAP header leaves at once, the first packet as soon as
+// it is found, then whatever came at most every 50 ms; chunk_size is the
+// largest message, not the size of every one.
 package rpc
 
 import (
@@ -20,11 +27,17 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 
 	pb "github.com/stenographer-ng/stenographer/protobuf"
+	"github.com/stenographer-ng/stenographer/stenographer/connlimit"
+	"github.com/stenographer-ng/stenographer/stenographer/metrics"
+	"github.com/stenographer-ng/stenographer/stenographer/serve"
 	"github.com/stenographer-ng/stenographer/stenographer/store"
 	"github.com/stenographer-ng/stenographer/stenographer/tlsconfig"
 )
@@ -38,7 +51,13 @@ type Config struct {
 	ServerPcapMaxSize             int64 // caps every stream's bytes; 0: no cap
 	ClientPcapChunkSize           int64 // chunk size when a request gives 0
 	ClientPcapMaxSize             int64 // stream size when a request gives 0; 0: no limit
-	Logger                        *slog.Logger
+	// Runner runs the queries; share the HTTPS server's. Nil: one of the
+	// server's own over Store, on a registry of its own.
+	Runner  *serve.Runner
+	Capture serve.CaptureState // nil: capture state not reported
+	Logger  *slog.Logger
+	// Conns bounds connections, the TLS handshake and idle connections.
+	Conns connlimit.Limits
 }
 
 // Trailer keys of a RetrievePcap stream.
@@ -47,6 +66,10 @@ const (
 	TrailerPackets    = "steno-packets"     // packets in the stream
 	TrailerBytes      = "steno-bytes"       // PCAP bytes in the stream
 	TrailerFileErrors = "steno-file-errors" // files that could not be read (only when > 0)
+	// TrailerFileErrorDetail describes them in one bounded line.
+	TrailerFileErrorDetail = "steno-file-error-detail"
+	// HeaderCapture is header metadata sent while capture is down.
+	HeaderCapture = "steno-capture"
 )
 
 // Request bounds.
@@ -59,6 +82,11 @@ const (
 	MaxChunkSize = 2 << 20
 	// MaxUIDBytes bounds the uid echoed in every response.
 	MaxUIDBytes = 1024
+	// maxRecvBytes bounds a request message: the longest query, its uid
+	// and room for the other fields. A longer message is refused by gRPC
+	// itself (RESOURCE_EXHAUSTED) before it is decoded; a query over
+	// serve.MaxQueryBytes inside it is INVALID_ARGUMENT.
+	maxRecvBytes = serve.MaxQueryBytes + MaxUIDBytes + 4096
 )
 
 // Server serves the gRPC API. Serve it once.
@@ -66,7 +94,9 @@ type Server struct {
 	cfg   Config
 	log   *slog.Logger
 	grpc  *grpc.Server
-	ready chan struct{}
+	conns  connlimit.Limits
+	runner *serve.Runner
+	ready  chan struct{}
 
 	mu   sync.Mutex
 	addr net.Addr
@@ -97,12 +127,32 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:   cfg,
 		log:   log.With("component", "grpc"),
+		conns: cfg.Conns.WithDefaults(),
 		ready: make(chan struct{}),
 	}
-	// WaitForHandlers makes Stop return only after every handler did;
-	// Stop cancels their contexts, so that is quick.
-	s.grpc = grpc.NewServer(grpc.Creds(credentials.NewTLS(tc)), grpc.WaitForHandlers(true))
-	pb.RegisterStenographerServer(s.grpc, &service{cfg: &s.cfg, log: s.log})
+	runner := cfg.Runner
+	if runner == nil {
+		runner, err = serve.New(serve.Config{Store: cfg.Store, Metrics: metrics.New(prometheus.NewRegistry()), Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("rpc: %w", err)
+		}
+	}
+	s.grpc = grpc.NewServer(grpc.Creds(credentials.NewTLS(tc)),
+		// WaitForHandlers makes Stop return only after every handler
+		// did; Stop cancels their contexts, so that is quick.
+		grpc.WaitForHandlers(true),
+		// A connection that has not finished its TLS handshake and
+		// HTTP/2 preface within this gives its descriptor back.
+		grpc.ConnectionTimeout(s.conns.HandshakeTimeout),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: s.conns.IdleTimeout}),
+		// Clients pinging more often than this are told to go away.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		// Streams beyond the running bound would only wait in the
+		// Runner; this keeps one connection from queueing hundreds.
+		grpc.MaxConcurrentStreams(uint32(runner.MaxRunning())),
+		grpc.MaxRecvMsgSize(maxRecvBytes))
+	s.runner = runner
+	pb.RegisterStenographerServer(s.grpc, &service{cfg: &s.cfg, runner: runner, log: s.log})
 	return s, nil
 }
 
@@ -124,6 +174,7 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 	s.mu.Unlock()
 	close(s.ready)
 	s.log.Info("serving gRPC", "addr", ln.Addr().String())
+	ln = connlimit.Wrap(ln, s.conns, s.log)
 	done := make(chan error, 1)
 	go func() { done <- s.grpc.Serve(ln) }()
 	select {
@@ -146,3 +197,6 @@ func (s *Server) Addr() net.Addr {
 	defer s.mu.Unlock()
 	return s.addr
 }
+
+// Metrics returns the metrics the server's queries are counted in.
+func (s *Server) Metrics() *metrics.Metrics { return s.runner.Metrics() }

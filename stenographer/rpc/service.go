@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -15,13 +14,14 @@ import (
 	pb "github.com/stenographer-ng/stenographer/protobuf"
 	"github.com/stenographer-ng/stenographer/stenographer/metrics"
 	"github.com/stenographer-ng/stenographer/stenographer/pcap"
-	"github.com/stenographer-ng/stenographer/stenographer/query"
+	"github.com/stenographer-ng/stenographer/stenographer/serve"
 )
 
 type service struct {
 	pb.UnimplementedStenographerServer
-	cfg *Config
-	log *slog.Logger
+	cfg    *Config
+	runner *serve.Runner
+	log    *slog.Logger
 }
 
 // limits resolves a request's chunk and stream sizes against the
@@ -62,80 +62,59 @@ func (s *service) RetrievePcap(req *pb.PcapRequest, stream grpc.ServerStreamingS
 	if p, ok := peer.FromContext(ctx); ok {
 		remote = p.Addr.String()
 	}
-	log := s.log.With("uid", req.Uid, "query", req.Query, "remote", remote)
+	sreq := serve.Request{Transport: metrics.TransportGRPC, Text: req.Query,
+		Log: s.log.With("uid", req.Uid, "remote", remote)}
 	chunk, maxBytes, err := s.limits(req)
-	if err == nil {
-		var q query.Node
-		q, err = query.Parse(req.Query, time.Now())
-		if err == nil {
-			return s.run(stream, req.Uid, q, chunk, maxBytes, log)
-		}
-	}
-	metrics.StartQuery(metrics.TransportGRPC).End(metrics.OutcomeBadQuery, 0, 0, 0)
-	log.Info("query refused", "err", err)
-	return status.Error(codes.InvalidArgument, err.Error())
-}
-
-func (s *service) run(stream grpc.ServerStreamingServer[pb.PcapResponse], uid string, q query.Node, chunk, maxBytes int64, log *slog.Logger) error {
-	ctx := stream.Context()
-	m := metrics.StartQuery(metrics.TransportGRPC)
-	start := time.Now()
-	out := &chunkWriter{stream: stream, uid: uid, size: int(chunk)}
-	pw, err := pcap.NewWriter(out, pcap.Limits{MaxBytes: maxBytes})
 	if err != nil {
-		m.End(metrics.Outcome(ctx, nil, err), 0, 0, 0)
-		return status.Errorf(codes.Internal, "starting the result: %v", err)
+		return status.Error(codes.InvalidArgument, s.runner.Refuse(sreq, err).Err.Error())
 	}
-	pw.SetFlushInterval(pcap.StreamFlushInterval)
-	res, err := s.cfg.Store.Query(ctx, q, pw)
-	if err == nil {
-		err = out.Close()
+	sreq.Limits = pcap.Limits{MaxBytes: maxBytes}
+	sreq.Log = sreq.Log.With("chunk_size", chunk, "max_size", maxBytes)
+	if down := serve.CaptureDown(s.cfg.Capture); down != "" {
+		// Headers go out with the first message, or alone now when the
+		// query is refused or finds nothing.
+		stream.SetHeader(metadata.Pairs(HeaderCapture, down))
 	}
-	outcome := metrics.Outcome(ctx, res, err)
-	if err != nil && out.failed {
-		outcome = metrics.OutcomeCanceled // the stream is gone
-	}
-	m.End(outcome, pw.Packets(), pw.Bytes(), metrics.FileErrors(res))
-	attrs := []any{"outcome", outcome, "chunk_size", chunk, "max_size", maxBytes,
-		"packets", pw.Packets(), "bytes", pw.Bytes(), "chunks", out.chunks, "duration", time.Since(start)}
-	if res != nil {
-		for _, ferr := range res.Errors {
-			log.Warn("query: file could not be read; result lacks its packets", "err", ferr)
-		}
-	}
-	switch {
-	case outcome == metrics.OutcomeCanceled:
-		log.Info("query canceled", append(attrs, "err", err)...)
+	out := &chunkWriter{stream: stream, uid: req.Uid, size: int(chunk)}
+	o := s.runner.Run(ctx, sreq, out)
+	switch o.Outcome {
+	case metrics.OutcomeBadQuery:
+		return status.Error(codes.InvalidArgument, o.Err.Error())
+	case metrics.OutcomeBusy:
+		return status.Error(codes.ResourceExhausted, o.Err.Error())
+	case metrics.OutcomeCanceled:
 		if ctx.Err() != nil {
 			return status.FromContextError(ctx.Err()).Err()
 		}
-		return status.Errorf(codes.Canceled, "sending the result: %v", err)
-	case err != nil:
-		log.Warn("query failed", append(attrs, "err", err)...)
-		return status.Errorf(codes.Internal, "query %q: %v", q, err)
+		return status.Errorf(codes.Canceled, "sending the result: %v", o.Err)
+	case metrics.OutcomeError:
+		return status.Errorf(codes.Internal, "query %q: %v", req.Query, o.Err)
 	}
-	log.Info("query", attrs...)
+	res := o.Result
 	md := metadata.Pairs(
 		TrailerTruncated, strconv.FormatBool(res.Truncated),
 		TrailerPackets, strconv.FormatInt(res.Packets, 10),
 		TrailerBytes, strconv.FormatInt(res.Bytes, 10))
 	if len(res.Errors) > 0 {
 		md.Append(TrailerFileErrors, strconv.Itoa(len(res.Errors)))
+		md.Append(TrailerFileErrorDetail, serve.FileErrorDetail(res.Errors))
 	}
 	stream.SetTrailer(md)
 	return nil
 }
 
-// chunkWriter cuts the PCAP stream into responses of size bytes (the last
-// may be shorter). Send blocks under gRPC flow control, so a slow client
-// slows the query's disk reads rather than filling memory.
+// chunkWriter cuts the PCAP stream into responses of at most size bytes.
+// A full chunk is sent at once; Flush sends a partial one, so the first
+// packet and then, at pcap.StreamFlushInterval, whatever has come since
+// reach the client without waiting for a chunk to fill. Send blocks under
+// gRPC flow control, so a slow client slows the query's disk reads rather
+// than filling memory.
 type chunkWriter struct {
 	stream grpc.ServerStreamingServer[pb.PcapResponse]
 	uid    string
 	size   int
 	buf    []byte
 	chunks int
-	failed bool // a Send failed: the stream is over
 }
 
 func (c *chunkWriter) Write(p []byte) (int, error) {
@@ -164,14 +143,13 @@ func (c *chunkWriter) send() error {
 	c.buf = nil
 	c.chunks++
 	if err := c.stream.Send(msg); err != nil {
-		c.failed = true
 		return fmt.Errorf("rpc: sending chunk %d: %w", c.chunks, err)
 	}
 	return nil
 }
 
-// Close sends what is left of the stream.
-func (c *chunkWriter) Close() error {
+// Flush sends what is buffered as one (short) chunk.
+func (c *chunkWriter) Flush() error {
 	if len(c.buf) == 0 {
 		return nil
 	}

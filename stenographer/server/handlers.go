@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,17 +13,26 @@ import (
 
 	"github.com/stenographer-ng/stenographer/stenographer/metrics"
 	"github.com/stenographer-ng/stenographer/stenographer/pcap"
-	"github.com/stenographer-ng/stenographer/stenographer/query"
+	"github.com/stenographer-ng/stenographer/stenographer/serve"
 )
 
-// Request headers that limit a result, and the trailers that report on it.
+// Request headers that limit a result, and the headers and trailers that
+// report on it.
 const (
 	HeaderLimitPackets = "Steno-Limit-Packets"
 	HeaderLimitBytes   = "Steno-Limit-Bytes"
+	// HeaderCapture is sent while capture is down: "down since <RFC 3339
+	// time>", so the analyst knows recent packets are missing.
+	HeaderCapture = "Steno-Capture"
 	// TrailerTruncated is "true" when a limit cut the result short.
 	TrailerTruncated = "Steno-Truncated"
 	TrailerPackets   = "Steno-Packets"
 	TrailerBytes     = "Steno-Bytes"
+	// TrailerFileErrors counts files that could not be read: the result
+	// lacks their packets. TrailerFileErrorDetail describes the first
+	// few when there are any.
+	TrailerFileErrors      = "Steno-File-Errors"
+	TrailerFileErrorDetail = "Steno-File-Error-Detail"
 )
 
 // handleQuery answers POST /query. The PCAP header is sent before the
@@ -32,71 +40,54 @@ const (
 // connection is aborted instead, and the client sees a broken transfer
 // rather than a short PCAP that looks complete.
 func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request) {
-	limits, err := parseLimits(r.Header)
+	req := serve.Request{Transport: metrics.TransportHTTP,
+		Log: s.log.With("remote", r.RemoteAddr)}
+	var err error
+	req.Limits, err = parseLimits(r.Header)
 	if err != nil {
-		s.badQuery(w, r, "", err)
+		s.refuse(w, s.runner.Refuse(req, err))
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxQueryBytes))
 	if err != nil {
 		if errors.As(err, new(*http.MaxBytesError)) {
-			s.refuse(w, r, http.StatusRequestEntityTooLarge, "", fmt.Errorf("query longer than %d bytes", MaxQueryBytes))
+			err = fmt.Errorf("query longer than %d bytes (serve.MaxQueryBytes)", MaxQueryBytes)
+			o := s.runner.Refuse(req, err)
+			http.Error(w, oneLine(o.Err.Error()), http.StatusRequestEntityTooLarge)
 			return
 		}
-		s.badQuery(w, r, "", fmt.Errorf("reading query: %w", err))
+		s.refuse(w, s.runner.Refuse(req, fmt.Errorf("reading query: %w", err)))
 		return
 	}
-	text := string(body)
-	q, err := query.Parse(text, time.Now())
-	if err != nil {
-		s.badQuery(w, r, text, err)
-		return
-	}
+	req.Text = string(body)
 
 	ctx := r.Context()
-	m := metrics.StartQuery(metrics.TransportHTTP)
-	start := time.Now()
 	h := w.Header()
 	h.Set("Content-Type", "application/octet-stream")
-	h.Set("Trailer", TrailerTruncated+", "+TrailerPackets+", "+TrailerBytes)
+	h.Set("Trailer", strings.Join([]string{TrailerTruncated, TrailerPackets, TrailerBytes,
+		TrailerFileErrors, TrailerFileErrorDetail}, ", "))
+	if down := serve.CaptureDown(s.cfg.Capture); down != "" {
+		h.Set(HeaderCapture, down)
+	}
 	rc := http.NewResponseController(w)
-	out := &flushWriter{w: w, rc: rc}
 	defer interruptWrites(ctx, rc)()
-	pw, err := pcap.NewWriter(out, limits)
-	if err == nil {
-		pw.SetFlushInterval(pcap.StreamFlushInterval)
-		err = pw.Flush() // status and PCAP header leave now
-	}
-	if err != nil {
-		m.End(metrics.OutcomeCanceled, 0, 0, 0)
-		s.log.Info("query: client gone before the result started", "query", text, "remote", r.RemoteAddr, "err", err)
+	o := s.runner.Run(ctx, req, &flushWriter{w: w, rc: rc})
+	switch o.Outcome {
+	case metrics.OutcomeBadQuery, metrics.OutcomeBusy:
+		h.Del("Trailer")
+		s.refuse(w, o)
 		return
-	}
-	res, err := s.cfg.Store.Query(ctx, q, pw)
-	outcome := metrics.Outcome(ctx, res, err)
-	if err != nil && out.failed {
-		outcome = metrics.OutcomeCanceled // the client is gone
-	}
-	m.End(outcome, pw.Packets(), pw.Bytes(), metrics.FileErrors(res))
-	attrs := []any{"query", text, "remote", r.RemoteAddr, "outcome", outcome,
-		"packets", pw.Packets(), "bytes", pw.Bytes(), "duration", time.Since(start)}
-	if res != nil {
-		for _, ferr := range res.Errors {
-			s.log.Warn("query: file could not be read; result lacks its packets", "query", text, "err", ferr)
-		}
-	}
-	if err != nil {
-		if outcome == metrics.OutcomeCanceled {
-			s.log.Info("query canceled", append(attrs, "err", err)...)
-		} else {
-			s.log.Warn("query failed", append(attrs, "err", err)...)
-		}
+	case metrics.OutcomeOK, metrics.OutcomeTruncated:
+	default:
 		panic(http.ErrAbortHandler)
 	}
-	s.log.Info("query", attrs...)
-	h.Set(TrailerTruncated, strconv.FormatBool(res.Truncated))
-	h.Set(TrailerPackets, strconv.FormatInt(res.Packets, 10))
-	h.Set(TrailerBytes, strconv.FormatInt(res.Bytes, 10))
+	h.Set(TrailerTruncated, strconv.FormatBool(o.Result.Truncated))
+	h.Set(TrailerPackets, strconv.FormatInt(o.Result.Packets, 10))
+	h.Set(TrailerBytes, strconv.FormatInt(o.Result.Bytes, 10))
+	h.Set(TrailerFileErrors, strconv.Itoa(o.FileErrors()))
+	if d := serve.FileErrorDetail(o.Result.Errors); d != "" {
+		h.Set(TrailerFileErrorDetail, d)
+	}
 }
 
 // interruptWrites makes a write blocked on a client that stopped reading
@@ -125,9 +116,8 @@ func interruptWrites(ctx context.Context, rc *http.ResponseController) (stop fun
 // flushWriter pushes every write to the client at once. pcap.Writer
 // buffers 64 KiB itself, so each write here is already a large piece.
 type flushWriter struct {
-	w      io.Writer
-	rc     *http.ResponseController
-	failed bool // a write failed: the client is gone
+	w  io.Writer
+	rc *http.ResponseController
 }
 
 func (f *flushWriter) Write(p []byte) (int, error) {
@@ -135,11 +125,10 @@ func (f *flushWriter) Write(p []byte) (int, error) {
 	if err == nil {
 		err = f.rc.Flush()
 	}
-	if err != nil {
-		f.failed = true
-	}
 	return n, err
 }
+
+func (f *flushWriter) Flush() error { return f.rc.Flush() }
 
 // parseLimits reads the limit headers: absent means no limit; present,
 // each must be one non-negative decimal integer (0 is no limit).
@@ -165,51 +154,17 @@ func parseLimits(h http.Header) (pcap.Limits, error) {
 	return l, nil
 }
 
-func (s *Server) badQuery(w http.ResponseWriter, r *http.Request, text string, err error) {
-	s.refuse(w, r, http.StatusBadRequest, text, err)
-}
-
-// refuse answers a query that will not run with a one-line reason.
-func (s *Server) refuse(w http.ResponseWriter, r *http.Request, code int, text string, err error) {
-	metrics.StartQuery(metrics.TransportHTTP).End(metrics.OutcomeBadQuery, 0, 0, 0)
-	s.log.Info("query refused", "query", text, "remote", r.RemoteAddr, "err", err)
-	http.Error(w, oneLine(err.Error()), code)
+// refuse answers a query that did not run with a one-line reason: 503
+// with Retry-After when the server is busy, 400 otherwise.
+func (s *Server) refuse(w http.ResponseWriter, o serve.Outcome) {
+	code := http.StatusBadRequest
+	if o.Outcome == metrics.OutcomeBusy {
+		code = http.StatusServiceUnavailable
+		w.Header().Set("Retry-After", "10")
+	}
+	http.Error(w, oneLine(o.Err.Error()), code)
 }
 
 func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
-}
-
-func (s *Server) handleStats(w http.ResponseWriter, _ *http.Request) {
-	now := time.Now()
-	writeJSON(w, struct {
-		Time    time.Time                      `json:"time"`
-		Threads []metrics.ThreadStat           `json:"threads"`
-		Queries map[string]metrics.QueryCounts `json:"queries"`
-	}{now, metrics.ThreadStats(s.cfg.Store, now), metrics.Queries()})
-}
-
-func (s *Server) handleConfig(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, s.cfg.RunningConfig)
-}
-
-// handleFiles answers GET /debug/t<i>/files with thread i's file pairs.
-func (s *Server) handleFiles(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("thread")
-	i, err := strconv.Atoi(strings.TrimPrefix(name, "t"))
-	if !strings.HasPrefix(name, "t") || err != nil || i < 0 || i >= s.cfg.Store.Threads() || name != "t"+strconv.Itoa(i) {
-		http.NotFound(w, r)
-		return
-	}
-	writeJSON(w, s.cfg.Store.Files(i))
-}
-
-func writeJSON(w http.ResponseWriter, v any) {
-	data, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		http.Error(w, oneLine(err.Error()), http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Write(append(data, '\n'))
 }

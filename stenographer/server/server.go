@@ -17,9 +17,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/stenographer-ng/stenographer/stenographer/connlimit"
 	"github.com/stenographer-ng/stenographer/stenographer/metrics"
+	"github.com/stenographer-ng/stenographer/stenographer/serve"
 	"github.com/stenographer-ng/stenographer/stenographer/store"
 	"github.com/stenographer-ng/stenographer/stenographer/tlsconfig"
 )
@@ -29,10 +32,20 @@ type Config struct {
 	Addr string // host:port to listen on; port 0 picks a free port
 	// CertPath is the directory holding ca_cert.pem (the CA client
 	// certificates must chain to), server_cert.pem and server_key.pem.
-	CertPath      string
-	Store         *store.Store
+	CertPath string
+	Store    *store.Store
+	// Runner runs the queries; share one with the gRPC server so they
+	// are bounded together. Nil: the server makes its own over Store,
+	// with a registry of its own holding its metrics and NewCollector's.
+	Runner *serve.Runner
+	// Capture, when set, tells analysts while capture is down (a
+	// Steno-Capture header on /query, /debug/stats, /metrics).
+	Capture       CaptureState
 	RunningConfig any // served as JSON at /debug/config
 	Logger        *slog.Logger
+	// Conns bounds connections and the time a connection may take to
+	// complete its TLS handshake and send its request headers.
+	Conns connlimit.Limits
 }
 
 // Certificate file names inside Config.CertPath.
@@ -43,7 +56,7 @@ const (
 )
 
 // MaxQueryBytes bounds the body of a POST /query.
-const MaxQueryBytes = 1 << 20
+const MaxQueryBytes = serve.MaxQueryBytes
 
 // shutdownGrace is how long Serve waits, after cancelling every running
 // query, for connections to go idle before closing them. Short: handlers
@@ -53,8 +66,9 @@ const shutdownGrace = time.Second
 
 // Server serves the HTTPS API. Serve it once.
 type Server struct {
-	cfg   Config
-	log   *slog.Logger
+	cfg    Config
+	runner *serve.Runner
+	log    *slog.Logger
 	tls   *tls.Config
 	mux   *http.ServeMux
 	ready chan struct{}
@@ -88,19 +102,27 @@ func New(cfg Config) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
-		cfg:   cfg,
-		log:   log.With("component", "https"),
-		tls:   tc,
-		mux:   http.NewServeMux(),
-		ready: make(chan struct{}),
+		cfg:    cfg,
+		runner: cfg.Runner,
+		log:    log.With("component", "https"),
+		tls:    tc,
+		mux:    http.NewServeMux(),
+		ready:  make(chan struct{}),
+	}
+	if s.runner == nil {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(NewCollector(cfg.Store, cfg.Capture))
+		s.runner, err = serve.New(serve.Config{Store: cfg.Store, Metrics: metrics.New(reg), Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
 	}
 	s.idle = sync.NewCond(&s.runningMu)
-	metrics.RegisterStore(cfg.Store)
 	s.mux.HandleFunc("POST /query", s.handleQuery)
 	s.mux.HandleFunc("GET /debug/stats", s.handleStats)
 	s.mux.HandleFunc("GET /debug/config", s.handleConfig)
 	s.mux.HandleFunc("GET /debug/{thread}/files", s.handleFiles)
-	s.mux.Handle("GET /metrics", promhttp.Handler())
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.runner.Metrics().Registry(), promhttp.HandlerOpts{}))
 	return s, nil
 }
 
@@ -121,12 +143,17 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 	// stops every running query at once.
 	base, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
+	limits := s.cfg.Conns.WithDefaults()
+	ln = connlimit.Wrap(ln, limits, s.log)
 	hs := &http.Server{
-		Handler:           http.HandlerFunc(s.serveHTTP),
-		TLSConfig:         s.tls,
-		BaseContext:       func(net.Listener) context.Context { return base },
-		ReadHeaderTimeout: 30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		Handler:     http.HandlerFunc(s.serveHTTP),
+		TLSConfig:   s.tls,
+		BaseContext: func(net.Listener) context.Context { return base },
+		// net/http bounds the TLS handshake by this too: a connection
+		// that does not present a certificate and a request within it
+		// gives its descriptor back.
+		ReadHeaderTimeout: limits.HandshakeTimeout,
+		IdleTimeout:       limits.IdleTimeout,
 		// Refused handshakes (wrong CA, expired, plain HTTP) land here.
 		ErrorLog:  slog.NewLogLogger(s.log.Handler(), slog.LevelInfo),
 		Protocols: http1Only(),
@@ -195,3 +222,6 @@ func http1Only() *http.Protocols {
 	p.SetHTTP1(true)
 	return p
 }
+
+// Metrics returns the metrics the server's queries are counted in.
+func (s *Server) Metrics() *metrics.Metrics { return s.runner.Metrics() }

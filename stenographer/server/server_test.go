@@ -36,6 +36,7 @@ var small = servertest.Layout{Packets: 2000, PerFile: 200, Step: 100 * time.Mill
 var big = servertest.Layout{Packets: 12000, PerFile: 3000, Size: 1400, Step: time.Millisecond}
 
 type env struct {
+	m      *metrics.Metrics
 	st     *store.Store
 	certs  *testcerts.Set
 	url    string
@@ -69,6 +70,7 @@ func start(t *testing.T, l servertest.Layout) *env {
 		t.Fatalf("Serve: %v", err)
 	}
 	e.url = "https://" + srv.Addr().String()
+	e.m = srv.Metrics()
 	e.client = servertest.HTTPClient(t, e.certs, e.certs.Client)
 	var stopped bool
 	var result error
@@ -158,8 +160,11 @@ func TestQuery(t *testing.T) {
 			if tc.want >= 0 && len(pkts) != tc.want {
 				t.Errorf("%d packets, want %d", len(pkts), tc.want)
 			}
-			if tc.limits.MaxBytes > 0 && int64(len(got)) > tc.limits.MaxBytes {
-				t.Errorf("%d bytes, over the %d byte limit", len(got), tc.limits.MaxBytes)
+			if l := tc.limits.MaxBytes; l > 0 {
+				servertest.CheckByteLimit(t, got, l)
+				if res.Truncated && int64(len(got)) < l {
+					t.Errorf("%d bytes cut by a %d byte limit; want the packet that reached it too", len(got), l)
+				}
 			}
 			if tr := resp.Trailer.Get(server.TrailerTruncated); tr != strconv.FormatBool(res.Truncated) {
 				t.Errorf("trailer %s = %q; store says truncated=%v", server.TrailerTruncated, tr, res.Truncated)
@@ -194,7 +199,7 @@ func TestBadRequests(t *testing.T) {
 		{"PUT", "PUT", "port 1000", nil, 405, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			before := metrics.Queries()[metrics.TransportHTTP]
+			before := e.m.Queries()[metrics.TransportHTTP]
 			req, err := http.NewRequest(tc.method, e.url+"/query", strings.NewReader(tc.query))
 			if err != nil {
 				t.Fatal(err)
@@ -221,7 +226,7 @@ func TestBadRequests(t *testing.T) {
 			if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
 				t.Errorf("Content-Type %q", ct)
 			}
-			after := metrics.Queries()[metrics.TransportHTTP]
+			after := e.m.Queries()[metrics.TransportHTTP]
 			if got := after.ByOutcome[metrics.OutcomeBadQuery] - before.ByOutcome[metrics.OutcomeBadQuery]; got != 1 {
 				t.Errorf("bad_query count went up by %d, want 1", got)
 			}
@@ -241,7 +246,7 @@ func TestClientGoneCancels(t *testing.T) {
 			tr := e.client.Transport.(*http.Transport).Clone()
 			tr.ForceAttemptHTTP2 = wantH2
 			defer tr.CloseIdleConnections()
-			before := metrics.Queries()[metrics.TransportHTTP]
+			before := e.m.Queries()[metrics.TransportHTTP]
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, e.url+"/query", strings.NewReader("after 3h ago"))
@@ -260,15 +265,15 @@ func TestClientGoneCancels(t *testing.T) {
 			if !bytes.Equal(hdr[:4], []byte{0xd4, 0xc3, 0xb2, 0xa1}) {
 				t.Errorf("stream starts % x; want the PCAP magic", hdr[:4])
 			}
-			if n := metrics.Queries()[metrics.TransportHTTP].InFlight; n != 1 {
+			if n := e.m.Queries()[metrics.TransportHTTP].InFlight; n != 1 {
 				t.Errorf("%d queries in flight while reading, want 1", n)
 			}
 			cancel()
 			resp.Body.Close()
 			servertest.Eventually(t, "the query to end", func() bool {
-				return metrics.Queries()[metrics.TransportHTTP].InFlight == 0
+				return e.m.Queries()[metrics.TransportHTTP].InFlight == 0
 			})
-			after := metrics.Queries()[metrics.TransportHTTP]
+			after := e.m.Queries()[metrics.TransportHTTP]
 			if got := after.ByOutcome[metrics.OutcomeCanceled] - before.ByOutcome[metrics.OutcomeCanceled]; got != 1 {
 				t.Errorf("canceled count went up by %d, want 1 (outcomes %v)", got, after.ByOutcome)
 			}
@@ -289,7 +294,7 @@ func TestShutdownCancelsQueries(t *testing.T) {
 		t.Fatal(err)
 	}
 	servertest.MustStop(t, "a query in flight", e.stop)
-	if n := metrics.Queries()[metrics.TransportHTTP].InFlight; n != 0 {
+	if n := e.m.Queries()[metrics.TransportHTTP].InFlight; n != 0 {
 		t.Errorf("%d queries in flight after shutdown", n)
 	}
 	if _, err := io.ReadAll(resp.Body); err == nil {
@@ -303,35 +308,68 @@ func TestDebug(t *testing.T) {
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 
+	// The reference's text by default: sorted name<TAB>integer lines.
 	code, body := e.get(t, "/debug/stats")
 	if code != 200 {
 		t.Fatalf("/debug/stats: %d", code)
 	}
-	var stats struct {
-		Threads []metrics.ThreadStat
-		Queries map[string]metrics.QueryCounts
-	}
-	if err := json.Unmarshal(body, &stats); err != nil {
-		t.Fatalf("/debug/stats: %v\n%s", err, body)
-	}
-	if len(stats.Threads) != 2 {
-		t.Fatalf("/debug/stats: %d threads, want 2", len(stats.Threads))
-	}
-	for i, th := range stats.Threads {
+	text := parseStatsText(t, body)
+	var allFiles int64
+	var newestOldest time.Time
+	for i := range e.st.Threads() {
 		files := e.st.Files(i)
-		var size int64
-		for _, f := range files {
-			size += f.Size
+		allFiles += int64(len(files))
+		if files[0].Start.After(newestOldest) {
+			newestOldest = files[0].Start
 		}
-		if th.Files != len(files) || th.Bytes != size || !th.Oldest.Equal(files[0].Start) {
-			t.Errorf("thread %d stats %+v; store has %d files, %d bytes, oldest %v", i, th, len(files), size, files[0].Start)
-		}
-		if th.OldestAgeSeconds < 7000 || th.OldestAgeSeconds > 8000 {
-			t.Errorf("thread %d oldest packet age %.0f s; files are about 2 h old", i, th.OldestAgeSeconds)
+		if got := text[fmt.Sprintf("t%d_current_files", i)]; got != int64(len(files)) {
+			t.Errorf("t%d_current_files %d, want %d", i, got, len(files))
 		}
 	}
-	if q := stats.Queries["http"]; q.ByOutcome["ok"] < 1 || q.Packets < 200 || q.Bytes <= 0 {
-		t.Errorf("/debug/stats queries %+v; want the query just run counted", q)
+	for name, want := range map[string]int64{
+		"current_files":                     allFiles,
+		"oldest_timestamp":                  newestOldest.UnixNano(),
+		"aged_files":                        metrics.AgedFiles(),
+		"http_queries_ok":                   1,
+		"http_queries_in_flight":            0,
+		"http_request_query_POST_completed": 1,
+	} {
+		if got, ok := text[name]; !ok || got != want {
+			t.Errorf("/debug/stats %s = %d (present %v), want %d", name, got, ok, want)
+		}
+	}
+
+	for _, how := range []struct {
+		path   string
+		header string
+	}{{"/debug/stats?format=json", ""}, {"/debug/stats", "application/json"}} {
+		body := e.getJSON(t, how.path, how.header)
+		var stats struct {
+			Threads []server.ThreadStat
+			Queries map[string]metrics.QueryCounts
+		}
+		if err := json.Unmarshal(body, &stats); err != nil {
+			t.Fatalf("%s (Accept %q): %v\n%s", how.path, how.header, err, body)
+		}
+		if len(stats.Threads) != 2 {
+			t.Fatalf("/debug/stats: %d threads, want 2", len(stats.Threads))
+		}
+		for i, th := range stats.Threads {
+			files := e.st.Files(i)
+			var size int64
+			for _, f := range files {
+				size += f.Size
+			}
+			if th.Files != len(files) || th.Bytes != size || !th.Oldest.Equal(files[0].Start) {
+				t.Errorf("thread %d stats %+v; store has %d files, %d bytes, oldest %v", i, th, len(files), size, files[0].Start)
+			}
+			if th.OldestAgeSeconds < 7000 || th.OldestAgeSeconds > 8000 {
+				t.Errorf("thread %d oldest packet age %.0f s; files are about 2 h old", i, th.OldestAgeSeconds)
+			}
+		}
+		if q := stats.Queries["http"]; q.ByOutcome["ok"] < 1 || q.Packets < 200 || q.Bytes <= 0 {
+			t.Errorf("/debug/stats queries %+v; want the query just run counted", q)
+		}
 	}
 
 	code, body = e.get(t, "/debug/config")
@@ -362,15 +400,60 @@ func TestDebug(t *testing.T) {
 		if code != 200 {
 			continue
 		}
+		// The reference's text: a heading naming the directories, then
+		// a tab and a name per file.
+		thread, _ := strconv.Atoi(tc.path[len("/debug/t"):][:1])
+		th := e.st.Thread(thread)
+		want := fmt.Sprintf("Thread %d (IDX: %q, PKT: %q)\n", thread, th.IndexDirectory, th.PacketsDirectory)
+		for _, f := range e.st.Files(thread) {
+			want += "\t" + f.Name + "\n"
+		}
+		if string(body) != want {
+			t.Errorf("%s:\n%s\nwant\n%s", tc.path, body, want)
+		}
 		var files []store.FileInfo
-		if err := json.Unmarshal(body, &files); err != nil {
+		if err := json.Unmarshal(e.getJSON(t, tc.path+"?format=json", ""), &files); err != nil {
 			t.Errorf("%s: %v", tc.path, err)
 		}
-		thread, _ := strconv.Atoi(tc.path[len("/debug/t"):][:1])
 		if w := e.st.Files(thread)[0]; len(files) != tc.n || files[0].Name != w.Name || !files[0].Start.Equal(w.Start) || files[0].Size != w.Size || files[0].Thread != thread {
 			t.Errorf("%s: %d files, first %+v; want %d, first %+v", tc.path, len(files), files[0], tc.n, w)
 		}
 	}
+}
+
+// parseStatsText parses /debug/stats text: sorted name<TAB>integer lines.
+func parseStatsText(t *testing.T, body []byte) map[string]int64 {
+	t.Helper()
+	out := map[string]int64{}
+	last := ""
+	for _, line := range strings.Split(strings.TrimSuffix(string(body), "\n"), "\n") {
+		name, val, ok := strings.Cut(line, "\t")
+		n, err := strconv.ParseInt(val, 10, 64)
+		if !ok || err != nil || strings.ContainsAny(name, " \t") || name <= last {
+			t.Fatalf("/debug/stats line %q: want sorted name<TAB>integer lines\n%s", line, body)
+		}
+		out[name], last = n, name
+	}
+	return out
+}
+
+// getJSON GETs path (with Accept: accept when set) and wants JSON back.
+func (e *env) getJSON(t *testing.T, path, accept string) []byte {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, e.url+path, nil)
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	resp, err := e.client.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("GET %s (Accept %q): %d %q %v", path, accept, resp.StatusCode, resp.Header.Get("Content-Type"), err)
+	}
+	return body
 }
 
 // metricValue finds one sample in Prometheus text output.
@@ -454,7 +537,7 @@ func TestRefused(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			before := metrics.Queries()[metrics.TransportHTTP]
+			before := e.m.Queries()[metrics.TransportHTTP]
 			client := &http.Client{Transport: &http.Transport{TLSClientConfig: tc.cfg()}}
 			resp, err := client.Post(e.url+"/query", "text/plain", strings.NewReader("port 1001"))
 			if err == nil {
@@ -462,7 +545,7 @@ func TestRefused(t *testing.T) {
 				t.Fatalf("request answered with status %d; want the handshake refused", resp.StatusCode)
 			}
 			t.Logf("refused: %v", err)
-			after := metrics.Queries()[metrics.TransportHTTP]
+			after := e.m.Queries()[metrics.TransportHTTP]
 			if after.ByOutcome[metrics.OutcomeOK] != before.ByOutcome[metrics.OutcomeOK] {
 				t.Error("a query ran")
 			}

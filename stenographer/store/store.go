@@ -78,6 +78,9 @@ func New(cfg Config) *Store {
 // Threads returns the number of threads.
 func (s *Store) Threads() int { return len(s.cfg.Threads) }
 
+// Thread returns thread i's directories.
+func (s *Store) Thread(i int) Thread { return s.cfg.Threads[i] }
+
 // ParseName returns the time a file name encodes, or false if the name is
 // not a visible stenotype file name.
 func ParseName(name string) (time.Time, bool) {

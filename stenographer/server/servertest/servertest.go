@@ -206,3 +206,32 @@ func MustStop(t testing.TB, what string, stop func() error) {
 		t.Fatalf("Serve did not return after shutdown with %s", what)
 	}
 }
+
+// CheckByteLimit fails t unless a result cut by a byte limit stops at the
+// packet that reached it, as the reference does: without its last packet
+// the result is under the limit.
+func CheckByteLimit(t testing.TB, data []byte, limit int64) {
+	t.Helper()
+	r, err := pcapgo.NewReader(bytes.NewReader(data))
+	if err != nil {
+		t.Fatalf("result is not a PCAP stream: %v", err)
+	}
+	size, last := int64(pcap.FileHeaderSize), 0
+	for {
+		d, _, err := r.ReadPacketData()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("result breaks: %v", err)
+		}
+		last = pcap.RecordHeaderSize + len(d)
+		size += int64(last)
+	}
+	if size != int64(len(data)) {
+		t.Fatalf("parsed %d bytes of a %d byte result", size, len(data))
+	}
+	if size > limit && size-int64(last) >= limit {
+		t.Errorf("%d bytes for a %d byte limit: it went on after the packet that reached the limit", size, limit)
+	}
+}
