@@ -73,9 +73,9 @@ type listener struct {
 	lim Limits
 	log *slog.Logger
 
-	mu       sync.Mutex
-	total    int
-	perIP    map[string]int
+	mu      sync.Mutex
+	total   int
+	perIP   map[string]int
 	refused int // since the last log line
 	lastLog time.Time
 }

@@ -91,9 +91,9 @@ const (
 
 // Server serves the gRPC API. Serve it once.
 type Server struct {
-	cfg   Config
-	log   *slog.Logger
-	grpc  *grpc.Server
+	cfg    Config
+	log    *slog.Logger
+	grpc   *grpc.Server
 	conns  connlimit.Limits
 	runner *serve.Runner
 	ready  chan struct{}

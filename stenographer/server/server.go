@@ -69,9 +69,9 @@ type Server struct {
 	cfg    Config
 	runner *serve.Runner
 	log    *slog.Logger
-	tls   *tls.Config
-	mux   *http.ServeMux
-	ready chan struct{}
+	tls    *tls.Config
+	mux    *http.ServeMux
+	ready  chan struct{}
 	// running counts handlers: http.Server.Close does not wait for them,
 	// and Serve must not return before they end. (Not a WaitGroup: a
 	// request read just before Close may start its handler during the
