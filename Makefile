@@ -25,9 +25,15 @@ deps:
 	fi
 	@command -v $(GO) >/dev/null || { echo "Go toolchain not found (expected /usr/local/go/bin/go)"; exit 1; }
 
+# Go binaries answer --version with these (stenographer/version).
+GIT_VERSION := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+GIT_COMMIT := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+GO_LDFLAGS := -X github.com/stenographer-ng/stenographer/stenographer/version.Version=$(GIT_VERSION) \
+  -X github.com/stenographer-ng/stenographer/stenographer/version.Commit=$(GIT_COMMIT)
+
 build: deps
 	$(MAKE) -C stenotype -j2 all test-bins
-	$(GO) build -o build/bin/ ./cmd/...
+	$(GO) build -ldflags '$(GO_LDFLAGS)' -o build/bin/ ./cmd/...
 
 unit: build
 	build/bin/stenotype_test

@@ -28,12 +28,19 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
 	"github.com/stenographer-ng/stenographer/stenographer/config"
+	"github.com/stenographer-ng/stenographer/stenographer/connlimit"
+	"github.com/stenographer-ng/stenographer/stenographer/metrics"
 	"github.com/stenographer-ng/stenographer/stenographer/retention"
 	"github.com/stenographer-ng/stenographer/stenographer/rpc"
+	serving "github.com/stenographer-ng/stenographer/stenographer/serve"
 	"github.com/stenographer-ng/stenographer/stenographer/server"
 	"github.com/stenographer-ng/stenographer/stenographer/store"
 	"github.com/stenographer-ng/stenographer/stenographer/supervisor"
+	"github.com/stenographer-ng/stenographer/stenographer/version"
 )
 
 // stopTimeout bounds the whole shutdown; stenotype gets its own grace
@@ -41,6 +48,12 @@ import (
 const stopTimeout = 60 * time.Second
 
 func main() { os.Exit(run(os.Args[1:], os.Stderr)) }
+
+// limits are the query and connection bounds from the command line.
+type limits struct {
+	maxQueries int
+	conns      connlimit.Limits
+}
 
 func run(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("stenographer", flag.ContinueOnError)
@@ -50,8 +63,18 @@ func run(args []string, stderr io.Writer) int {
 	verbosity := fs.Int("v", 0, "log verbosity: 0 info, 1 or more debug (idle-thread checks, private directory)")
 	syncInterval := fs.Duration("sync_interval", 15*time.Second, "how often new files are picked up, disks checked and stenotype's progress looked at")
 	staleTimeout := fs.Duration("stale_timeout", supervisor.DefaultStaleTimeout, "restart stenotype when a thread writes no new file for this long (negative: never)")
+	var lim limits
+	fs.IntVar(&lim.maxQueries, "max_queries", serving.DefaultMaxRunning, "queries running at once over HTTPS and gRPC together; more wait up to 10 s, then get 503 / RESOURCE_EXHAUSTED")
+	fs.IntVar(&lim.conns.MaxConns, "max_conns", 0, "open connections per server (HTTPS, gRPC); 0: 256, or a quarter of the descriptor limit if lower")
+	fs.IntVar(&lim.conns.MaxConnsPerIP, "max_conns_per_ip", connlimit.DefaultMaxConnsPerIP, "open connections per client address and server")
+	fs.DurationVar(&lim.conns.HandshakeTimeout, "handshake_timeout", connlimit.DefaultHandshakeTimeout, "time a connection has for its TLS handshake (and, over HTTPS, its request headers)")
+	showVersion := fs.Bool("version", false, "print the version and commit, then exit")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *showVersion {
+		fmt.Println(version.String("stenographer"))
+		return 0
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "stenographer: unexpected argument %q\n", fs.Arg(0))
@@ -73,7 +96,11 @@ func run(args []string, stderr io.Writer) int {
 	}
 	log.Info("starting", "config", *configPath, "interface", cfg.Interface, "threads", len(cfg.Threads),
 		"https", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)), "grpc", cfg.Rpc != nil)
-	if err := serve(cfg, log, *syncInterval, *staleTimeout); err != nil {
+	if lim.maxQueries <= 0 {
+		fmt.Fprintf(stderr, "stenographer: --max_queries must be positive, not %d\n", lim.maxQueries)
+		return 2
+	}
+	if err := serve(cfg, log, *syncInterval, *staleTimeout, lim); err != nil {
 		log.Error("stopped with an error", "err", err)
 		return 1
 	}
@@ -82,7 +109,7 @@ func run(args []string, stderr io.Writer) int {
 }
 
 // serve runs everything until SIGTERM/SIGINT or a server fails.
-func serve(cfg *config.Config, log *slog.Logger, syncInterval, staleTimeout time.Duration) error {
+func serve(cfg *config.Config, log *slog.Logger, syncInterval, staleTimeout time.Duration, lim limits) error {
 	sup, err := supervisor.New(supervisor.Config{
 		StenotypePath: cfg.StenotypePath, Interface: cfg.Interface, Flags: cfg.Flags,
 		Threads: cfg.StoreThreads(), Logger: log,
@@ -116,8 +143,18 @@ func serve(cfg *config.Config, log *slog.Logger, syncInterval, staleTimeout time
 			r.ln.Close()
 		}
 	}
+	// One registry for /metrics and one Runner for both servers, so
+	// --max_queries bounds them together.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		server.NewCollector(st, sup))
+	queries, err := serving.New(serving.Config{Store: st, Metrics: metrics.New(reg), MaxRunning: lim.maxQueries, Logger: log})
+	if err != nil {
+		return errors.Join(err, stopSup())
+	}
 	https, err := server.New(server.Config{Addr: net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)),
-		CertPath: cfg.CertPath, Store: st, RunningConfig: cfg, Logger: log})
+		CertPath: cfg.CertPath, Store: st, Runner: queries, Capture: sup, Conns: lim.conns,
+		RunningConfig: cfg, Logger: log})
 	if err != nil {
 		return errors.Join(err, stopSup())
 	}
@@ -130,7 +167,7 @@ func serve(cfg *config.Config, log *slog.Logger, syncInterval, staleTimeout time
 		addr := net.JoinHostPort(cfg.Host, strconv.Itoa(r.ServerPort))
 		g, err := rpc.New(rpc.Config{Addr: addr, CaCert: r.CaCert, ServerCert: r.ServerCert, ServerKey: r.ServerKey,
 			Store: st, ServerPcapMaxSize: r.ServerPcapMaxSize, ClientPcapChunkSize: r.ClientPcapChunkSize,
-			ClientPcapMaxSize: r.ClientPcapMaxSize, Logger: log})
+			ClientPcapMaxSize: r.ClientPcapMaxSize, Runner: queries, Capture: sup, Conns: lim.conns, Logger: log})
 		if err != nil {
 			closeAll()
 			return errors.Join(err, stopSup())

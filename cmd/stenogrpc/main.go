@@ -32,6 +32,7 @@ import (
 	pb "github.com/stenographer-ng/stenographer/protobuf"
 	"github.com/stenographer-ng/stenographer/stenographer/rpc"
 	"github.com/stenographer-ng/stenographer/stenographer/tlsconfig"
+	"github.com/stenographer-ng/stenographer/stenographer/version"
 )
 
 func main() {
@@ -45,12 +46,17 @@ func main() {
 	chunk := fs.Int64("chunk_size", 0, "bytes per response; 0: the server's default")
 	maxSize := fs.Int64("max_size", 0, "most PCAP bytes to receive; 0: the server's default")
 	out := fs.String("out", "-", "output file, - for stdout")
+	showVersion := fs.Bool("version", false, "print the version and commit, then exit")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: stenogrpc --server HOST:PORT --ca FILE --cert FILE --key FILE [flags] QUERY\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		os.Exit(2)
+	}
+	if *showVersion {
+		fmt.Println(version.String("stenogrpc"))
+		return
 	}
 	q := strings.Join(fs.Args(), " ")
 	if *server == "" || *ca == "" || *cert == "" || *key == "" || strings.TrimSpace(q) == "" {
@@ -123,8 +129,18 @@ func run(ctx context.Context, addr, ca, cert, key, serverName string, req *pb.Pc
 			return err
 		}
 	}
-	if truncated(stream.Trailer()) {
+	if hdr, err := stream.Header(); err == nil {
+		if v := hdr.Get(rpc.HeaderCapture); len(v) > 0 {
+			fmt.Fprintf(os.Stderr, "stenogrpc: warning: capture is %s: recent packets are missing\n", v[0])
+		}
+	}
+	tr := stream.Trailer()
+	if truncated(tr) {
 		fmt.Fprintf(os.Stderr, "stenogrpc: result truncated at the size limit (%d bytes received)\n", n)
+	}
+	if v := tr.Get(rpc.TrailerFileErrors); len(v) > 0 {
+		detail := strings.Join(tr.Get(rpc.TrailerFileErrorDetail), " ")
+		return fmt.Errorf("%s file(s) could not be read; the result lacks their packets: %s", v[0], detail)
 	}
 	return nil
 }

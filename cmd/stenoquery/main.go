@@ -24,9 +24,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/stenographer-ng/stenographer/stenographer/metrics"
 	"github.com/stenographer-ng/stenographer/stenographer/pcap"
-	"github.com/stenographer-ng/stenographer/stenographer/query"
+	"github.com/stenographer-ng/stenographer/stenographer/serve"
 	"github.com/stenographer-ng/stenographer/stenographer/store"
+	"github.com/stenographer-ng/stenographer/stenographer/version"
 )
 
 type threadFlags []store.Thread
@@ -61,12 +65,17 @@ func main() {
 	explain := flag.Bool("explain", false, "print the parsed query and, per file, the positions each primitive matched")
 	stats := flag.Bool("stats", false, "print what the query read (files, lookups, index bytes) to stderr")
 	limitPackets := flag.Int64("limit-packets", 0, "stop after this many packets (0: no limit)")
-	limitBytes := flag.Int64("limit-bytes", 0, "stop after this many PCAP bytes (0: no limit)")
+	limitBytes := flag.Int64("limit-bytes", 0, "stop once the PCAP reaches this many bytes, after the packet that crosses it, as stenoread does (0: no limit)")
+	showVersion := flag.Bool("version", false, "print the version and commit, then exit")
 	flag.Usage = func() {
 		fmt.Fprintf(os.Stderr, "usage: stenoquery (--config FILE | --dir DIR | --thread P:I ...) [flags] QUERY\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
+	if *showVersion {
+		fmt.Println(version.String("stenoquery"))
+		return
+	}
 	if flag.NArg() != 1 {
 		flag.Usage()
 		os.Exit(2)
@@ -91,7 +100,7 @@ func run(config, dir string, threads []store.Thread, blockKB int, text, out stri
 	if len(threads) == 0 {
 		return errors.New("no data directories: give --config, --dir or --thread")
 	}
-	q, err := query.Parse(text, time.Now())
+	q, err := serve.Parse(text, time.Now())
 	if err != nil {
 		return err
 	}
@@ -116,15 +125,15 @@ func run(config, dir string, threads []store.Thread, blockKB int, text, out stri
 		defer f.Close()
 		w = f
 	}
-	pw, err := pcap.NewWriter(w, limits)
+	runner, err := serve.New(serve.Config{Store: st, Metrics: metrics.New(prometheus.NewRegistry())})
 	if err != nil {
 		return err
 	}
-	pw.SetFlushInterval(pcap.StreamFlushInterval)
-	res, err := st.Query(ctx, q, pw)
-	if err != nil {
-		return err
+	o := runner.Run(ctx, serve.Request{Transport: metrics.TransportLocal, Text: text, Limits: limits}, sink{w})
+	if o.Err != nil {
+		return o.Err
 	}
+	res := o.Result
 	for _, e := range res.Errors {
 		fmt.Fprintln(os.Stderr, "stenoquery: warning:", e)
 	}
@@ -140,6 +149,11 @@ func run(config, dir string, threads []store.Thread, blockKB int, text, out stri
 	}
 	return nil
 }
+
+// sink writes straight to a file: there is nothing to flush.
+type sink struct{ io.Writer }
+
+func (sink) Flush() error { return nil }
 
 // threadsFromConfig reads only the Threads of a stenographer config file;
 // the full config is validated by the daemon.

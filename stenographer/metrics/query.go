@@ -16,6 +16,8 @@ import (
 const (
 	TransportHTTP = "http"
 	TransportGRPC = "grpc"
+	// TransportLocal is stenoquery's pipe.
+	TransportLocal = "local"
 )
 
 // Outcomes of a query, the outcome label of stenographer_queries_total.

@@ -541,3 +541,39 @@ func TestConcurrentWithDeletion(t *testing.T) {
 		t.Errorf("HTTPS Serve: %v", err)
 	}
 }
+
+// TestFirstPacketAtOnce asks for 256 KiB chunks and reads only the first
+// messages: the PCAP header and the first packet must each arrive in
+// messages of their own, while the query still runs (the client's small
+// window holds the rest), instead of waiting for a chunk to fill.
+func TestFirstPacketAtOnce(t *testing.T) {
+	t.Parallel()
+	st, certs := servertest.Store(t, big), servertest.Certs(t)
+	e := start(t, st, certs, rpc.Config{})
+	c := e.client(t, certs.Client, grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
+	want, _ := servertest.Expected(t, st, "after 3h ago", pcap.Limits{MaxPackets: 1})
+	for _, chunk := range []int64{1000, 256 << 10} {
+		t.Run(fmt.Sprint(chunk), func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			stream, err := c.RetrievePcap(ctx, &pb.PcapRequest{Uid: "first", ChunkSize: chunk, Query: "after 3h ago"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []byte
+			for len(got) < len(want) {
+				resp, err := stream.Recv()
+				if err != nil {
+					t.Fatalf("after %d bytes: %v", len(got), err)
+				}
+				got = append(got, resp.Pcap...)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("first messages: %d bytes; want exactly the header and the first packet (%d bytes)", len(got), len(want))
+			}
+			if n := e.m.Queries()[metrics.TransportGRPC].InFlight; n != 1 {
+				t.Errorf("%d queries in flight once the first packet arrived, want 1 (the result is %d MB)", n, big.Packets*big.Size>>20)
+			}
+		})
+	}
+}

@@ -86,6 +86,18 @@ type Supervisor struct {
 	pid    int
 	starts int
 	errs   []error // of the final stop
+	// downSince is when capture last stopped (or New ran); zero while a
+	// started stenotype runs. See CaptureState.
+	downSince time.Time
+}
+
+// CaptureState reports whether stenotype is running and, when it is not
+// (not started yet, restarting after an exit, stopped as stale), since
+// when capture has been down.
+func (s *Supervisor) CaptureState() (up bool, since time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.downSince.IsZero(), s.downSince
 }
 
 // New prepares the directories: missing thread directories are created
@@ -120,6 +132,8 @@ func New(cfg Config) (*Supervisor, error) {
 		stop:  make(chan struct{}),
 		kill:  make(chan struct{}),
 		done:  make(chan struct{}),
+		// Down until the first start succeeds.
+		downSince: time.Now(),
 	}
 	id, err := resolveIdentity(flagValue(cfg.Flags, "uid"), flagValue(cfg.Flags, "gid"), os.Geteuid(), os.Getegid())
 	if err != nil {
@@ -290,10 +304,12 @@ func (s *Supervisor) runOnce() run {
 	s.mu.Lock()
 	s.pid = pid
 	s.starts++
+	s.downSince = time.Time{}
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
 		s.pid = 0
+		s.downSince = time.Now()
 		s.mu.Unlock()
 	}()
 	s.log.Info("started stenotype", "pid", pid, "path", s.cfg.StenotypePath, "args", strings.Join(s.args, " "))

@@ -1,0 +1,70 @@
+package scripts
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stenographer-ng/stenographer/stenographer/server"
+	"github.com/stenographer-ng/stenographer/stenographer/server/servertest"
+	"github.com/stenographer-ng/stenographer/tests/internal/testenv"
+)
+
+// captureDown is a supervisor whose stenotype has not run since a time.
+type captureDown time.Time
+
+func (c captureDown) CaptureState() (bool, time.Time) { return false, time.Time(c) }
+
+// TestStenoreadWarnings runs stenoread against the real HTTPS server over
+// a store in which one index file is garbage, while capture is down: the
+// packets of every other file reach tcpdump, and stenoread says on stderr
+// that a file could not be read (exiting 3) and that capture is down.
+func TestStenoreadWarnings(t *testing.T) {
+	testenv.RequireTools(t, "tcpdump", "curl")
+	_, certs := makeCerts(t, "nobody", "nogroup", "127.0.0.1")
+	// 2000 packets, 100 per file and thread: spoiling one index file
+	// loses 100 of them.
+	layout := servertest.Layout{Packets: 2000, PerFile: 200, Step: 100 * time.Millisecond}
+	dir := t.TempDir()
+	st := servertest.StoreIn(t, dir, layout)
+	bad := st.Files(1)[3]
+	badPath := filepath.Join(dir, "IDX1", bad.Name)
+	if err := os.WriteFile(badPath, []byte(strings.Repeat("not an index ", 400)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	down := time.Now().Add(-time.Hour).Truncate(time.Second)
+	srv, err := server.New(server.Config{Addr: "127.0.0.1:0", CertPath: certs, Store: st, Capture: captureDown(down)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	<-srv.Ready()
+	_, port, _ := net.SplitHostPort(srv.Addr().String())
+	p, _ := strconv.Atoi(port)
+	config := writeConfig(t, t.TempDir(), "127.0.0.1", p, certs)
+
+	stdout, stderr, status := script(t, config, nil, "stenoread", "after 3h ago", "-n")
+	if status != 3 {
+		t.Errorf("exit status %d, want 3 (a file could not be read); stderr:\n%s", status, stderr)
+	}
+	if n := lines(stdout); n != layout.Packets-100 {
+		t.Errorf("tcpdump printed %d packets, want the %d of the readable files", n, layout.Packets-100)
+	}
+	for _, want := range []string{
+		`stenoread: warning: 1 file\(s\) could not be read; the result lacks their packets: .*` + regexp.QuoteMeta(bad.Name),
+		`stenoread: warning: capture is down since ` + regexp.QuoteMeta(down.UTC().Format(time.RFC3339)),
+	} {
+		if !regexp.MustCompile(want).MatchString(stderr) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+}
