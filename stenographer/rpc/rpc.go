@@ -82,11 +82,10 @@ const (
 	MaxChunkSize = 2 << 20
 	// MaxUIDBytes bounds the uid echoed in every response.
 	MaxUIDBytes = 1024
-	// maxRecvBytes bounds a request message: the longest query, its uid
-	// and room for the other fields. A longer message is refused by gRPC
-	// itself (RESOURCE_EXHAUSTED) before it is decoded; a query over
-	// serve.MaxQueryBytes inside it is INVALID_ARGUMENT.
-	maxRecvBytes = serve.MaxQueryBytes + MaxUIDBytes + 4096
+	// maxRecvBytes bounds a request message. A longer one is refused by
+	// gRPC itself (RESOURCE_EXHAUSTED) before it is decoded; one with a
+	// query over serve.MaxQueryBytes is INVALID_ARGUMENT naming the limit.
+	maxRecvBytes = 2 * serve.MaxQueryBytes
 )
 
 // Server serves the gRPC API. Serve it once.
@@ -147,9 +146,10 @@ func New(cfg Config) (*Server, error) {
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: s.conns.IdleTimeout}),
 		// Clients pinging more often than this are told to go away.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		// Streams beyond the running bound would only wait in the
-		// Runner; this keeps one connection from queueing hundreds.
-		grpc.MaxConcurrentStreams(uint32(runner.MaxRunning())),
+		// A connection may open a few more streams than can run (they
+		// wait in the Runner, then are refused); more wait in the
+		// client, so one connection cannot pile up hundreds.
+		grpc.MaxConcurrentStreams(uint32(2*runner.MaxRunning())),
 		grpc.MaxRecvMsgSize(maxRecvBytes))
 	s.runner = runner
 	pb.RegisterStenographerServer(s.grpc, &service{cfg: &s.cfg, runner: runner, log: s.log})

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -22,9 +23,11 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/stenographer-ng/stenographer/protobuf"
+	"github.com/stenographer-ng/stenographer/stenographer/connlimit"
 	"github.com/stenographer-ng/stenographer/stenographer/metrics"
 	"github.com/stenographer-ng/stenographer/stenographer/pcap"
 	"github.com/stenographer-ng/stenographer/stenographer/rpc"
+	"github.com/stenographer-ng/stenographer/stenographer/serve"
 	"github.com/stenographer-ng/stenographer/stenographer/server"
 	"github.com/stenographer-ng/stenographer/stenographer/server/servertest"
 	"github.com/stenographer-ng/stenographer/stenographer/store"
@@ -148,6 +151,7 @@ func httpAnswer(t *testing.T, st *store.Store, certs *testcerts.Set, q string) [
 }
 
 func TestRetrieve(t *testing.T) {
+	t.Parallel()
 	st, certs := servertest.Store(t, small), servertest.Certs(t)
 	e := start(t, st, certs, rpc.Config{ClientPcapChunkSize: 1000})
 	c := e.client(t, certs.Client)
@@ -202,6 +206,7 @@ func TestRetrieve(t *testing.T) {
 }
 
 func TestSizeLimits(t *testing.T) {
+	t.Parallel()
 	st, certs := servertest.Store(t, small), servertest.Certs(t)
 	e := start(t, st, certs, rpc.Config{ClientPcapChunkSize: 700, ClientPcapMaxSize: 3000, ServerPcapMaxSize: 5000})
 	c := e.client(t, certs.Client)
@@ -245,6 +250,7 @@ func TestSizeLimits(t *testing.T) {
 }
 
 func TestInvalidArgument(t *testing.T) {
+	t.Parallel()
 	st, certs := servertest.Store(t, small), servertest.Certs(t)
 	e := start(t, st, certs, rpc.Config{})
 	c := e.client(t, certs.Client)
@@ -277,6 +283,7 @@ func TestInvalidArgument(t *testing.T) {
 }
 
 func TestRefused(t *testing.T) {
+	t.Parallel()
 	st, certs := servertest.Store(t, small), servertest.Certs(t)
 	e := start(t, st, certs, rpc.Config{})
 	for _, tc := range []struct {
@@ -319,6 +326,7 @@ func TestRefused(t *testing.T) {
 // TestClientCancel stops reading a large stream and cancels it: the
 // server's query must end and be counted as canceled.
 func TestClientCancel(t *testing.T) {
+	t.Parallel()
 	st, certs := servertest.Store(t, big), servertest.Certs(t)
 	e := start(t, st, certs, rpc.Config{})
 	// Small fixed windows: a client that stops reading holds the server.
@@ -350,6 +358,7 @@ func TestClientCancel(t *testing.T) {
 }
 
 func TestShutdownCancelsStreams(t *testing.T) {
+	t.Parallel()
 	st, certs := servertest.Store(t, big), servertest.Certs(t)
 	e := start(t, st, certs, rpc.Config{})
 	c := e.client(t, certs.Client, grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
@@ -377,6 +386,7 @@ func TestShutdownCancelsStreams(t *testing.T) {
 // TestConcurrent runs 20 queries at once, half over HTTPS and half over
 // gRPC, and checks every answer against the store's.
 func TestConcurrent(t *testing.T) {
+	t.Parallel()
 	st, certs := servertest.Store(t, small), servertest.Certs(t)
 	e := start(t, st, certs, rpc.Config{ClientPcapChunkSize: 3000})
 	c := e.client(t, certs.Client)
@@ -439,6 +449,7 @@ func TestConcurrent(t *testing.T) {
 }
 
 func TestStartErrors(t *testing.T) {
+	t.Parallel()
 	st, certs := servertest.Store(t, servertest.Layout{Packets: 10, PerFile: 10, Step: time.Second}), servertest.Certs(t)
 	missing := certs.Dir + "/missing.pem"
 	for _, tc := range []struct {
@@ -468,6 +479,7 @@ func TestStartErrors(t *testing.T) {
 // the oldest files are deleted under them, as disk cleanup does: every
 // query ends, and what it returns is a well-formed PCAP in time order.
 func TestConcurrentWithDeletion(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	st := servertest.StoreIn(t, dir, servertest.Layout{Packets: 4000, PerFile: 400, Size: 1000, Step: time.Millisecond})
 	certs := servertest.Certs(t)
@@ -576,4 +588,124 @@ func TestFirstPacketAtOnce(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestQueryTooLong: a query over serve.MaxQueryBytes is INVALID_ARGUMENT
+// naming the limit, and a message far over it is refused by gRPC before
+// it is decoded; the server goes on answering.
+func TestQueryTooLong(t *testing.T) {
+	t.Parallel()
+	st, certs := servertest.Store(t, small), servertest.Certs(t)
+	e := start(t, st, certs, rpc.Config{})
+	c := e.client(t, certs.Client)
+	long := strings.Repeat("(", serve.MaxQueryBytes+1)
+	_, err := retrieve(context.Background(), c, &pb.PcapRequest{Query: long})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), "MaxQueryBytes") {
+		t.Errorf("%d byte query: %v; want InvalidArgument naming MaxQueryBytes", len(long), err)
+	}
+	_, err = retrieve(context.Background(), c, &pb.PcapRequest{Query: strings.Repeat("(", 4<<20)})
+	if code := status.Code(err); code != codes.ResourceExhausted && code != codes.InvalidArgument {
+		t.Errorf("4 MB query: %v; want it refused", err)
+	}
+	if a, err := retrieve(context.Background(), c, &pb.PcapRequest{Query: "port 1001"}); err != nil || len(a.data) <= pcap.FileHeaderSize {
+		t.Errorf("query after the refusals: %d bytes, %v", len(a.data), err)
+	}
+}
+
+// TestRunningBound shares one Runner of two running slots between gRPC
+// and HTTPS: two streams that are not read hold both, a third stream
+// waits and is refused RESOURCE_EXHAUSTED, an HTTPS query gets 503, the
+// in-flight gauge never passes 2, and once the two end a query runs again.
+func TestRunningBound(t *testing.T) {
+	t.Parallel()
+	st, certs := servertest.Store(t, big), servertest.Certs(t)
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg)
+	runner, err := serve.New(serve.Config{Store: st, Metrics: m, MaxRunning: 2, MaxWait: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := start(t, st, certs, rpc.Config{Runner: runner})
+	c := e.client(t, certs.Client, grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
+
+	inFlight := func() int64 {
+		q := m.Queries()
+		return q[metrics.TransportGRPC].InFlight + q[metrics.TransportHTTP].InFlight
+	}
+	stopSampling := make(chan struct{})
+	sampled := make(chan int64, 1)
+	go func() {
+		var peak int64
+		defer func() { sampled <- peak }()
+		for {
+			peak = max(peak, inFlight())
+			select {
+			case <-stopSampling:
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	for i := range 2 {
+		stream, err := c.RetrievePcap(ctx, &pb.PcapRequest{Uid: fmt.Sprint(i), ChunkSize: 1 << 20, Query: "after 3h ago"})
+		if err == nil {
+			_, err = stream.Recv()
+		}
+		if err != nil {
+			t.Fatalf("stream %d: %v", i, err)
+		}
+	}
+	_, err = retrieve(context.Background(), c, &pb.PcapRequest{Query: "port 1001"})
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(status.Convert(err).Message(), "2 running") {
+		t.Errorf("third stream: %v; want ResourceExhausted saying 2 are running", err)
+	}
+	hs, err := server.New(server.Config{Addr: "127.0.0.1:0", CertPath: certs.Dir, Store: st, Runner: runner})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hctx, hcancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(hctx) }()
+	<-hs.Ready()
+	defer func() { hcancel(); <-served }()
+	resp, err := servertest.HTTPClient(t, certs, certs.Client).Post("https://"+hs.Addr().String()+"/query", "text/plain", strings.NewReader("port 1001"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("HTTPS while both slots are held: %d %q (Retry-After %q); want 503", resp.StatusCode, body, resp.Header.Get("Retry-After"))
+	}
+	if n := m.Queries()[metrics.TransportGRPC].ByOutcome[metrics.OutcomeBusy]; n != 1 {
+		t.Errorf("%d gRPC queries counted busy, want 1", n)
+	}
+
+	cancel()
+	servertest.Eventually(t, "the two streams to end", func() bool { return inFlight() == 0 })
+	if a, err := retrieve(context.Background(), c, &pb.PcapRequest{Query: "port 1001"}); err != nil || len(a.data) <= pcap.FileHeaderSize {
+		t.Errorf("query after the slots were freed: %d bytes, %v", len(a.data), err)
+	}
+	close(stopSampling)
+	if peak := <-sampled; peak > 2 {
+		t.Errorf("%d queries in flight at once; the bound is 2", peak)
+	}
+}
+
+// TestIdleConnections opens more idle TCP connections than the server
+// allows from one address: a client on another address still gets its
+// answer, and the server closes every idle one (those over the bound at
+// once, the rest when the handshake timeout passes).
+func TestIdleConnections(t *testing.T) {
+	t.Parallel()
+	st, certs := servertest.Store(t, small), servertest.Certs(t)
+	e := start(t, st, certs, rpc.Config{Conns: connlimit.Limits{MaxConns: 30, MaxConnsPerIP: 10, HandshakeTimeout: time.Second}})
+	idle := servertest.IdleConns(t, e.addr, 40)
+	c := e.client(t, certs.Client)
+	if a, err := retrieve(context.Background(), c, &pb.PcapRequest{Query: "port 1001"}); err != nil || len(a.data) <= pcap.FileHeaderSize {
+		t.Errorf("query with 40 idle connections open: %d bytes, %v", len(a.data), err)
+	}
+	servertest.WaitClosed(t, idle)
 }

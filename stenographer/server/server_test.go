@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stenographer-ng/stenographer/stenographer/connlimit"
 	"github.com/stenographer-ng/stenographer/stenographer/metrics"
 	"github.com/stenographer-ng/stenographer/stenographer/pcap"
 	"github.com/stenographer-ng/stenographer/stenographer/server"
@@ -51,13 +52,22 @@ type runningConfig struct {
 
 func start(t *testing.T, l servertest.Layout) *env {
 	t.Helper()
-	e := &env{st: servertest.Store(t, l), certs: servertest.Certs(t)}
-	srv, err := server.New(server.Config{
-		Addr:          "127.0.0.1:0",
-		CertPath:      e.certs.Dir,
-		Store:         e.st,
-		RunningConfig: runningConfig{Port: 1234, Threads: []string{"a", "b"}},
-	})
+	return startWith(t, l, server.Config{})
+}
+
+// startWith starts a server over a new store laid out as l, with cfg's
+// optional fields.
+func startWith(t *testing.T, l servertest.Layout, cfg server.Config) *env {
+	t.Helper()
+	return startStore(t, servertest.Store(t, l), cfg)
+}
+
+func startStore(t *testing.T, st *store.Store, cfg server.Config) *env {
+	t.Helper()
+	e := &env{st: st, certs: servertest.Certs(t)}
+	cfg.Addr, cfg.CertPath, cfg.Store = "127.0.0.1:0", e.certs.Dir, e.st
+	cfg.RunningConfig = runningConfig{Port: 1234, Threads: []string{"a", "b"}}
+	srv, err := server.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,6 +130,7 @@ func (e *env) get(t *testing.T, path string) (int, []byte) {
 }
 
 func TestQuery(t *testing.T) {
+	t.Parallel()
 	e := start(t, small)
 	for _, tc := range []struct {
 		name    string
@@ -177,6 +188,7 @@ func TestQuery(t *testing.T) {
 }
 
 func TestBadRequests(t *testing.T) {
+	t.Parallel()
 	e := start(t, small)
 	for _, tc := range []struct {
 		name    string
@@ -239,6 +251,7 @@ func TestBadRequests(t *testing.T) {
 // result being read. A client that would rather speak HTTP/2 (curl's
 // default) is answered in HTTP/1.1, which streams large results faster.
 func TestClientGoneCancels(t *testing.T) {
+	t.Parallel()
 	e := start(t, big)
 	for _, wantH2 := range []bool{false, true} {
 		const proto = "HTTP/1.1"
@@ -287,6 +300,7 @@ func TestClientGoneCancels(t *testing.T) {
 // TestShutdownCancelsQueries shuts the server down while a client holds a
 // query open without reading: Serve must return nil, ending the query.
 func TestShutdownCancelsQueries(t *testing.T) {
+	t.Parallel()
 	e := start(t, big)
 	resp := e.post(t, "after 3h ago", nil)
 	defer resp.Body.Close()
@@ -303,6 +317,7 @@ func TestShutdownCancelsQueries(t *testing.T) {
 }
 
 func TestDebug(t *testing.T) {
+	t.Parallel()
 	e := start(t, small)
 	resp := e.post(t, "port 1001", nil)
 	io.Copy(io.Discard, resp.Body)
@@ -473,6 +488,7 @@ func metricValue(t *testing.T, text, name, labels string) float64 {
 }
 
 func TestMetrics(t *testing.T) {
+	t.Parallel()
 	e := start(t, small)
 	for _, q := range []string{"port 1001", "port 1002"} {
 		resp := e.post(t, q, nil)
@@ -520,6 +536,7 @@ func TestMetrics(t *testing.T) {
 // now and usable for client authentication, gets an answer, and that
 // plain HTTP gets nothing.
 func TestRefused(t *testing.T) {
+	t.Parallel()
 	e := start(t, small)
 	addr := strings.TrimPrefix(e.url, "https://")
 	for _, tc := range []struct {
@@ -584,6 +601,7 @@ func TestRefused(t *testing.T) {
 }
 
 func TestStartErrors(t *testing.T) {
+	t.Parallel()
 	st := servertest.Store(t, servertest.Layout{Packets: 10, PerFile: 10, Step: time.Second})
 	certs := servertest.Certs(t)
 	for _, f := range []string{server.CACertFile, server.ServerCertFile, server.ServerKeyFile} {
@@ -628,3 +646,98 @@ func TestStartErrors(t *testing.T) {
 		}
 	})
 }
+
+// TestIdleConnections opens more idle TCP connections than the server
+// allows from one address: a client on another address still gets its
+// answer, and the server closes every idle one (those over the bound at
+// once, the rest when the handshake timeout passes).
+func TestIdleConnections(t *testing.T) {
+	t.Parallel()
+	e := startWith(t, small, server.Config{Conns: connlimit.Limits{MaxConns: 30, MaxConnsPerIP: 10, HandshakeTimeout: time.Second}})
+	idle := servertest.IdleConns(t, strings.TrimPrefix(e.url, "https://"), 40)
+	resp := e.post(t, "port 1001", nil)
+	got, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 || len(servertest.Packets(t, got)) != 200 {
+		t.Errorf("query with 40 idle connections open: %d, %d bytes, %v", resp.StatusCode, len(got), err)
+	}
+	servertest.WaitClosed(t, idle)
+}
+
+type captureDown time.Time
+
+func (c captureDown) CaptureState() (bool, time.Time) { return false, time.Time(c) }
+
+// TestUnreadableFileAndCaptureDown spoils one index file and reports
+// capture down: the result has every other file's packets, its trailers
+// count and name the file, and the Steno-Capture header, /debug/stats and
+// /metrics say since when capture is down.
+func TestUnreadableFileAndCaptureDown(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	st := servertest.StoreIn(t, dir, small)
+	bad := st.Files(0)[2]
+	if err := os.WriteFile(filepath.Join(dir, "IDX0", bad.Name), bytes.Repeat([]byte{0xee}, 5000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	down := time.Now().Add(-time.Hour).Truncate(time.Second)
+	e := startStore(t, st, server.Config{Capture: captureDown(down)})
+	resp := e.post(t, "after 3h ago", nil)
+	got, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("query: %d %v", resp.StatusCode, err)
+	}
+	if n := len(servertest.Packets(t, got)); n != small.Packets-100 {
+		t.Errorf("%d packets, want the %d of the readable files", n, small.Packets-100)
+	}
+	if v := resp.Trailer.Get(server.TrailerFileErrors); v != "1" {
+		t.Errorf("trailer %s = %q, want 1", server.TrailerFileErrors, v)
+	}
+	if v := resp.Trailer.Get(server.TrailerFileErrorDetail); !strings.Contains(v, bad.Name) {
+		t.Errorf("trailer %s = %q, want it to name %s", server.TrailerFileErrorDetail, v, bad.Name)
+	}
+	wantDown := "down since " + down.UTC().Format(time.RFC3339)
+	if v := resp.Header.Get(server.HeaderCapture); v != wantDown {
+		t.Errorf("header %s = %q, want %q", server.HeaderCapture, v, wantDown)
+	}
+	_, body := e.get(t, "/debug/stats")
+	stats := parseStatsText(t, body)
+	if stats["capture_up"] != 0 || stats["capture_down_since"] != down.UnixNano() || stats["http_queries_file_errors"] != 1 {
+		t.Errorf("/debug/stats: capture_up %d, capture_down_since %d (want %d), http_queries_file_errors %d",
+			stats["capture_up"], stats["capture_down_since"], down.UnixNano(), stats["http_queries_file_errors"])
+	}
+	_, body = e.get(t, "/metrics")
+	for _, c := range []struct {
+		name, labels string
+		want         float64
+	}{
+		{"stenographer_capture_up", `thread="0"`, 0},
+		{"stenographer_capture_down_since_seconds", `thread="1"`, float64(down.Unix())},
+		{"stenographer_query_file_errors_total", `transport="http"`, 1},
+	} {
+		if v := metricValue(t, string(body), c.name, c.labels); v != c.want {
+			t.Errorf("%s{%s} = %v, want %v", c.name, c.labels, v, c.want)
+		}
+	}
+}
+
+// TestCaptureUp: no Steno-Capture header while capture runs.
+func TestCaptureUp(t *testing.T) {
+	t.Parallel()
+	e := startWith(t, small, server.Config{Capture: captureUp{}})
+	resp := e.post(t, "port 1001", nil)
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if v, ok := resp.Header[server.HeaderCapture]; ok {
+		t.Errorf("header %s = %q while capture is up", server.HeaderCapture, v)
+	}
+	_, body := e.get(t, "/metrics")
+	if v := metricValue(t, string(body), "stenographer_capture_up", `thread="1"`); v != 1 {
+		t.Errorf("stenographer_capture_up = %v while capture is up", v)
+	}
+}
+
+type captureUp struct{}
+
+func (captureUp) CaptureState() (bool, time.Time) { return true, time.Time{} }

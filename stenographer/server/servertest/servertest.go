@@ -235,3 +235,40 @@ func CheckByteLimit(t testing.TB, data []byte, limit int64) {
 		t.Errorf("%d bytes for a %d byte limit: it went on after the packet that reached the limit", size, limit)
 	}
 }
+
+// IdleConns opens n TCP connections to addr from 127.0.0.2 (another
+// client address than the tests' legitimate clients on 127.0.0.1) that
+// never send a byte.
+func IdleConns(t testing.TB, addr string, n int) []net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: 30 * time.Second}
+	var out []net.Conn
+	for range n {
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			t.Fatalf("idle connection %d: %v", len(out), err)
+		}
+		out = append(out, c)
+	}
+	t.Cleanup(func() {
+		for _, c := range out {
+			c.Close()
+		}
+	})
+	return out
+}
+
+// WaitClosed fails t unless the server closes every one of conns within a
+// generous deadline (it reads each to EOF or a reset).
+func WaitClosed(t testing.TB, conns []net.Conn) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for i, c := range conns {
+		c.SetReadDeadline(deadline)
+		_, err := io.Copy(io.Discard, c)
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Fatalf("idle connection %d of %d still open after 60 s", i, len(conns))
+		}
+	}
+}
