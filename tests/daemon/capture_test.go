@@ -8,12 +8,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	pb "github.com/stenographer-ng/stenographer/protobuf"
+	"github.com/stenographer-ng/stenographer/stenographer/server/servertest"
 	"github.com/stenographer-ng/stenographer/tests/internal/daemon"
 	"github.com/stenographer-ng/stenographer/tests/internal/netns"
 	"github.com/stenographer-ng/stenographer/tests/internal/oracle"
@@ -173,10 +175,11 @@ func TestCaptureAndQuery(t *testing.T) {
 		full := d.MustQuery(everything, nil)
 		for _, n := range []int{24 + 16 + 60, 10000, 100000} {
 			body := d.MustQuery(everything, map[string]string{"Steno-Limit-Bytes": strconv.Itoa(n)})
-			if len(body) > n || len(body) == 0 {
-				t.Errorf("Steno-Limit-Bytes %d: %d bytes", n, len(body))
-				continue
+			// As the reference: the packet that crosses the limit is sent.
+			if len(body) <= n {
+				t.Errorf("Steno-Limit-Bytes %d: %d bytes; want the crossing packet too", n, len(body))
 			}
+			servertest.CheckByteLimit(t, body, int64(n))
 			f := parsePCAP(t, "limited result", body)
 			if !bytes.HasPrefix(full, body) {
 				t.Errorf("Steno-Limit-Bytes %d: the %d bytes (%d packets) are not a prefix of the full result", n, len(body), len(f.Packets))
@@ -262,9 +265,10 @@ func TestCaptureAndQuery(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(res.PCAP) > max || len(res.PCAP) < max/2 {
-			t.Errorf("max_size %d: %d bytes", max, len(res.PCAP))
+		if len(res.PCAP) < max {
+			t.Errorf("max_size %d: %d bytes; want the crossing packet too", max, len(res.PCAP))
 		}
+		servertest.CheckByteLimit(t, res.PCAP, max)
 		parsePCAP(t, "max_size result", res.PCAP)
 		if !bytes.HasPrefix(want, res.PCAP) {
 			t.Errorf("max_size result is not a prefix of the full result")
@@ -314,9 +318,11 @@ func TestCaptureAndQuery(t *testing.T) {
 		} else if !strings.Contains(string(body), pair.CaptureIf) {
 			t.Errorf("/debug/config does not show Interface %s: %s", pair.CaptureIf, testenv.Tail(body, 500))
 		}
+		// The reference's text: name<TAB>value lines.
 		code, body, err = d.Get(ctx, "/debug/stats")
-		if err != nil || code != http.StatusOK || len(body) == 0 {
-			t.Errorf("/debug/stats: %d %v %q", code, err, testenv.Tail(body, 300))
+		if err != nil || code != http.StatusOK || !regexp.MustCompile(`(?m)^current_files\t[1-9]\d*$`).Match(body) ||
+			!regexp.MustCompile(`(?m)^capture_up\t1$`).Match(body) {
+			t.Errorf("/debug/stats: %d %v %q", code, err, testenv.Tail(body, 600))
 		}
 		for i := 0; i < 2; i++ {
 			path := fmt.Sprintf("/debug/t%d/files", i)
@@ -332,6 +338,12 @@ func TestCaptureAndQuery(t *testing.T) {
 		}
 		if v := m["stenographer_captured_packets_total"]; v < float64(len(frames)) {
 			t.Errorf("stenographer_captured_packets_total = %v, want >= %d", v, len(frames))
+		}
+		if v, ok := m[`stenographer_capture_up{thread="0"}`]; !ok || v != 1 {
+			t.Errorf("stenographer_capture_up{thread=0} = %v (present %v) while capturing, want 1", v, ok)
+		}
+		if v := m["stenographer_build_info"]; v != 1 {
+			t.Errorf("stenographer_build_info = %v, want 1", v)
 		}
 		if v := m["stenographer_stenotype_restarts_total"]; v != 1 {
 			t.Errorf("stenographer_stenotype_restarts_total = %v, want 1 (one start, no restart)", v)

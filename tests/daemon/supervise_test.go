@@ -191,6 +191,19 @@ func TestBadStenotype(t *testing.T) {
 			} else if f, err := pcapfile.Parse(r.Body); err != nil || len(f.Packets) != 0 {
 				t.Errorf("query while stenotype cannot run: want an empty pcap, got %d bytes (%v)", len(r.Body), err)
 			}
+			// The analyst is told that capture is down, by stenoread and
+			// in /debug/stats and /metrics.
+			rr := d.Stenoread(time.Minute, everything, "-n")
+			if !regexp.MustCompile(`stenoread: warning: capture is down since \d{4}-\d\d-\d\dT`).Match(rr.Stderr) {
+				t.Errorf("stenoread while stenotype cannot run: %v, stderr %q; want the capture-down warning", rr.Err, rr.Stderr)
+			}
+			if _, body, err := d.Get(ctx, "/debug/stats"); err != nil || !regexp.MustCompile(`(?m)^capture_up\t0$`).Match(body) {
+				t.Errorf("/debug/stats while stenotype cannot run: %v\n%s", err, body)
+			}
+			if m, err := d.Metrics(); err != nil || m[`stenographer_capture_up{thread="0"}`] != 0 || m[`stenographer_capture_down_since_seconds{thread="0"}`] <= 0 {
+				t.Errorf("/metrics while stenotype cannot run: capture_up %v, down_since %v (%v)",
+					m[`stenographer_capture_up{thread="0"}`], m[`stenographer_capture_down_since_seconds{thread="0"}`], err)
+			}
 			t.Logf("%d start attempts in %v", attempts, watch)
 		})
 	}
