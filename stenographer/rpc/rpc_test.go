@@ -56,26 +56,8 @@ func start(t *testing.T, st *store.Store, certs *testcerts.Set, cfg rpc.Config) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	select {
-	case <-srv.Ready():
-	case err := <-done:
-		t.Fatalf("Serve: %v", err)
-	}
-	e := &env{st: st, certs: certs, addr: srv.Addr().String(), m: srv.Metrics()}
-	var once sync.Once
-	var result error
-	e.stop = func() error {
-		once.Do(func() { cancel(); result = <-done })
-		return result
-	}
-	t.Cleanup(func() {
-		if err := e.stop(); err != nil {
-			t.Errorf("Serve returned %v after shutdown; want nil", err)
-		}
-	})
+	stop := servertest.Serve(t, srv)
+	e := &env{st: st, certs: certs, addr: srv.Addr().String(), m: srv.Metrics(), stop: stop}
 	return e
 }
 
@@ -130,15 +112,8 @@ func (a *answer) truncated() string {
 // httpAnswer returns the HTTPS API's answer to q.
 func httpAnswer(t *testing.T, st *store.Store, certs *testcerts.Set, q string) []byte {
 	t.Helper()
-	srv, err := server.New(server.Config{Addr: "127.0.0.1:0", CertPath: certs.Dir, Store: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go srv.Serve(ctx)
-	<-srv.Ready()
-	resp, err := servertest.HTTPClient(t, certs, certs.Client).Post("https://"+srv.Addr().String()+"/query", "text/plain", strings.NewReader(q))
+	url := startHTTPS(t, server.Config{CertPath: certs.Dir, Store: st})
+	resp, err := servertest.HTTPClient(t, certs, certs.Client).Post(url, "text/plain", strings.NewReader(q))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,6 +123,19 @@ func httpAnswer(t *testing.T, st *store.Store, certs *testcerts.Set, q string) [
 		t.Fatalf("HTTPS %q: %d %v", q, resp.StatusCode, err)
 	}
 	return data
+}
+
+// startHTTPS serves cfg's HTTPS API on loopback for the test and returns
+// its /query URL.
+func startHTTPS(t *testing.T, cfg server.Config) string {
+	t.Helper()
+	cfg.Addr = "127.0.0.1:0"
+	srv, err := server.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	servertest.Serve(t, srv)
+	return "https://" + srv.Addr().String() + "/query"
 }
 
 func TestRetrieve(t *testing.T) {
@@ -390,15 +378,7 @@ func TestConcurrent(t *testing.T) {
 	st, certs := servertest.Store(t, small), servertest.Certs(t)
 	e := start(t, st, certs, rpc.Config{ClientPcapChunkSize: 3000})
 	c := e.client(t, certs.Client)
-	hs, err := server.New(server.Config{Addr: "127.0.0.1:0", CertPath: certs.Dir, Store: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- hs.Serve(ctx) }()
-	<-hs.Ready()
-	url := "https://" + hs.Addr().String() + "/query"
+	url := startHTTPS(t, server.Config{CertPath: certs.Dir, Store: st})
 	hc := servertest.HTTPClient(t, certs, certs.Client)
 
 	queries := []string{"after 3h ago", "port 1001", "port 1002 or port 1003", "port 1004 and after 110m ago", "port=1005"}
@@ -442,10 +422,6 @@ func TestConcurrent(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	cancel()
-	if err := <-served; err != nil {
-		t.Errorf("HTTPS Serve: %v", err)
-	}
 }
 
 func TestStartErrors(t *testing.T) {
@@ -485,15 +461,7 @@ func TestConcurrentWithDeletion(t *testing.T) {
 	certs := servertest.Certs(t)
 	e := start(t, st, certs, rpc.Config{ClientPcapChunkSize: 64 << 10})
 	c := e.client(t, certs.Client)
-	hs, err := server.New(server.Config{Addr: "127.0.0.1:0", CertPath: certs.Dir, Store: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- hs.Serve(ctx) }()
-	<-hs.Ready()
-	url := "https://" + hs.Addr().String() + "/query"
+	url := startHTTPS(t, server.Config{CertPath: certs.Dir, Store: st})
 	hc := servertest.HTTPClient(t, certs, certs.Client)
 
 	var wg sync.WaitGroup
@@ -548,10 +516,6 @@ func TestConcurrentWithDeletion(t *testing.T) {
 		}
 	}
 	t.Logf("%d of 20 queries completed while files were deleted", n)
-	cancel()
-	if err := <-served; err != nil {
-		t.Errorf("HTTPS Serve: %v", err)
-	}
 }
 
 // TestFirstPacketAtOnce asks for 256 KiB chunks and reads only the first
@@ -661,16 +625,8 @@ func TestRunningBound(t *testing.T) {
 	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(status.Convert(err).Message(), "2 running") {
 		t.Errorf("third stream: %v; want ResourceExhausted saying 2 are running", err)
 	}
-	hs, err := server.New(server.Config{Addr: "127.0.0.1:0", CertPath: certs.Dir, Store: st, Runner: runner})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hctx, hcancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- hs.Serve(hctx) }()
-	<-hs.Ready()
-	defer func() { hcancel(); <-served }()
-	resp, err := servertest.HTTPClient(t, certs, certs.Client).Post("https://"+hs.Addr().String()+"/query", "text/plain", strings.NewReader("port 1001"))
+	url := startHTTPS(t, server.Config{CertPath: certs.Dir, Store: st, Runner: runner})
+	resp, err := servertest.HTTPClient(t, certs, certs.Client).Post(url, "text/plain", strings.NewReader("port 1001"))
 	if err != nil {
 		t.Fatal(err)
 	}

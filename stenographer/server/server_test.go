@@ -71,31 +71,10 @@ func startStore(t *testing.T, st *store.Store, cfg server.Config) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	select {
-	case <-srv.Ready():
-	case err := <-done:
-		t.Fatalf("Serve: %v", err)
-	}
+	e.stop = servertest.Serve(t, srv)
 	e.url = "https://" + srv.Addr().String()
 	e.m = srv.Metrics()
 	e.client = servertest.HTTPClient(t, e.certs, e.certs.Client)
-	var stopped bool
-	var result error
-	e.stop = func() error {
-		if !stopped {
-			cancel()
-			result, stopped = <-done, true
-		}
-		return result
-	}
-	t.Cleanup(func() {
-		if err := e.stop(); err != nil {
-			t.Errorf("Serve returned %v after shutdown; want nil", err)
-		}
-	})
 	return e
 }
 

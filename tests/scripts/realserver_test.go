@@ -1,7 +1,6 @@
 package scripts
 
 import (
-	"context"
 	"net"
 	"os"
 	"path/filepath"
@@ -43,11 +42,7 @@ func TestStenoreadWarnings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	<-srv.Ready()
+	servertest.Serve(t, srv)
 	_, port, _ := net.SplitHostPort(srv.Addr().String())
 	p, _ := strconv.Atoi(port)
 	config := writeConfig(t, t.TempDir(), "127.0.0.1", p, certs)

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -271,4 +272,38 @@ func WaitClosed(t testing.TB, conns []net.Conn) {
 			t.Fatalf("idle connection %d of %d still open after 60 s", i, len(conns))
 		}
 	}
+}
+
+// Server is what the HTTPS and gRPC servers have in common.
+type Server interface {
+	Serve(ctx context.Context) error
+	Ready() <-chan struct{}
+}
+
+// Serve runs s until the test ends (or stop is called) and waits until it
+// listens. stop cancels Serve and returns its result; the test fails if
+// Serve returned an error by the end of the test.
+func Serve(t testing.TB, s Server) (stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx) }()
+	select {
+	case <-s.Ready():
+	case err := <-done:
+		cancel()
+		t.Fatalf("Serve: %v", err)
+	}
+	var once sync.Once
+	var result error
+	stop = func() error {
+		once.Do(func() { cancel(); result = <-done })
+		return result
+	}
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("Serve returned %v after shutdown; want nil", err)
+		}
+	})
+	return stop
 }
