@@ -1,12 +1,17 @@
 // Package connlimit bounds the connections a server holds: in total and
 // per client address. Without it, a thousand idle TCP connections that
 // never complete a TLS handshake use up a 1024-descriptor limit and lock
-// out every legitimate client; with it, connections beyond a bound are
-// closed as soon as they are accepted, and the servers' handshake
-// timeouts free the rest.
+// out every legitimate client. With it, a connection over the per-address
+// bound is closed as soon as it is accepted; at the total bound a new
+// connection takes the place of the oldest one that has not completed its
+// handshake (the server says which have, with Authenticated), so a flood
+// of idle connections cannot keep a client with a certificate out; and
+// the servers' handshake timeouts free the rest.
 package connlimit
 
 import (
+	"container/list"
+	"crypto/tls"
 	"log/slog"
 	"net"
 	"sync"
@@ -60,10 +65,29 @@ func (l Limits) WithDefaults() Limits {
 }
 
 // Wrap returns ln with l's connection bounds (l as from WithDefaults).
-// Connections over a bound are closed at once; refusals are logged at
-// most every refusalLogEvery, with their count.
+// Refusals and evictions are logged at most every refusalLogEvery, with
+// their count.
 func Wrap(ln net.Listener, l Limits, log *slog.Logger) net.Listener {
-	return &listener{Listener: ln, lim: l, log: log, perIP: map[string]int{}}
+	return &listener{Listener: ln, lim: l, log: log, perIP: map[string]int{}, pending: list.New()}
+}
+
+// Authenticated tells c's listener that c (accepted from a Wrap listener,
+// or a *tls.Conn over one) completed its TLS handshake: it is no longer
+// closed to make room for a newcomer.
+func Authenticated(c net.Conn) {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	lc, ok := c.(*conn)
+	if !ok {
+		return
+	}
+	lc.l.mu.Lock()
+	defer lc.l.mu.Unlock()
+	if lc.pending != nil {
+		lc.l.pending.Remove(lc.pending)
+		lc.pending = nil
+	}
 }
 
 const refusalLogEvery = 10 * time.Second
@@ -76,7 +100,8 @@ type listener struct {
 	mu      sync.Mutex
 	total   int
 	perIP   map[string]int
-	refused int // since the last log line
+	pending *list.List // of *conn not yet Authenticated, oldest first
+	refused int        // refusals and evictions since the last log line
 	lastLog time.Time
 }
 
@@ -86,37 +111,56 @@ func (l *listener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		ip := hostOf(c.RemoteAddr())
-		if why := l.take(ip); why != "" {
+		nc := &conn{Conn: c, l: l, ip: hostOf(c.RemoteAddr())}
+		evicted, why := l.take(nc)
+		if why != "" {
 			c.Close()
-			l.refusedOne(ip, why)
+			l.refusedOne(nc.ip, why)
 			continue
 		}
-		return &conn{Conn: c, l: l, ip: ip}, nil
+		if evicted != nil {
+			// Its place is already nc's; closing it gives back the
+			// descriptor and its count.
+			evicted.Close()
+			l.refusedOne(evicted.ip, "connection limit reached: closed the oldest connection still in its handshake")
+		}
+		return nc, nil
 	}
 }
 
-// take counts a connection from ip, or says which bound it is over.
-func (l *listener) take(ip string) string {
+// take counts c, making room at the total bound by taking the place of
+// the oldest unauthenticated connection (returned, to be closed), or says
+// which bound c is over.
+func (l *listener) take(c *conn) (evicted *conn, why string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	switch {
-	case l.total >= l.lim.MaxConns:
-		return "connection limit reached"
-	case l.perIP[ip] >= l.lim.MaxConnsPerIP:
-		return "per-client connection limit reached"
+	if l.perIP[c.ip] >= l.lim.MaxConnsPerIP {
+		return nil, "per-client connection limit reached"
+	}
+	if l.total >= l.lim.MaxConns {
+		oldest := l.pending.Front()
+		if oldest == nil {
+			return nil, "connection limit reached, every connection authenticated"
+		}
+		evicted = l.pending.Remove(oldest).(*conn)
+		evicted.pending = nil
 	}
 	l.total++
-	l.perIP[ip]++
-	return ""
+	l.perIP[c.ip]++
+	c.pending = l.pending.PushBack(c)
+	return evicted, ""
 }
 
-func (l *listener) release(ip string) {
+func (l *listener) release(c *conn) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if c.pending != nil {
+		l.pending.Remove(c.pending)
+		c.pending = nil
+	}
 	l.total--
-	if l.perIP[ip]--; l.perIP[ip] <= 0 {
-		delete(l.perIP, ip)
+	if l.perIP[c.ip]--; l.perIP[c.ip] <= 0 {
+		delete(l.perIP, c.ip)
 	}
 }
 
@@ -132,7 +176,7 @@ func (l *listener) refusedOne(ip, why string) {
 	l.refused, l.lastLog = 0, now
 	total, fromIP := l.total, l.perIP[ip]
 	l.mu.Unlock()
-	l.log.Warn("closing new connections: "+why, "refused", n, "last_from", ip,
+	l.log.Warn("closing connections: "+why, "closed", n, "last_from", ip,
 		"open", total, "open_from_last", fromIP, "max", l.lim.MaxConns, "max_per_ip", l.lim.MaxConnsPerIP)
 }
 
@@ -149,13 +193,14 @@ func hostOf(a net.Addr) string {
 
 type conn struct {
 	net.Conn
-	l    *listener
-	ip   string
-	once sync.Once
+	l       *listener
+	ip      string
+	pending *list.Element // in l.pending until Authenticated; guarded by l.mu
+	once    sync.Once
 }
 
 func (c *conn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(func() { c.l.release(c.ip) })
+	c.once.Do(func() { c.l.release(c) })
 	return err
 }

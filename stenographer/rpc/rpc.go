@@ -136,7 +136,7 @@ func New(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("rpc: %w", err)
 		}
 	}
-	s.grpc = grpc.NewServer(grpc.Creds(credentials.NewTLS(tc)),
+	s.grpc = grpc.NewServer(grpc.Creds(authenticatedCreds{credentials.NewTLS(tc)}),
 		// WaitForHandlers makes Stop return only after every handler
 		// did; Stop cancels their contexts, so that is quick.
 		grpc.WaitForHandlers(true),
@@ -200,3 +200,22 @@ func (s *Server) Addr() net.Addr {
 
 // Metrics returns the metrics the server's queries are counted in.
 func (s *Server) Metrics() *metrics.Metrics { return s.runner.Metrics() }
+
+// authenticatedCreds tells the connection limiter which connections have
+// completed their mutual-TLS handshake, so they keep their place when the
+// connection bound is reached.
+type authenticatedCreds struct {
+	credentials.TransportCredentials
+}
+
+func (c authenticatedCreds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	conn, info, err := c.TransportCredentials.ServerHandshake(raw)
+	if err == nil {
+		connlimit.Authenticated(raw)
+	}
+	return conn, info, err
+}
+
+func (c authenticatedCreds) Clone() credentials.TransportCredentials {
+	return authenticatedCreds{c.TransportCredentials.Clone()}
+}

@@ -665,3 +665,21 @@ func TestIdleConnections(t *testing.T) {
 	}
 	servertest.WaitClosed(t, idle)
 }
+
+// TestIdleFlood fills the connection bound with idle connections that
+// stay within a long handshake timeout: a client with a certificate still
+// gets its answer (its connection takes the place of the oldest idle
+// one), and a second query on its authenticated connection too.
+func TestIdleFlood(t *testing.T) {
+	t.Parallel()
+	st, certs := servertest.Store(t, small), servertest.Certs(t)
+	e := start(t, st, certs, rpc.Config{Conns: connlimit.Limits{MaxConns: 20, MaxConnsPerIP: 1000, HandshakeTimeout: time.Hour}})
+	servertest.IdleConns(t, e.addr, 60)
+	c := e.client(t, certs.Client)
+	for i := range 2 {
+		if a, err := retrieve(context.Background(), c, &pb.PcapRequest{Query: "port 1001"}); err != nil || len(a.data) <= pcap.FileHeaderSize {
+			t.Errorf("query %d with the bound full of idle connections: %d bytes, %v", i, len(a.data), err)
+		}
+		servertest.IdleConns(t, e.addr, 30)
+	}
+}

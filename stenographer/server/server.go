@@ -154,6 +154,13 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 		// gives its descriptor back.
 		ReadHeaderTimeout: limits.HandshakeTimeout,
 		IdleTimeout:       limits.IdleTimeout,
+		// A connection reading its first request is past the handshake:
+		// it keeps its place when the connection bound is reached.
+		ConnState: func(c net.Conn, st http.ConnState) {
+			if st == http.StateActive {
+				connlimit.Authenticated(c)
+			}
+		},
 		// Refused handshakes (wrong CA, expired, plain HTTP) land here.
 		ErrorLog:  slog.NewLogLogger(s.log.Handler(), slog.LevelInfo),
 		Protocols: http1Only(),

@@ -720,3 +720,23 @@ func TestCaptureUp(t *testing.T) {
 type captureUp struct{}
 
 func (captureUp) CaptureState() (bool, time.Time) { return true, time.Time{} }
+
+// TestIdleFlood fills the connection bound with idle connections that
+// stay within a long handshake timeout: a client with a certificate still
+// gets its answers (its connection takes the place of the oldest idle
+// one), also after more idle connections came while it was connected.
+func TestIdleFlood(t *testing.T) {
+	t.Parallel()
+	e := startWith(t, small, server.Config{Conns: connlimit.Limits{MaxConns: 20, MaxConnsPerIP: 1000, HandshakeTimeout: time.Hour}})
+	addr := strings.TrimPrefix(e.url, "https://")
+	servertest.IdleConns(t, addr, 60)
+	for i := range 2 {
+		resp := e.post(t, "port 1001", nil)
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 || len(servertest.Packets(t, got)) != 200 {
+			t.Errorf("query %d with the bound full of idle connections: %d, %d bytes, %v", i, resp.StatusCode, len(got), err)
+		}
+		servertest.IdleConns(t, addr, 30)
+	}
+}
