@@ -683,3 +683,55 @@ func TestIdleFlood(t *testing.T) {
 		servertest.IdleConns(t, e.addr, 30)
 	}
 }
+
+type captureDown time.Time
+
+func (c captureDown) CaptureState() (bool, time.Time) { return false, time.Time(c) }
+
+// TestUnreadableFileAndCaptureDown spoils one index file and reports
+// capture down: the stream has every other file's packets, its trailer
+// counts and names the file, and its header says since when capture is
+// down.
+func TestUnreadableFileAndCaptureDown(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	st, certs := servertest.StoreIn(t, dir, small), servertest.Certs(t)
+	bad := st.Files(1)[4]
+	if err := os.WriteFile(filepath.Join(dir, "IDX1", bad.Name), bytes.Repeat([]byte{0xee}, 5000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	down := time.Now().Add(-time.Hour).Truncate(time.Second)
+	e := start(t, st, certs, rpc.Config{Capture: captureDown(down)})
+	c := e.client(t, certs.Client)
+	var header metadata.MD
+	stream, err := c.RetrievePcap(context.Background(), &pb.PcapRequest{Uid: "u", Query: "after 3h ago"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var data []byte
+	for {
+		resp, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		data = append(data, resp.Pcap...)
+	}
+	header, _ = stream.Header()
+	if n := len(servertest.Packets(t, data)); n != small.Packets-100 {
+		t.Errorf("%d packets, want the %d of the readable files", n, small.Packets-100)
+	}
+	tr := stream.Trailer()
+	if v := tr.Get(rpc.TrailerFileErrors); len(v) != 1 || v[0] != "1" {
+		t.Errorf("trailer %s = %q, want 1", rpc.TrailerFileErrors, v)
+	}
+	if v := tr.Get(rpc.TrailerFileErrorDetail); len(v) != 1 || !strings.Contains(v[0], bad.Name) {
+		t.Errorf("trailer %s = %q, want it to name %s", rpc.TrailerFileErrorDetail, v, bad.Name)
+	}
+	want := "down since " + down.UTC().Format(time.RFC3339)
+	if v := header.Get(rpc.HeaderCapture); len(v) != 1 || v[0] != want {
+		t.Errorf("header %s = %q, want %q", rpc.HeaderCapture, v, want)
+	}
+}
