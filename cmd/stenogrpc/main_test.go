@@ -127,3 +127,48 @@ func TestCommand(t *testing.T) {
 func with(base []string, extra ...string) []string {
 	return append(append([]string(nil), base...), extra...)
 }
+
+type captureDown time.Time
+
+func (c captureDown) CaptureState() (bool, time.Time) { return false, time.Time(c) }
+
+// TestWarnings: with a spoiled index file and capture down, stenogrpc
+// writes the rest of the result, says both on stderr and exits 1.
+func TestWarnings(t *testing.T) {
+	bin := build(t)
+	dir := t.TempDir()
+	st := servertest.StoreIn(t, dir, servertest.Layout{Packets: 1000, PerFile: 100, Step: 100 * time.Millisecond})
+	bad := st.Files(0)[1]
+	if err := os.WriteFile(filepath.Join(dir, "IDX0", bad.Name), bytes.Repeat([]byte{0xee}, 5000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	certs := servertest.Certs(t)
+	srv, err := rpc.New(rpc.Config{Addr: "127.0.0.1:0", CaCert: certs.CA, ServerCert: certs.Server.Cert, ServerKey: certs.Server.Key,
+		Store: st, Capture: captureDown(time.Now().Add(-time.Minute))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	servertest.Serve(t, srv)
+	out := filepath.Join(t.TempDir(), "out.pcap")
+	cmd := exec.Command(bin, "--server", srv.Addr().String(), "--ca", certs.CA, "--cert", certs.Client.Cert, "--key", certs.Client.Key,
+		"--out", out, "after 3h ago")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err = cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Errorf("exit %v, want 1; stderr %s", err, stderr.String())
+	}
+	for _, want := range []string{"warning: capture is down since ", "1 file(s) could not be read", bad.Name} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
+		}
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(servertest.Packets(t, data)); n != 950 {
+		t.Errorf("%d packets written, want the 950 of the readable files", n)
+	}
+}
