@@ -24,10 +24,12 @@ struct PcapCloser {
 };
 
 // BlockPool hands out O_DIRECT-aligned blocks; a block comes back when its
-// write completed.
+// write completed. The kernel reads a block until its write completes and
+// the completion gives it back here, so the pool drains the writer before
+// it frees its blocks, on every way out of the import.
 class BlockPool {
  public:
-  BlockPool(size_t block_size, int count) {
+  BlockPool(BlockWriter* writer, size_t block_size, int count) : writer_(writer) {
     for (int i = 0; i < count; ++i) {
       void* p = nullptr;
       CHECK(posix_memalign(&p, 4096, block_size) == 0) << "out of memory for import blocks";
@@ -42,8 +44,12 @@ class BlockPool {
     return b;
   }
   void Give(uint8_t* b) { free_.push_back(b); }
+  ~BlockPool() { writer_->Drain(); }
+  BlockPool(const BlockPool&) = delete;
+  BlockPool& operator=(const BlockPool&) = delete;
 
  private:
+  BlockWriter* const writer_;
   std::vector<AlignedBlock> all_;
   std::vector<uint8_t*> free_;
 };
@@ -62,7 +68,7 @@ Status ImportPcap(const std::string& path, BlockWriter* writer, size_t block_siz
                            " is not Ethernet; only Ethernet captures can be imported");
   }
 
-  BlockPool pool(block_size, max_inflight + 1);
+  BlockPool pool(writer, block_size, max_inflight + 1);
   uint8_t* block = nullptr;
   std::unique_ptr<BlockBuilder> builder;
   uint64_t seq = 0;

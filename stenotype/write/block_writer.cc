@@ -18,6 +18,7 @@ BlockWriter::BlockWriter(WriterOptions options, IndexThread* index_thread)
     : opts_(std::move(options)), index_thread_(index_thread) {}
 
 BlockWriter::~BlockWriter() {
+  CHECK(pending_.empty()) << "BlockWriter of " << opts_.packet_dir << " destroyed with writes in flight";
   if (ctx_ != nullptr) io_destroy(ctx_);
   if (fd_ >= 0) close(fd_);
 }
@@ -34,20 +35,45 @@ bool BlockWriter::NeedsRotation(int64_t now_usec) const {
   return now_usec - opened_usec_ >= opts_.file_age_usec;
 }
 
+bool BlockWriter::NameTaken(int64_t name) const {
+  std::string n = std::to_string(name);
+  FileSystem* fs = opts_.fs;
+  if (fs->Exists(opts_.packet_dir + "/" + n) || fs->Exists(opts_.packet_dir + "/." + n)) return true;
+  if (index_thread_ == nullptr) return false;
+  const std::string& idx = index_thread_->dir();
+  return fs->Exists(idx + "/" + n) || fs->Exists(idx + "/." + n);
+}
+
+// kMaxNameTries bounds the search for a free name: a million consecutive
+// taken microseconds means something else is wrong.
+constexpr int kMaxNameTries = 1 << 20;
+
 Status BlockWriter::Rotate(int64_t name_usec) {
   Status finished = FinishFile();
   if (!finished.ok()) LOG_ERROR << finished.ToString();
-  int64_t name = std::max(name_usec, last_name_ + 1);
-  std::string n = std::to_string(name);
-  std::string hidden = opts_.packet_dir + "/." + n;
-  int fd = open(hidden.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_DIRECT | O_CLOEXEC, 0640);
-  if (fd < 0) return Status::FromErrno(errno, "open", hidden);
+  const int64_t wanted = std::max(name_usec, last_name_ + 1);
+  int64_t name = wanted;
+  int fd = -1;
+  std::string hidden;
+  for (int tries = 0; fd < 0; ++tries, ++name) {
+    if (tries == kMaxNameTries)
+      return Status::IOError("no free file name in " + opts_.packet_dir + " from " + std::to_string(wanted));
+    if (NameTaken(name)) continue;
+    hidden = opts_.packet_dir + "/." + std::to_string(name);
+    fd = open(hidden.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_DIRECT | O_CLOEXEC, kFileMode);
+    if (fd < 0 && errno != EEXIST) return Status::FromErrno(errno, "open", hidden);
+  }
+  --name;  // the loop moved past the name it took
+  if (name != wanted)
+    LOG_INFO << "file name " << wanted << " is taken in " << opts_.packet_dir << " or its index directory: writing "
+             << hidden << " instead";
   if (opts_.preallocate > 0) {
     if (int err = posix_fallocate(fd, 0, static_cast<off_t>(opts_.preallocate)); err != 0)
       LOG_ERROR << Status::FromErrno(err, "fallocate", hidden).ToString();
   }
   fd_ = fd;
-  name_ = n;
+  name_ = std::to_string(name);
+  name_usec_ = name;
   last_name_ = name;
   opened_usec_ = name_usec;
   offset_ = 0;
@@ -121,12 +147,31 @@ void BlockWriter::ReapAtLeast(long min) {
   }
 }
 
+Status BlockWriter::Publish(const std::string& hidden, int64_t* name) {
+  for (int tries = 0; tries < kMaxNameTries; ++tries, ++*name) {
+    // The name was free when the file was opened; something may have taken
+    // it since (a race no check can close): then move on, never replace.
+    if (tries > 0 && NameTaken(*name)) continue;
+    std::string visible = opts_.packet_dir + "/" + std::to_string(*name);
+    Status s = opts_.fs->RenameNoReplace(hidden, visible);
+    if (s.code() != Status::kAlreadyExists) {
+      if (s.ok() && tries > 0) LOG_INFO << "name taken while writing: " << hidden << " renamed to " << visible;
+      last_name_ = std::max(last_name_, *name);
+      return s;
+    }
+  }
+  return Status::IOError("no free name to rename " + hidden + " to");
+}
+
+void BlockWriter::Drain() {
+  while (!pending_.empty()) ReapAtLeast(1);
+}
+
 Status BlockWriter::FinishFile() {
   if (name_.empty()) return Status::OK();
-  while (!pending_.empty()) ReapAtLeast(1);
+  Drain();
   std::string hidden = opts_.packet_dir + "/." + name_;
-  std::string visible = opts_.packet_dir + "/" + name_;
-  std::string name = name_;
+  int64_t name = name_usec_;
   name_.clear();
   uint64_t size = std::min(offset_, bad_offset_);
   Status s;
@@ -136,17 +181,18 @@ Status BlockWriter::FinishFile() {
   if (s.ok() && fdatasync(fd_) != 0) s = Status::FromErrno(errno, "fdatasync", hidden);
   if (close(fd_) != 0 && s.ok()) s = Status::FromErrno(errno, "close", hidden);
   fd_ = -1;
-  if (s.ok() && rename(hidden.c_str(), visible.c_str()) != 0) s = Status::FromErrno(errno, "rename", hidden);
+  if (s.ok()) s = Publish(hidden, &name);
   if (!s.ok()) {
     // The packets are not durable: never index them.
-    unlink(hidden.c_str());
+    if (Status r = opts_.fs->Remove(hidden); !r.ok()) LOG_ERROR << r.ToString();
     index_.reset();
     return s;
   }
+  std::string visible = opts_.packet_dir + "/" + std::to_string(name);
   LOG_V1 << "finished " << visible << " (" << size << " bytes)";
   if (index_ != nullptr && index_thread_ != nullptr) {
     if (bad_offset_ != UINT64_MAX) index_->DropFrom(static_cast<uint32_t>(std::min<uint64_t>(size, UINT32_MAX)));
-    index_thread_->Push(std::move(index_), name);
+    index_thread_->Push(std::move(index_), std::to_string(name), visible);
   }
   index_.reset();
   return Status::OK();
@@ -154,7 +200,7 @@ Status BlockWriter::FinishFile() {
 
 Status BlockWriter::Close() {
   Status s = FinishFile();
-  while (!pending_.empty()) ReapAtLeast(1);
+  Drain();
   return s;
 }
 

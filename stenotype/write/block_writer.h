@@ -7,7 +7,14 @@
 //   Index of that file  --IndexThread-->  IDX/.1700000000000000  -->  IDX/1700000000000000
 //
 // The caller owns each block's memory until the block's done callback runs
-// (for a ring block: the block goes back to the kernel only then).
+// (for a ring block: the block goes back to the kernel only then), and must
+// keep it, and whatever done uses, alive until then: Drain() or Close()
+// before freeing them.
+//
+// Names are never reused: a file is named after its first packet's time
+// (or the clock), moved on by 1 µs while that name, hidden or visible, is
+// taken in the packet or the index directory; creation is O_EXCL and the
+// final rename never replaces (base/file.h).
 //
 // Write errors are values, not aborts: the first failed write of a file
 // marks it; later blocks of that file are dropped (counted, released), and
@@ -27,6 +34,7 @@
 #include <memory>
 #include <string>
 
+#include "base/file.h"
 #include "base/status.h"
 #include "index/index.h"
 #include "write/index_thread.h"
@@ -41,6 +49,7 @@ struct WriterOptions {
   int64_t file_age_usec = 60 * 1000000ll;  // --fileage_sec
   uint64_t preallocate = 0;       // --preallocate_file_mb in bytes
   bool index = true;              // false with --no_index
+  FileSystem* fs = PosixFileSystem();
 };
 
 struct WriterStats {
@@ -54,7 +63,7 @@ class BlockWriter {
  public:
   // index_thread may be null when options.index is false.
   BlockWriter(WriterOptions options, IndexThread* index_thread);
-  ~BlockWriter();  // REQUIRES: Close() was called.
+  ~BlockWriter();  // REQUIRES: no write in flight (Close() or Drain() was called).
   BlockWriter(const BlockWriter&) = delete;
   BlockWriter& operator=(const BlockWriter&) = delete;
 
@@ -84,6 +93,9 @@ class BlockWriter {
   // Reap handles finished writes; with wait, blocks until at least one.
   void Reap(bool wait);
 
+  // Drain waits for every write in flight and runs their done callbacks.
+  void Drain();
+
   // Close finishes the current file and waits for every write.
   Status Close();
 
@@ -96,6 +108,12 @@ class BlockWriter {
     uint64_t offset;
   };
   Status FinishFile();
+  // NameTaken reports whether name exists, hidden or visible, in the packet
+  // or the index directory.
+  bool NameTaken(int64_t name) const;
+  // Publish renames the finished hidden file to the first free name from
+  // *name on, updating *name.
+  Status Publish(const std::string& hidden, int64_t* name);
   void ReapAtLeast(long min);
 
   const WriterOptions opts_;
@@ -103,6 +121,7 @@ class BlockWriter {
   io_context_t ctx_ = nullptr;
   int fd_ = -1;
   std::string name_;      // current file's name, "" when none
+  int64_t name_usec_ = 0;  // name_ as a number
   int64_t opened_usec_ = 0;
   int64_t last_name_ = 0;
   uint64_t offset_ = 0;   // bytes submitted to the current file
