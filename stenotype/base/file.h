@@ -1,6 +1,8 @@
 // FileSystem is the small set of file operations the write path needs,
 // behind an interface so that tests can inject faults (a full disk, a
-// failing sync or rename) without root, as LevelDB's Env does.
+// failing sync or rename) without root, as LevelDB's Env does: packet files
+// (asynchronous O_DIRECT block writes), index files (a LevelDB
+// WritableFile), renames that never replace, existence checks, removal.
 //
 // Every file stenotype writes is created mode 0640: the packet and index
 // files list every address seen, so only the owner and the access group
@@ -16,9 +18,11 @@
 #define STENOTYPE_BASE_FILE_H_
 
 #include <leveldb/env.h>
+#include <stdint.h>
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "base/status.h"
 
@@ -26,9 +30,41 @@ namespace steno {
 
 constexpr int kFileMode = 0640;
 
+// PacketFile is one packet file being written: whole blocks written
+// asynchronously at given offsets, then cut, synced and closed.
+// Not thread-safe.
+class PacketFile {
+ public:
+  struct Completion {
+    uint64_t tag;  // as given to Write
+    long result;   // bytes written, or -errno
+  };
+  virtual ~PacketFile() = default;
+
+  // Write starts writing n bytes of buf at offset. An error means the write
+  // did not start; otherwise its Completion comes from a later Reap, and
+  // buf must stay valid until then.
+  virtual Status Write(const uint8_t* buf, size_t n, uint64_t offset, uint64_t tag) = 0;
+
+  // Reap appends finished writes to out: at least min (waiting for them),
+  // at most max.
+  virtual Status Reap(int min, int max, std::vector<Completion>* out) = 0;
+
+  virtual Status Truncate(uint64_t size) = 0;
+  virtual Status Sync() = 0;  // the data (fdatasync)
+  // Close releases the file. REQUIRES: no write in flight.
+  virtual Status Close() = 0;
+};
+
 class FileSystem {
  public:
   virtual ~FileSystem() = default;
+
+  // NewPacketFile creates path for O_DIRECT writes of up to max_inflight
+  // blocks at a time; kAlreadyExists when path exists. With preallocate
+  // the space is reserved (a failure there is logged, not returned).
+  virtual Status NewPacketFile(const std::string& path, int max_inflight, uint64_t preallocate,
+                               std::unique_ptr<PacketFile>* out) = 0;
 
   // NewWritableFile creates path for a LevelDB TableBuilder. With exclusive
   // an existing path is an error (kAlreadyExists); otherwise it is

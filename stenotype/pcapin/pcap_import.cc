@@ -9,7 +9,6 @@
 
 #include "base/logging.h"
 #include "format/block_builder.h"
-#include "index/block_index.h"
 
 namespace steno {
 namespace {
@@ -74,22 +73,22 @@ Status ImportPcap(const std::string& path, BlockWriter* writer, size_t block_siz
   uint64_t seq = 0;
   int64_t block_first_usec = 0;
 
-  // Flush hands the block being built to the writer, rotating first when
-  // the file is full or older (in packet time) than the age limit.
+  // Flush hands the block being built to the writer, which rotates first
+  // when the file is full or older (in packet time) than the age limit.
   // An import, unlike a live capture, cannot go on without a file: the
   // first failure to open one ends it with that error.
   Status result;
   auto flush = [&]() {
     if (!builder || builder->empty()) return;
     builder->Finish();
-    if (writer->NeedsRotation(block_first_usec) && result.ok()) {
-      Status s = writer->Rotate(block_first_usec);
-      if (!s.ok()) result = s;
-    }
-    if (Index* idx = writer->index()) IndexBlock(block, block_size, writer->next_offset(), idx);
     uint8_t* b = block;
-    writer->Submit(b, [&pool, b] { pool.Give(b); });
-    stats->blocks++;
+    auto release = [&pool, b] { pool.Give(b); };
+    if (result.ok()) {
+      result = writer->Append(b, block_first_usec, release);
+      stats->blocks++;
+    } else {
+      release();
+    }
     builder.reset();
     block = nullptr;
   };

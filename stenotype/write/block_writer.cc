@@ -2,37 +2,48 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "base/logging.h"
 
 namespace steno {
+
+// kMaxNameTries bounds the search for a free name: a million consecutive
+// taken microseconds means something else is wrong.
+constexpr int kMaxNameTries = 1 << 20;
 
 BlockWriter::BlockWriter(WriterOptions options, IndexThread* index_thread)
     : opts_(std::move(options)), index_thread_(index_thread) {}
 
 BlockWriter::~BlockWriter() {
   CHECK(pending_.empty()) << "BlockWriter of " << opts_.packet_dir << " destroyed with writes in flight";
-  if (ctx_ != nullptr) io_destroy(ctx_);
-  if (fd_ >= 0) close(fd_);
 }
 
-Status BlockWriter::Start() {
-  int r = io_setup(opts_.max_inflight, &ctx_);
-  if (r < 0) return Status::FromErrno(-r, "io_setup", opts_.packet_dir);
-  return Status::OK();
+Status BlockWriter::Append(const uint8_t* block, int64_t now_usec, std::function<void()> release,
+                           BlockCounts* counts, std::string* parse_error) {
+  Status s = RotateIfDue(now_usec);
+  BlockCounts n = IndexBlock(block, opts_.block_size, offset_, index_.get(), parse_error);
+  if (counts != nullptr) *counts = n;
+  Submit(block, std::move(release));
+  return s;
 }
 
 bool BlockWriter::NeedsRotation(int64_t now_usec) const {
-  if (name_.empty()) return true;
+  if (file_ == nullptr) return true;
   if (offset_ > 0 && offset_ + opts_.block_size > opts_.file_size) return true;
   return now_usec - opened_usec_ >= opts_.file_age_usec;
+}
+
+Status BlockWriter::RotateIfDue(int64_t now_usec) {
+  if (!NeedsRotation(now_usec)) return Status::OK();
+  if (Status s = FinishFile(); !s.ok()) LOG_ERROR << s.ToString();
+  return Open(now_usec);
 }
 
 bool BlockWriter::NameTaken(int64_t name) const {
@@ -44,73 +55,56 @@ bool BlockWriter::NameTaken(int64_t name) const {
   return fs->Exists(idx + "/" + n) || fs->Exists(idx + "/." + n);
 }
 
-// kMaxNameTries bounds the search for a free name: a million consecutive
-// taken microseconds means something else is wrong.
-constexpr int kMaxNameTries = 1 << 20;
-
-Status BlockWriter::Rotate(int64_t name_usec) {
-  Status finished = FinishFile();
-  if (!finished.ok()) LOG_ERROR << finished.ToString();
+Status BlockWriter::Open(int64_t name_usec) {
   const int64_t wanted = std::max(name_usec, last_name_ + 1);
-  int64_t name = wanted;
-  int fd = -1;
-  std::string hidden;
-  for (int tries = 0; fd < 0; ++tries, ++name) {
-    if (tries == kMaxNameTries)
-      return Status::IOError("no free file name in " + opts_.packet_dir + " from " + std::to_string(wanted));
+  for (int64_t name = wanted; name - wanted < kMaxNameTries; ++name) {
     if (NameTaken(name)) continue;
-    hidden = opts_.packet_dir + "/." + std::to_string(name);
-    fd = open(hidden.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_DIRECT | O_CLOEXEC, kFileMode);
-    if (fd < 0 && errno != EEXIST) return Status::FromErrno(errno, "open", hidden);
+    std::string hidden = opts_.packet_dir + "/." + std::to_string(name);
+    Status s = opts_.fs->NewPacketFile(hidden, opts_.max_inflight, opts_.preallocate, &file_);
+    if (s.code() == Status::kAlreadyExists) continue;  // taken since NameTaken looked
+    if (!s.ok()) return s;
+    if (name != wanted)
+      LOG_INFO << "file name " << wanted << " is taken in " << opts_.packet_dir
+               << " or its index directory: writing " << hidden << " instead";
+    hidden_ = hidden;
+    name_ = last_name_ = name;
+    opened_usec_ = name_usec;
+    offset_ = 0;
+    status_ = Status::OK();
+    bad_offset_ = UINT64_MAX;
+    index_ = opts_.index ? std::make_unique<Index>() : nullptr;
+    stats_.files++;
+    LOG_V1 << "opened " << hidden;
+    return Status::OK();
   }
-  --name;  // the loop moved past the name it took
-  if (name != wanted)
-    LOG_INFO << "file name " << wanted << " is taken in " << opts_.packet_dir << " or its index directory: writing "
-             << hidden << " instead";
-  if (opts_.preallocate > 0) {
-    if (int err = posix_fallocate(fd, 0, static_cast<off_t>(opts_.preallocate)); err != 0)
-      LOG_ERROR << Status::FromErrno(err, "fallocate", hidden).ToString();
-  }
-  fd_ = fd;
-  name_ = std::to_string(name);
-  name_usec_ = name;
-  last_name_ = name;
-  opened_usec_ = name_usec;
-  offset_ = 0;
-  bad_offset_ = UINT64_MAX;
-  index_ = opts_.index ? std::make_unique<Index>() : nullptr;
-  stats_.files++;
-  LOG_V1 << "opened " << hidden;
-  return Status::OK();
+  return Status::IOError("no free file name in " + opts_.packet_dir + " from " + std::to_string(wanted));
 }
 
-void BlockWriter::Submit(const uint8_t* block, std::function<void()> done) {
-  if (fd_ < 0 || bad_offset_ != UINT64_MAX) {
+void BlockWriter::Submit(const uint8_t* block, std::function<void()> release) {
+  if (file_ == nullptr || !status_.ok()) {
     // No file, or this file already failed: drop the block, keep capturing.
     stats_.blocks_dropped++;
-    done();
+    release();
     return;
   }
   while (pending_.size() >= static_cast<size_t>(opts_.max_inflight)) ReapAtLeast(1);
-  Pending p;
-  p.cb = std::make_unique<struct iocb>();
-  p.done = std::move(done);
-  p.offset = offset_;
-  // libaio's prep takes a non-const buffer for both directions.
-  io_prep_pwrite(p.cb.get(), fd_, const_cast<uint8_t*>(block), opts_.block_size, static_cast<long long>(offset_));
-  struct iocb* cbs[1] = {p.cb.get()};
-  int r = io_submit(ctx_, 1, cbs);
-  if (r != 1) {
-    Status s = Status::FromErrno(r < 0 ? -r : EAGAIN, "io_submit", opts_.packet_dir + "/." + name_);
-    LOG_ERROR << s.ToString();
-    bad_offset_ = std::min(bad_offset_, offset_);
+  uint64_t tag = next_tag_++;
+  Status s = file_->Write(block, opts_.block_size, offset_, tag);
+  if (s.ok()) {
+    pending_.push_back(Pending{tag, offset_, std::move(release)});
+  } else {
+    Fail(s, offset_);
     stats_.blocks_dropped++;
-    p.done();
-    offset_ += opts_.block_size;
-    return;
+    release();
   }
   offset_ += opts_.block_size;
-  pending_.push_back(std::move(p));
+}
+
+void BlockWriter::Fail(const Status& s, uint64_t offset) {
+  // One line per file: a full disk fails every block that follows.
+  if (status_.ok()) LOG_ERROR << s.ToString() << "; dropping this file's later blocks";
+  if (status_.ok()) status_ = s;
+  bad_offset_ = std::min(bad_offset_, offset);
 }
 
 void BlockWriter::Reap(bool wait) {
@@ -118,33 +112,31 @@ void BlockWriter::Reap(bool wait) {
   ReapAtLeast(wait ? 1 : 0);
 }
 
-void BlockWriter::ReapAtLeast(long min) {
-  struct io_event events[64];
-  struct timespec zero = {0, 0};
-  int n = io_getevents(ctx_, min, 64, events, min > 0 ? nullptr : &zero);
-  if (n < 0) {
-    if (n != -EINTR) LOG_ERROR << Status::FromErrno(-n, "io_getevents", opts_.packet_dir).ToString();
-    return;
-  }
-  for (int i = 0; i < n; ++i) {
-    auto it = std::find_if(pending_.begin(), pending_.end(),
-                           [&](const Pending& p) { return p.cb.get() == events[i].obj; });
-    CHECK(it != pending_.end()) << "completion for an unknown write";
-    long res = static_cast<long>(events[i].res);
-    if (res != static_cast<long>(opts_.block_size)) {
-      int err = res < 0 ? static_cast<int>(-res) : ENOSPC;  // a short write means the disk is full
-      LOG_ERROR << Status::FromErrno(err, "write block at offset " + std::to_string(it->offset) + " of",
-                                     opts_.packet_dir + "/." + name_)
-                       .ToString();
-      bad_offset_ = std::min(bad_offset_, it->offset);
+void BlockWriter::ReapAtLeast(int min) {
+  std::vector<PacketFile::Completion> done;
+  Status s = file_->Reap(min, opts_.max_inflight, &done);
+  // io_getevents fails only on a bad context or arguments: a bug, and
+  // going on would spin with blocks never coming back.
+  CHECK(s.ok()) << s.ToString();
+  for (const PacketFile::Completion& c : done) {
+    auto it = std::find_if(pending_.begin(), pending_.end(), [&](const Pending& p) { return p.tag == c.tag; });
+    CHECK(it != pending_.end()) << "completion for an unknown write to " << hidden_;
+    if (c.result != static_cast<long>(opts_.block_size)) {
+      int err = c.result < 0 ? static_cast<int>(-c.result) : ENOSPC;  // a short write means the disk is full
+      Fail(Status::FromErrno(err, "write block at offset " + std::to_string(it->offset) + " of", hidden_),
+           it->offset);
       stats_.blocks_dropped++;
     } else {
       stats_.blocks_written++;
       stats_.bytes_written += opts_.block_size;
     }
-    it->done();
+    it->release();
     pending_.erase(it);
   }
+}
+
+void BlockWriter::Drain() {
+  while (!pending_.empty()) ReapAtLeast(1);
 }
 
 Status BlockWriter::Publish(const std::string& hidden, int64_t* name) {
@@ -163,32 +155,28 @@ Status BlockWriter::Publish(const std::string& hidden, int64_t* name) {
   return Status::IOError("no free name to rename " + hidden + " to");
 }
 
-void BlockWriter::Drain() {
-  while (!pending_.empty()) ReapAtLeast(1);
-}
-
 Status BlockWriter::FinishFile() {
-  if (name_.empty()) return Status::OK();
+  if (file_ == nullptr) return Status::OK();
   Drain();
-  std::string hidden = opts_.packet_dir + "/." + name_;
-  int64_t name = name_usec_;
-  name_.clear();
   uint64_t size = std::min(offset_, bad_offset_);
   Status s;
   // Cut preallocated space and anything at or after a failed write.
-  if ((opts_.preallocate > 0 || bad_offset_ != UINT64_MAX) && ftruncate(fd_, static_cast<off_t>(size)) != 0)
-    s = Status::FromErrno(errno, "ftruncate", hidden);
-  if (s.ok() && fdatasync(fd_) != 0) s = Status::FromErrno(errno, "fdatasync", hidden);
-  if (close(fd_) != 0 && s.ok()) s = Status::FromErrno(errno, "close", hidden);
-  fd_ = -1;
-  if (s.ok()) s = Publish(hidden, &name);
+  if (opts_.preallocate > 0 || bad_offset_ != UINT64_MAX) s = file_->Truncate(size);
+  if (s.ok()) s = file_->Sync();
+  Status closed = file_->Close();
+  if (s.ok()) s = closed;
+  file_.reset();
+  int64_t name = name_;
+  if (s.ok()) s = Publish(hidden_, &name);
   if (!s.ok()) {
     // The packets are not durable: never index them.
-    if (Status r = opts_.fs->Remove(hidden); !r.ok()) LOG_ERROR << r.ToString();
+    if (Status r = opts_.fs->Remove(hidden_); !r.ok()) LOG_ERROR << r.ToString();
+    LOG_ERROR << hidden_ << " removed, not indexed: its packets may not be on disk";
     index_.reset();
     return s;
   }
   std::string visible = opts_.packet_dir + "/" + std::to_string(name);
+  if (!status_.ok()) LOG_ERROR << visible << " cut to " << size << " bytes after a failed write";
   LOG_V1 << "finished " << visible << " (" << size << " bytes)";
   if (index_ != nullptr && index_thread_ != nullptr) {
     if (bad_offset_ != UINT64_MAX) index_->DropFrom(static_cast<uint32_t>(std::min<uint64_t>(size, UINT32_MAX)));
@@ -198,11 +186,7 @@ Status BlockWriter::FinishFile() {
   return Status::OK();
 }
 
-Status BlockWriter::Close() {
-  Status s = FinishFile();
-  Drain();
-  return s;
-}
+Status BlockWriter::Close() { return FinishFile(); }
 
 Status ProbeDirectIO(const std::string& dir, size_t block_size) {
   struct stat st;

@@ -75,12 +75,7 @@ void WriteBlocks(BlockWriter* w, int n, int64_t start_usec, int64_t step_usec, i
   std::vector<std::unique_ptr<uint8_t, AlignedFree>> blocks;
   for (int i = 0; i < n; ++i) blocks.push_back(MakeBlock(10, 1000 + i));
   for (int i = 0; i < n; ++i) {
-    int64_t now = start_usec + i * step_usec;
-    if (w->NeedsRotation(now)) {
-      ASSERT_TRUE(w->Rotate(now).ok());
-    }
-    if (w->index() != nullptr) IndexBlock(blocks[i].get(), kBlock, w->next_offset(), w->index());
-    w->Submit(blocks[i].get(), [released] { ++*released; });
+    ASSERT_TRUE(w->Append(blocks[i].get(), start_usec + i * step_usec, [released] { ++*released; }).ok());
     w->Reap(false);
   }
   ASSERT_TRUE(w->Close().ok());
@@ -94,7 +89,6 @@ TEST(BlockWriter, RotatesBySizeAndRenames) {
   o.max_inflight = 3;
   o.file_size = 4 * kBlock;
   BlockWriter w(o, &idx);
-  ASSERT_TRUE(w.Start().ok());
   int released = 0;
   WriteBlocks(&w, 10, 1700000000000000, 1, &released);
   idx.Stop();
@@ -118,7 +112,6 @@ TEST(BlockWriter, RotatesByAgeWithIncreasingNames) {
   o.file_age_usec = 0;  // every block starts a new file
   o.preallocate = 16 * kBlock;
   BlockWriter w(o, &idx);
-  ASSERT_TRUE(w.Start().ok());
   int released = 0;
   WriteBlocks(&w, 3, 5, 0, &released);  // same clock value every time
   idx.Stop();
@@ -144,7 +137,6 @@ TEST(BlockWriter, DiskFullDropsBlocksAndKeepsGoing) {
   WriterOptions o = SmallBlocks(pkt);
   o.max_inflight = 1;
   BlockWriter w(o, &idx);
-  ASSERT_TRUE(w.Start().ok());
   int released = 0;
   WriteBlocks(&w, 20, 1, 1, &released);
   idx.Stop();
