@@ -83,6 +83,9 @@ Status BlockWriter::Open(int64_t name_usec) {
 void BlockWriter::Submit(const uint8_t* block, std::function<void()> release) {
   if (file_ == nullptr || !status_.ok()) {
     // No file, or this file already failed: drop the block, keep capturing.
+    // A failed file still counts the block toward its size, so it rotates
+    // when it would have, and the next file may find space freed.
+    if (file_ != nullptr) offset_ += opts_.block_size;
     stats_.blocks_dropped++;
     release();
     return;

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stenographer-ng/stenographer/tests/internal/gen"
 	"github.com/stenographer-ng/stenographer/tests/internal/oracle"
 	"github.com/stenographer-ng/stenographer/tests/internal/pcapfile"
 	"github.com/stenographer-ng/stenographer/tests/internal/steno"
@@ -142,15 +141,7 @@ func checkReindex(t *testing.T, st *steno.Stored, blocksizeKB int) {
 // indexer handles, hand-written keys): runs without the shared corpus.
 func TestImportGenerated(t *testing.T) {
 	testenv.RequireRoot(t)
-	path := filepath.Join(readableDir(t), "generated.pcap")
-	cases, err := gen.WritePcap(path, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	orig, err := pcapfile.Read(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	path, cases, orig := generatedPcap(t)
 	for _, bs := range []int{1024, 4} {
 		t.Run(fmt.Sprintf("blocksize_kb=%d", bs), func(t *testing.T) {
 			dir := importPcap(t, path, fmt.Sprintf("--blocksize_kb=%d", bs))
@@ -298,14 +289,7 @@ func TestTcpdumpAgreesWithOracleTSV(t *testing.T) {
 // exit status; it must never exit 0 without having written the data.
 func TestImportDirectories(t *testing.T) {
 	testenv.RequireRoot(t)
-	pcap := filepath.Join(readableDir(t), "generated.pcap")
-	if _, err := gen.WritePcap(pcap, false); err != nil {
-		t.Fatal(err)
-	}
-	orig, err := pcapfile.Read(pcap)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pcap, _, orig := generatedPcap(t)
 	t.Run("creates PKT0 and IDX0 it can write", func(t *testing.T) {
 		dir := testenv.OutputDir(t, 0) // nobody's, empty
 		r := testenv.Run(importTimeout, testenv.Stenotype(t), "--pcap_in="+pcap, "--dir="+dir)
@@ -351,10 +335,7 @@ func TestImportDirectories(t *testing.T) {
 // both imports' packets are stored and every key is indexed twice.
 func TestImportTwice(t *testing.T) {
 	testenv.RequireRoot(t)
-	generated := filepath.Join(readableDir(t), "generated.pcap")
-	if _, err := gen.WritePcap(generated, false); err != nil {
-		t.Fatal(err)
-	}
+	generated, _, _ := generatedPcap(t)
 	cases := []struct {
 		name  string
 		pcap  func(t *testing.T) string

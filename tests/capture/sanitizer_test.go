@@ -5,7 +5,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/stenographer-ng/stenographer/tests/internal/gen"
 	"github.com/stenographer-ng/stenographer/tests/internal/pcapfile"
 	"github.com/stenographer-ng/stenographer/tests/internal/testenv"
 )
@@ -19,14 +18,7 @@ func TestSanitizers(t *testing.T) {
 	testenv.RequireRoot(t)
 	bin := asanStenotype(t)
 	t.Run("import generated", func(t *testing.T) {
-		path := filepath.Join(readableDir(t), "generated.pcap")
-		if _, err := gen.WritePcap(path, false); err != nil {
-			t.Fatal(err)
-		}
-		orig, err := pcapfile.Read(path)
-		if err != nil {
-			t.Fatal(err)
-		}
+		path, _, orig := generatedPcap(t)
 		for _, bs := range []int{1024, 4} {
 			dir := testenv.OutputDir(t, 1)
 			importInto(t, bin, dir, path, fmt.Sprintf("--blocksize_kb=%d", bs), "--aiops=4", "--fileage_sec=1")
