@@ -93,14 +93,17 @@ int Import(const Options& o, std::atomic<bool>* stop, SignalWatcher* signals) {
   WriterOptions wo = MakeWriterOptions(o, 0);
   IndexThread index_thread(o.dir + "/IDX0", o.index_nicelevel);
   BlockWriter writer(wo, &index_thread);
+  Status s = writer.Start();
   ImportStats stats;
-  std::atomic<bool> done{false};
-  std::thread sig([&] {
-    while (!done.load()) signals->Poll(10);
-  });
-  Status s = ImportPcap(o.pcap_in, &writer, wo.block_size, o.aiops, stop, &stats);
-  done = true;
-  sig.join();
+  if (s.ok()) {
+    std::atomic<bool> done{false};
+    std::thread sig([&] {
+      while (!done.load()) signals->Poll(10);
+    });
+    s = ImportPcap(o.pcap_in, &writer, wo.block_size, o.aiops, stop, &stats);
+    done = true;
+    sig.join();
+  }
   Status c = writer.Close();
   index_thread.Stop();
   PrintStats(0, stats.packets, stats.bytes, 0, stats.blocks, writer.stats().files, 0);

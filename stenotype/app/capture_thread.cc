@@ -23,6 +23,7 @@ CaptureThread::CaptureThread(int id, std::unique_ptr<Ring> ring, std::unique_ptr
       block_timeout_ms_(block_timeout_ms) {}
 
 Status CaptureThread::Run(const std::atomic<bool>* stop, std::atomic<int64_t>* remaining) {
+  RETURN_IF_ERROR(writer_->Start());
   Ring* ring = ring_.get();
   // After a stop request keep taking blocks for one block timeout: the
   // kernel then retires the block it was filling, so a clean stop loses

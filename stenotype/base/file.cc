@@ -79,9 +79,24 @@ class FdFile : public leveldb::WritableFile {
 // capture), no copy.
 class AioFile : public PacketFile {
  public:
-  AioFile(int fd, io_context_t ctx, int max_inflight, std::string path)
-      : fd_(fd), ctx_(ctx), path_(std::move(path)), events_(static_cast<size_t>(max_inflight)) {}
-  ~AioFile() override { Close(); }
+  AioFile(io_context_t ctx, int max_inflight) : ctx_(ctx), events_(static_cast<size_t>(max_inflight)) {}
+  ~AioFile() override {
+    if (Status s = Close(); !s.ok()) LOG_ERROR << s.ToString();
+    if (int r = io_destroy(ctx_); r < 0) LOG_ERROR << Status::FromErrno(-r, "io_destroy for", path_).ToString();
+  }
+
+  Status Open(const std::string& path, uint64_t preallocate) override {
+    CHECK(fd_ < 0) << "opening " << path << " while " << path_ << " is open";
+    int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_DIRECT | O_CLOEXEC, kFileMode);
+    if (fd < 0) return Status::FromErrno(errno, "open", path);
+    if (preallocate > 0) {
+      if (int err = posix_fallocate(fd, 0, static_cast<off_t>(preallocate)); err != 0)
+        LOG_ERROR << Status::FromErrno(err, "fallocate", path).ToString();
+    }
+    fd_ = fd;
+    path_ = path;
+    return Status::OK();
+  }
 
   Status Write(const uint8_t* buf, size_t n, uint64_t offset, uint64_t tag) override {
     auto cb = std::make_unique<struct iocb>();
@@ -129,37 +144,25 @@ class AioFile : public PacketFile {
     if (fd_ < 0) return Status::OK();
     CHECK(inflight_.empty()) << path_ << " closed with " << inflight_.size() << " writes in flight";
     Status s;
-    if (int r = io_destroy(ctx_); r < 0) s = Status::FromErrno(-r, "io_destroy", path_);
-    if (close(fd_) != 0 && s.ok()) s = Status::FromErrno(errno, "close", path_);
+    if (close(fd_) != 0) s = Status::FromErrno(errno, "close", path_);
     fd_ = -1;
     return s;
   }
 
  private:
-  int fd_;
-  io_context_t ctx_;
-  const std::string path_;
+  const io_context_t ctx_;
+  int fd_ = -1;
+  std::string path_;  // the open (or last) file, for messages
   std::vector<std::unique_ptr<struct iocb>> inflight_;  // the kernel holds pointers to these
   std::vector<struct io_event> events_;
 };
 
 class Posix : public FileSystem {
  public:
-  Status NewPacketFile(const std::string& path, int max_inflight, uint64_t preallocate,
-                       std::unique_ptr<PacketFile>* out) override {
+  Status NewPacketFile(int max_inflight, std::unique_ptr<PacketFile>* out) override {
     io_context_t ctx = nullptr;
-    if (int r = io_setup(max_inflight, &ctx); r < 0) return Status::FromErrno(-r, "io_setup for", path);
-    int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_DIRECT | O_CLOEXEC, kFileMode);
-    if (fd < 0) {
-      Status s = Status::FromErrno(errno, "open", path);
-      if (int r = io_destroy(ctx); r < 0) LOG_ERROR << Status::FromErrno(-r, "io_destroy for", path).ToString();
-      return s;
-    }
-    if (preallocate > 0) {
-      if (int err = posix_fallocate(fd, 0, static_cast<off_t>(preallocate)); err != 0)
-        LOG_ERROR << Status::FromErrno(err, "fallocate", path).ToString();
-    }
-    *out = std::make_unique<AioFile>(fd, ctx, max_inflight, path);
+    if (int r = io_setup(max_inflight, &ctx); r < 0) return Status::FromErrno(-r, "io_setup", "");
+    *out = std::make_unique<AioFile>(ctx, max_inflight);
     return Status::OK();
   }
 

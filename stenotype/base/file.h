@@ -30,8 +30,11 @@ namespace steno {
 
 constexpr int kFileMode = 0640;
 
-// PacketFile is one packet file being written: whole blocks written
-// asynchronously at given offsets, then cut, synced and closed.
+// PacketFile writes packet files, one at a time: whole blocks written
+// asynchronously at given offsets, then cut, synced and closed, and the
+// next file opened. The asynchronous I/O context lives as long as the
+// object: tearing one down (io_destroy) takes about 30 ms, a stall the
+// capture thread must not take at every rotation.
 // Not thread-safe.
 class PacketFile {
  public:
@@ -40,6 +43,11 @@ class PacketFile {
     long result;   // bytes written, or -errno
   };
   virtual ~PacketFile() = default;
+
+  // Open creates path for O_DIRECT writes, mode 0640; kAlreadyExists when
+  // path exists. With preallocate the space is reserved (a failure there is
+  // logged, not returned). REQUIRES: no file open.
+  virtual Status Open(const std::string& path, uint64_t preallocate) = 0;
 
   // Write starts writing n bytes of buf at offset. An error means the write
   // did not start; otherwise its Completion comes from a later Reap, and
@@ -52,7 +60,7 @@ class PacketFile {
 
   virtual Status Truncate(uint64_t size) = 0;
   virtual Status Sync() = 0;  // the data (fdatasync)
-  // Close releases the file. REQUIRES: no write in flight.
+  // Close closes the open file. REQUIRES: no write in flight.
   virtual Status Close() = 0;
 };
 
@@ -60,11 +68,9 @@ class FileSystem {
  public:
   virtual ~FileSystem() = default;
 
-  // NewPacketFile creates path for O_DIRECT writes of up to max_inflight
-  // blocks at a time; kAlreadyExists when path exists. With preallocate
-  // the space is reserved (a failure there is logged, not returned).
-  virtual Status NewPacketFile(const std::string& path, int max_inflight, uint64_t preallocate,
-                               std::unique_ptr<PacketFile>* out) = 0;
+  // NewPacketFile sets up a PacketFile for up to max_inflight writes at a
+  // time.
+  virtual Status NewPacketFile(int max_inflight, std::unique_ptr<PacketFile>* out) = 0;
 
   // NewWritableFile creates path for a LevelDB TableBuilder. With exclusive
   // an existing path is an error (kAlreadyExists); otherwise it is

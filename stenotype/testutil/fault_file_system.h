@@ -40,6 +40,8 @@ class FaultPacketFile : public PacketFile {
  public:
   FaultPacketFile(std::unique_ptr<PacketFile> base, Faults* f) : base_(std::move(base)), f_(f) {}
 
+  Status Open(const std::string& path, uint64_t preallocate) override { return base_->Open(path, preallocate); }
+
   Status Write(const uint8_t* buf, size_t n, uint64_t offset, uint64_t tag) override {
     if (offset >= f_->submit_fail_offset) return Status::FromErrno(EAGAIN, "io_submit", "(injected)");
     if (offset >= f_->write_fail_offset) {
@@ -115,10 +117,9 @@ class FaultFileSystem : public FileSystem {
  public:
   Faults faults;
 
-  Status NewPacketFile(const std::string& path, int max_inflight, uint64_t preallocate,
-                       std::unique_ptr<PacketFile>* out) override {
+  Status NewPacketFile(int max_inflight, std::unique_ptr<PacketFile>* out) override {
     std::unique_ptr<PacketFile> base;
-    Status s = base_->NewPacketFile(path, max_inflight, preallocate, &base);
+    Status s = base_->NewPacketFile(max_inflight, &base);
     if (s.ok()) *out = std::make_unique<FaultPacketFile>(std::move(base), &faults);
     return s;
   }

@@ -25,6 +25,8 @@ BlockWriter::~BlockWriter() {
   CHECK(pending_.empty()) << "BlockWriter of " << opts_.packet_dir << " destroyed with writes in flight";
 }
 
+Status BlockWriter::Start() { return opts_.fs->NewPacketFile(opts_.max_inflight, &file_); }
+
 Status BlockWriter::Append(const uint8_t* block, int64_t now_usec, std::function<void()> release,
                            BlockCounts* counts, std::string* parse_error) {
   Status s = RotateIfDue(now_usec);
@@ -35,7 +37,7 @@ Status BlockWriter::Append(const uint8_t* block, int64_t now_usec, std::function
 }
 
 bool BlockWriter::NeedsRotation(int64_t now_usec) const {
-  if (file_ == nullptr) return true;
+  if (!open_) return true;
   if (offset_ > 0 && offset_ + opts_.block_size > opts_.file_size) return true;
   return now_usec - opened_usec_ >= opts_.file_age_usec;
 }
@@ -56,16 +58,18 @@ bool BlockWriter::NameTaken(int64_t name) const {
 }
 
 Status BlockWriter::Open(int64_t name_usec) {
+  CHECK(file_ != nullptr) << "BlockWriter of " << opts_.packet_dir << " used before Start()";
   const int64_t wanted = std::max(name_usec, last_name_ + 1);
   for (int64_t name = wanted; name - wanted < kMaxNameTries; ++name) {
     if (NameTaken(name)) continue;
     std::string hidden = opts_.packet_dir + "/." + std::to_string(name);
-    Status s = opts_.fs->NewPacketFile(hidden, opts_.max_inflight, opts_.preallocate, &file_);
+    Status s = file_->Open(hidden, opts_.preallocate);
     if (s.code() == Status::kAlreadyExists) continue;  // taken since NameTaken looked
     if (!s.ok()) return s;
     if (name != wanted)
       LOG_INFO << "file name " << wanted << " is taken in " << opts_.packet_dir
                << " or its index directory: writing " << hidden << " instead";
+    open_ = true;
     hidden_ = hidden;
     name_ = last_name_ = name;
     opened_usec_ = name_usec;
@@ -81,11 +85,11 @@ Status BlockWriter::Open(int64_t name_usec) {
 }
 
 void BlockWriter::Submit(const uint8_t* block, std::function<void()> release) {
-  if (file_ == nullptr || !status_.ok()) {
+  if (!open_ || !status_.ok()) {
     // No file, or this file already failed: drop the block, keep capturing.
     // A failed file still counts the block toward its size, so it rotates
     // when it would have, and the next file may find space freed.
-    if (file_ != nullptr) offset_ += opts_.block_size;
+    if (open_) offset_ += opts_.block_size;
     stats_.blocks_dropped++;
     release();
     return;
@@ -159,7 +163,7 @@ Status BlockWriter::Publish(const std::string& hidden, int64_t* name) {
 }
 
 Status BlockWriter::FinishFile() {
-  if (file_ == nullptr) return Status::OK();
+  if (!open_) return Status::OK();
   Drain();
   uint64_t size = std::min(offset_, bad_offset_);
   Status s;
@@ -168,7 +172,7 @@ Status BlockWriter::FinishFile() {
   if (s.ok()) s = file_->Sync();
   Status closed = file_->Close();
   if (s.ok()) s = closed;
-  file_.reset();
+  open_ = false;
   int64_t name = name_;
   if (s.ok()) s = Publish(hidden_, &name);
   if (!s.ok()) {

@@ -70,6 +70,10 @@ class BlockWriter {
   BlockWriter(const BlockWriter&) = delete;
   BlockWriter& operator=(const BlockWriter&) = delete;
 
+  // Start sets up asynchronous I/O (io_setup: fails when the system's
+  // aio-max-nr is reached). REQUIRES: called once, before Append.
+  Status Start();
+
   // Append writes block (block_size bytes of TPACKET_V3 block, aligned for
   // O_DIRECT) at time now_usec: RotateIfDue(now_usec), then its packets
   // are indexed and counted into *counts (when given; a malformed packet
@@ -121,7 +125,8 @@ class BlockWriter {
 
   const WriterOptions opts_;
   IndexThread* const index_thread_;
-  std::unique_ptr<PacketFile> file_;  // null when none is open
+  std::unique_ptr<PacketFile> file_;  // set up at the first Open
+  bool open_ = false;     // a file is open
   std::string hidden_;    // current file's path
   int64_t name_ = 0;      // current file's name
   int64_t opened_usec_ = 0;

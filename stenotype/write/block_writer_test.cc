@@ -100,6 +100,7 @@ TEST(BlockWriter, RotatesBySizeAndRenames) {
   o.max_inflight = 3;
   o.file_size = 4 * kBlock;
   BlockWriter w(o, &idx);
+  ASSERT_TRUE(w.Start().ok());
   int released = 0;
   ASSERT_TRUE(WriteBlocks(&w, 10, 1700000000000000, 1, &released).ok());
   idx.Stop();
@@ -123,6 +124,7 @@ TEST(BlockWriter, RotatesByAgeWithIncreasingNames) {
   o.file_age_usec = 0;  // every block starts a new file
   o.preallocate = 16 * kBlock;
   BlockWriter w(o, &idx);
+  ASSERT_TRUE(w.Start().ok());
   int released = 0;
   ASSERT_TRUE(WriteBlocks(&w, 3, 5, 0, &released).ok());  // same clock value every time
   idx.Stop();
@@ -148,6 +150,7 @@ TEST(BlockWriter, DiskFullDropsBlocksAndKeepsGoing) {
   WriterOptions o = SmallBlocks(pkt);
   o.max_inflight = 1;
   BlockWriter w(o, &idx);
+  ASSERT_TRUE(w.Start().ok());
   int released = 0;
   ASSERT_TRUE(WriteBlocks(&w, 20, 1, 1, &released).ok());
   idx.Stop();
@@ -212,6 +215,7 @@ TEST_P(BlockWriterWriteFault, CutsTheFileBeforeTheFailedBlock) {
   WriterOptions o = rig.Options();
   o.file_size = 5 * kBlock;
   BlockWriter w(o, &rig.idx);
+  ASSERT_TRUE(w.Start().ok());
   int released = 0;
   ASSERT_TRUE(WriteBlocks(&w, 10, 1000, 1, &released).ok());  // two files of 5 blocks
   rig.idx.Stop();
@@ -252,6 +256,7 @@ TEST_P(BlockWriterFinishFault, RemovesTheFileAndGoesOn) {
       break;
   }
   BlockWriter w(o, &rig.idx);
+  ASSERT_TRUE(w.Start().ok());
   int released = 0;
   ASSERT_TRUE(WriteBlocks(&w, 4, 1000, 1, &released).ok());
   rig.idx.Stop();
@@ -271,6 +276,7 @@ TEST(BlockWriter, IndexWriteFailureLeavesThePacketFileUnindexed) {
   FaultRig rig;
   rig.fs.faults.index_space = 100;
   BlockWriter w(rig.Options(), &rig.idx);
+  ASSERT_TRUE(w.Start().ok());
   int released = 0;
   testing::internal::CaptureStderr();
   ASSERT_TRUE(WriteBlocks(&w, 2, 1000, 1, &released).ok());
@@ -290,6 +296,7 @@ TEST(BlockWriter, SkipsTakenNames) {
   WriteFile(rig.idx_dir + "/.1001", "someone's index");
   WriteFile(rig.pkt + "/.1002", "someone's packets");
   BlockWriter w(rig.Options(), &rig.idx);
+  ASSERT_TRUE(w.Start().ok());
   int released = 0;
   ASSERT_TRUE(WriteBlocks(&w, 1, 1000, 1, &released).ok());
   rig.idx.Stop();
@@ -305,6 +312,7 @@ TEST(BlockWriter, SkipsTakenNames) {
 TEST(BlockWriter, NameTakenWhileWritingIsNotReplaced) {
   FaultRig rig;
   BlockWriter w(rig.Options(), &rig.idx);
+  ASSERT_TRUE(w.Start().ok());
   auto block = MakeBlock(kPackets, 1);
   int released = 0;
   ASSERT_TRUE(w.Append(block.get(), 1000, [&] { ++released; }).ok());
@@ -326,6 +334,7 @@ TEST(BlockWriter, DrainReleasesEveryBlock) {
   WriterOptions o = rig.Options();
   o.max_inflight = 4;
   BlockWriter w(o, &rig.idx);
+  ASSERT_TRUE(w.Start().ok());
   std::vector<std::unique_ptr<uint8_t, AlignedFree>> blocks;
   int released = 0;
   for (int i = 0; i < 4; ++i) {
