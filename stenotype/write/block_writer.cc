@@ -48,13 +48,17 @@ Status BlockWriter::RotateIfDue(int64_t now_usec) {
   return Open(now_usec);
 }
 
+bool BlockWriter::IndexNameTaken(int64_t name) const {
+  if (index_thread_ == nullptr) return false;
+  std::string n = std::to_string(name);
+  const std::string& idx = index_thread_->dir();
+  return opts_.fs->Exists(idx + "/" + n) || opts_.fs->Exists(idx + "/." + n);
+}
+
 bool BlockWriter::NameTaken(int64_t name) const {
   std::string n = std::to_string(name);
-  FileSystem* fs = opts_.fs;
-  if (fs->Exists(opts_.packet_dir + "/" + n) || fs->Exists(opts_.packet_dir + "/." + n)) return true;
-  if (index_thread_ == nullptr) return false;
-  const std::string& idx = index_thread_->dir();
-  return fs->Exists(idx + "/" + n) || fs->Exists(idx + "/." + n);
+  return opts_.fs->Exists(opts_.packet_dir + "/" + n) || opts_.fs->Exists(opts_.packet_dir + "/." + n) ||
+         IndexNameTaken(name);
 }
 
 Status BlockWriter::Open(int64_t name_usec) {
@@ -149,8 +153,10 @@ void BlockWriter::Drain() {
 Status BlockWriter::Publish(const std::string& hidden, int64_t* name) {
   for (int tries = 0; tries < kMaxNameTries; ++tries, ++*name) {
     // The name was free when the file was opened; something may have taken
-    // it since (a race no check can close): then move on, never replace.
-    if (tries > 0 && NameTaken(*name)) continue;
+    // it since: then move on, never replace, and never pair the packets with
+    // an index that is not theirs. (The first try's hidden packet file is
+    // ours; the rename itself refuses a taken visible name.)
+    if (tries > 0 ? NameTaken(*name) : IndexNameTaken(*name)) continue;
     std::string visible = opts_.packet_dir + "/" + std::to_string(*name);
     Status s = opts_.fs->RenameNoReplace(hidden, visible);
     if (s.code() != Status::kAlreadyExists) {

@@ -117,8 +117,9 @@ class BlockWriter {
   void Fail(const Status& s, uint64_t offset);
   Status FinishFile();
   // NameTaken reports whether name exists, hidden or visible, in the packet
-  // or the index directory.
+  // or the index directory; IndexNameTaken looks in the index directory.
   bool NameTaken(int64_t name) const;
+  bool IndexNameTaken(int64_t name) const;
   // Publish renames the finished hidden file to the first free name from
   // *name on, updating *name.
   Status Publish(const std::string& hidden, int64_t* name);

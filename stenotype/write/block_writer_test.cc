@@ -308,23 +308,31 @@ TEST(BlockWriter, SkipsTakenNames) {
 }
 
 // A name taken while the file is written (a race no check at open can
-// close) is not replaced either: the rename moves on to a free name.
-TEST(BlockWriter, NameTakenWhileWritingIsNotReplaced) {
+// close) is not replaced either, nor paired with an index that is not the
+// file's: the rename moves on to a free name.
+void WriteWhileNamesAppear(const std::vector<std::string>& appear, const std::vector<std::string>& want_pkt,
+                           const std::vector<std::string>& want_idx) {
   FaultRig rig;
   BlockWriter w(rig.Options(), &rig.idx);
   ASSERT_TRUE(w.Start().ok());
   auto block = MakeBlock(kPackets, 1);
   int released = 0;
   ASSERT_TRUE(w.Append(block.get(), 1000, [&] { ++released; }).ok());
-  WriteFile(rig.pkt + "/1000", "arrived meanwhile");
-  WriteFile(rig.idx_dir + "/1001", "arrived meanwhile");
+  for (const std::string& f : appear) WriteFile(rig.dir + "/" + f, "arrived meanwhile");
   ASSERT_TRUE(w.Close().ok());
   rig.idx.Stop();
   EXPECT_EQ(released, 1);
-  EXPECT_EQ(List(rig.pkt), (std::vector<std::string>{"1000", "1002"}));
-  EXPECT_EQ(List(rig.idx_dir), (std::vector<std::string>{"1001", "1002"}));
-  EXPECT_EQ(ReadFile(rig.pkt + "/1000"), "arrived meanwhile");
-  EXPECT_EQ(FileSize(rig.pkt + "/1002"), static_cast<off_t>(kBlock));
+  EXPECT_EQ(List(rig.pkt), want_pkt);
+  EXPECT_EQ(List(rig.idx_dir), want_idx);
+  for (const std::string& f : appear) EXPECT_EQ(ReadFile(rig.dir + "/" + f), "arrived meanwhile") << f;
+}
+
+TEST(BlockWriter, PacketNameTakenWhileWritingIsNotReplaced) {
+  WriteWhileNamesAppear({"PKT0/1000", "IDX0/1001"}, {"1000", "1002"}, {"1001", "1002"});
+}
+
+TEST(BlockWriter, IndexNameTakenWhileWritingIsNotPaired) {
+  WriteWhileNamesAppear({"IDX0/1000", "PKT0/1001"}, {"1001", "1002"}, {"1000", "1002"});
 }
 
 // Drain returns only when every block is back with its owner, which may
