@@ -38,9 +38,11 @@ build: deps
 unit: build
 	build/bin/stenotype_test
 
+# The sanitizer builds: the unit tests run here; build/asan/stenotype is
+# run by tests/capture's TestSanitizers (import and live capture).
 asan: deps
 	$(MAKE) -C stenotype -j2 asan
-	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 build/asan/stenotype_test
+	ASAN_OPTIONS=detect_leaks=1:detect_stack_use_after_return=1 UBSAN_OPTIONS=print_stacktrace=1 build/asan/stenotype_test
 
 fuzz-smoke: deps
 	$(MAKE) -C stenotype fuzz
@@ -62,6 +64,9 @@ gofuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzScan$$' -fuzztime $(GOFUZZ_SECONDS)s ./stenographer/blockfile
 	$(GO) test -run '^$$' -fuzz '^FuzzTable$$' -fuzztime $(GOFUZZ_SECONDS)s ./stenographer/indexfile
 
+# asan builds build/asan/stenotype before gotest runs TestSanitizers, which
+# must then not skip.
+test: export STENO_REQUIRE_ASAN := 1
 test: build unit asan fuzz-smoke gofuzz vet gotest
 
 bench: build

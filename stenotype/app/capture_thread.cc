@@ -36,23 +36,22 @@ Status CaptureThread::Run(const std::atomic<bool>* stop, std::atomic<int64_t>* r
     counters_.heartbeat++;
     uint8_t* block = ring->Next(drain_until != 0 ? 100 : poll_ms_);
     int64_t now = NowMicros();
-    if (writer_->NeedsRotation(now)) {
-      Status s = writer_->Rotate(now);
-      if (!s.ok()) LOG_ERROR << "thread " << id_ << ": " << s.ToString();
-      counters_.files = writer_->stats().files;
-    }
     if (block != nullptr) {
       std::string err;
-      BlockCounts n = IndexBlock(block, ring->block_size(), writer_->next_offset(), writer_->index(), &err);
+      BlockCounts n;
+      Status s = writer_->Append(block, now, [ring, block] { ring->Release(block); }, &n, &err);
+      if (!s.ok()) LOG_ERROR << "thread " << id_ << ": " << s.ToString();
       if (!err.empty()) LOG_ERROR << "thread " << id_ << ": malformed ring block: " << err;
       counters_.packets += n.packets;
       counters_.bytes += n.bytes;
       counters_.blocks++;
       int64_t left = remaining->load();
       if (left > 0) remaining->fetch_sub(std::min<int64_t>(n.packets, left));
-      writer_->Submit(block, [ring, block] { ring->Release(block); });
       counters_.blocks_dropped = writer_->stats().blocks_dropped;
+    } else if (Status s = writer_->RotateIfDue(now); !s.ok()) {
+      LOG_ERROR << "thread " << id_ << ": " << s.ToString();
     }
+    counters_.files = writer_->stats().files;
     writer_->Reap(false);
   }
   Status s = writer_->Close();

@@ -83,7 +83,7 @@ Status InstallSeccomp(const std::string& mode) {
   // writing, import, signals and exit under strace -f.
   static const char* const kAllowed[] = {
       "read", "write", "writev", "pread64", "pwrite64", "lseek", "open", "openat", "close", "fstat",
-      "newfstatat", "stat", "lstat", "statx", "rename", "renameat", "renameat2", "unlink", "unlinkat",
+      "newfstatat", "stat", "lstat", "statx", "rename", "renameat", "renameat2", "link", "linkat", "unlink", "unlinkat",
       "fsync", "fdatasync", "ftruncate", "fallocate", "getdents64", "mkdir", "mkdirat", "fcntl",
       "mmap", "munmap", "mremap", "mprotect", "madvise", "brk",
       "io_setup", "io_submit", "io_getevents", "io_destroy", "io_pgetevents",

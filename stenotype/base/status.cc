@@ -20,6 +20,8 @@ Status Status::FromErrno(int err, const std::string& call, const std::string& ob
       return Status(kNoSpace, msg);
     case EINVAL:
       return Status(kInvalidArgument, msg);
+    case EEXIST:
+      return Status(kAlreadyExists, msg);
     case EOPNOTSUPP:
       return Status(kUnsupported, msg);
     default:

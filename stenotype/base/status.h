@@ -21,6 +21,7 @@ class Status {
     kNoSpace,          // ENOSPC: the caller may drop data and go on.
     kCorruption,       // a format check failed.
     kUnsupported,      // e.g. file system without O_DIRECT.
+    kAlreadyExists,    // EEXIST: take another name.
   };
 
   Status() = default;

@@ -24,6 +24,10 @@
 #include "base/status.h"
 #include "index/packet_parser.h"
 
+namespace leveldb {
+class WritableFile;
+}
+
 namespace steno {
 
 // Key type bytes of the index file (SPEC §4).
@@ -101,9 +105,14 @@ class Index {
   uint64_t packets_ = 0;
 };
 
-// WriteIndexFile writes index as a LevelDB table at path and syncs it (the
-// caller renames it into place): the version record first, then every key
-// in order, values as concatenated big-endian u32 positions.
+// WriteIndexTable writes index as a LevelDB table into file, syncs and
+// closes it (the caller renames it into place): the version record first,
+// then every key in order, values as concatenated big-endian u32
+// positions. path names the file in errors.
+Status WriteIndexTable(const Index& index, leveldb::WritableFile* file, const std::string& path);
+
+// WriteIndexFile is WriteIndexTable into path, created or truncated, mode
+// 0640 (base/file.h).
 Status WriteIndexFile(const Index& index, const std::string& path);
 
 }  // namespace steno

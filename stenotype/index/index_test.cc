@@ -15,44 +15,18 @@
 #include <sstream>
 
 #include "format/block.h"
+#include "testutil/read_table.h"
 #include "testutil/shared.h"
 #include "testutil/temp_dir.h"
 
 namespace steno {
 namespace {
 
-using KeyMap = std::map<std::string, std::vector<uint32_t>>;
-
 KeyMap ToMap(const Index& idx) {
   KeyMap m;
   for (const Index::Entry& e : idx.SortedEntries()) m[e.key] = *e.positions;
   return m;
 }
-
-// ReadTable returns every key of a LevelDB table file with its positions.
-KeyMap ReadTable(const std::string& path) {
-  leveldb::Env* env = leveldb::Env::Default();
-  uint64_t size = 0;
-  EXPECT_TRUE(env->GetFileSize(path, &size).ok());
-  leveldb::RandomAccessFile* raw = nullptr;
-  EXPECT_TRUE(env->NewRandomAccessFile(path, &raw).ok());
-  std::unique_ptr<leveldb::RandomAccessFile> file(raw);
-  leveldb::Table* t = nullptr;
-  leveldb::Status s = leveldb::Table::Open(leveldb::Options(), file.get(), size, &t);
-  EXPECT_TRUE(s.ok()) << s.ToString();
-  std::unique_ptr<leveldb::Table> table(t);
-  KeyMap m;
-  std::unique_ptr<leveldb::Iterator> it(table->NewIterator(leveldb::ReadOptions()));
-  for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    std::vector<uint32_t> pos;
-    const uint8_t* v = reinterpret_cast<const uint8_t*>(it->value().data());
-    for (size_t i = 0; i + 4 <= it->value().size(); i += 4)
-      pos.push_back(static_cast<uint32_t>(v[i] << 24 | v[i + 1] << 16 | v[i + 2] << 8 | v[i + 3]));
-    m[it->key().ToString()] = pos;
-  }
-  return m;
-}
-
 
 PacketKeys V4Keys(uint8_t a, uint8_t b, uint16_t sport, uint16_t dport) {
   PacketKeys k;

@@ -7,6 +7,7 @@
 
 #include <memory>
 
+#include "base/file.h"
 #include "index/index.h"
 
 namespace steno {
@@ -31,17 +32,12 @@ void EncodePositions(const Positions& list, std::string* out) {
 
 }  // namespace
 
-Status WriteIndexFile(const Index& index, const std::string& path) {
-  leveldb::Env* env = leveldb::Env::Default();
-  leveldb::WritableFile* raw = nullptr;
-  RETURN_IF_ERROR(FromLevelDB(env->NewWritableFile(path, &raw), "create index", path));
-  std::unique_ptr<leveldb::WritableFile> file(raw);
-
+Status WriteIndexTable(const Index& index, leveldb::WritableFile* file, const std::string& path) {
   // The reference writes uncompressed tables with LevelDB's default block
   // size and restart interval; the same options give byte-identical files.
   leveldb::Options options;
   options.compression = leveldb::kNoCompression;
-  leveldb::TableBuilder builder(options, file.get());
+  leveldb::TableBuilder builder(options, file);
 
   const char version[8] = {0, 0, 0, 2, 0, 0, 0, 0};
   builder.Add(leveldb::Slice("\0", 1), leveldb::Slice(version, sizeof(version)));
@@ -55,6 +51,12 @@ Status WriteIndexFile(const Index& index, const std::string& path) {
   leveldb::Status c = file->Close();
   if (s.ok()) s = c;
   return FromLevelDB(s, "write index", path);
+}
+
+Status WriteIndexFile(const Index& index, const std::string& path) {
+  std::unique_ptr<leveldb::WritableFile> file;
+  RETURN_IF_ERROR(PosixFileSystem()->NewWritableFile(path, /*exclusive=*/false, &file));
+  return WriteIndexTable(index, file.get(), path);
 }
 
 }  // namespace steno

@@ -9,7 +9,6 @@
 
 #include "base/logging.h"
 #include "format/block_builder.h"
-#include "index/block_index.h"
 
 namespace steno {
 namespace {
@@ -24,10 +23,12 @@ struct PcapCloser {
 };
 
 // BlockPool hands out O_DIRECT-aligned blocks; a block comes back when its
-// write completed.
+// write completed. The kernel reads a block until its write completes and
+// the completion gives it back here, so the pool drains the writer before
+// it frees its blocks, on every way out of the import.
 class BlockPool {
  public:
-  BlockPool(size_t block_size, int count) {
+  BlockPool(BlockWriter* writer, size_t block_size, int count) : writer_(writer) {
     for (int i = 0; i < count; ++i) {
       void* p = nullptr;
       CHECK(posix_memalign(&p, 4096, block_size) == 0) << "out of memory for import blocks";
@@ -42,8 +43,12 @@ class BlockPool {
     return b;
   }
   void Give(uint8_t* b) { free_.push_back(b); }
+  ~BlockPool() { writer_->Drain(); }
+  BlockPool(const BlockPool&) = delete;
+  BlockPool& operator=(const BlockPool&) = delete;
 
  private:
+  BlockWriter* const writer_;
   std::vector<AlignedBlock> all_;
   std::vector<uint8_t*> free_;
 };
@@ -62,28 +67,28 @@ Status ImportPcap(const std::string& path, BlockWriter* writer, size_t block_siz
                            " is not Ethernet; only Ethernet captures can be imported");
   }
 
-  BlockPool pool(block_size, max_inflight + 1);
+  BlockPool pool(writer, block_size, max_inflight + 1);
   uint8_t* block = nullptr;
   std::unique_ptr<BlockBuilder> builder;
   uint64_t seq = 0;
   int64_t block_first_usec = 0;
 
-  // Flush hands the block being built to the writer, rotating first when
-  // the file is full or older (in packet time) than the age limit.
+  // Flush hands the block being built to the writer, which rotates first
+  // when the file is full or older (in packet time) than the age limit.
   // An import, unlike a live capture, cannot go on without a file: the
   // first failure to open one ends it with that error.
   Status result;
   auto flush = [&]() {
     if (!builder || builder->empty()) return;
     builder->Finish();
-    if (writer->NeedsRotation(block_first_usec) && result.ok()) {
-      Status s = writer->Rotate(block_first_usec);
-      if (!s.ok()) result = s;
-    }
-    if (Index* idx = writer->index()) IndexBlock(block, block_size, writer->next_offset(), idx);
     uint8_t* b = block;
-    writer->Submit(b, [&pool, b] { pool.Give(b); });
-    stats->blocks++;
+    auto release = [&pool, b] { pool.Give(b); };
+    if (result.ok()) {
+      result = writer->Append(b, block_first_usec, release);
+      stats->blocks++;
+    } else {
+      release();
+    }
     builder.reset();
     block = nullptr;
   };

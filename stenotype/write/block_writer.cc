@@ -2,89 +2,120 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "base/logging.h"
 
 namespace steno {
 
+// kMaxNameTries bounds the search for a free name: a million consecutive
+// taken microseconds means something else is wrong.
+constexpr int kMaxNameTries = 1 << 20;
+
 BlockWriter::BlockWriter(WriterOptions options, IndexThread* index_thread)
     : opts_(std::move(options)), index_thread_(index_thread) {}
 
 BlockWriter::~BlockWriter() {
-  if (ctx_ != nullptr) io_destroy(ctx_);
-  if (fd_ >= 0) close(fd_);
+  CHECK(pending_.empty()) << "BlockWriter of " << opts_.packet_dir << " destroyed with writes in flight";
 }
 
-Status BlockWriter::Start() {
-  int r = io_setup(opts_.max_inflight, &ctx_);
-  if (r < 0) return Status::FromErrno(-r, "io_setup", opts_.packet_dir);
-  return Status::OK();
+Status BlockWriter::Start() { return opts_.fs->NewPacketFile(opts_.max_inflight, &file_); }
+
+Status BlockWriter::Append(const uint8_t* block, int64_t now_usec, std::function<void()> release,
+                           BlockCounts* counts, std::string* parse_error) {
+  Status s = RotateIfDue(now_usec);
+  BlockCounts n = IndexBlock(block, opts_.block_size, offset_, index_.get(), parse_error);
+  if (counts != nullptr) *counts = n;
+  Submit(block, std::move(release));
+  return s;
 }
 
 bool BlockWriter::NeedsRotation(int64_t now_usec) const {
-  if (name_.empty()) return true;
+  if (!open_) return true;
   if (offset_ > 0 && offset_ + opts_.block_size > opts_.file_size) return true;
   return now_usec - opened_usec_ >= opts_.file_age_usec;
 }
 
-Status BlockWriter::Rotate(int64_t name_usec) {
-  Status finished = FinishFile();
-  if (!finished.ok()) LOG_ERROR << finished.ToString();
-  int64_t name = std::max(name_usec, last_name_ + 1);
-  std::string n = std::to_string(name);
-  std::string hidden = opts_.packet_dir + "/." + n;
-  int fd = open(hidden.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_DIRECT | O_CLOEXEC, 0640);
-  if (fd < 0) return Status::FromErrno(errno, "open", hidden);
-  if (opts_.preallocate > 0) {
-    if (int err = posix_fallocate(fd, 0, static_cast<off_t>(opts_.preallocate)); err != 0)
-      LOG_ERROR << Status::FromErrno(err, "fallocate", hidden).ToString();
-  }
-  fd_ = fd;
-  name_ = n;
-  last_name_ = name;
-  opened_usec_ = name_usec;
-  offset_ = 0;
-  bad_offset_ = UINT64_MAX;
-  index_ = opts_.index ? std::make_unique<Index>() : nullptr;
-  stats_.files++;
-  LOG_V1 << "opened " << hidden;
-  return Status::OK();
+Status BlockWriter::RotateIfDue(int64_t now_usec) {
+  if (!NeedsRotation(now_usec)) return Status::OK();
+  if (Status s = FinishFile(); !s.ok()) LOG_ERROR << s.ToString();
+  return Open(now_usec);
 }
 
-void BlockWriter::Submit(const uint8_t* block, std::function<void()> done) {
-  if (fd_ < 0 || bad_offset_ != UINT64_MAX) {
+bool BlockWriter::IndexNameTaken(int64_t name) const {
+  if (index_thread_ == nullptr) return false;
+  std::string n = std::to_string(name);
+  const std::string& idx = index_thread_->dir();
+  return opts_.fs->Exists(idx + "/" + n) || opts_.fs->Exists(idx + "/." + n);
+}
+
+bool BlockWriter::NameTaken(int64_t name) const {
+  std::string n = std::to_string(name);
+  return opts_.fs->Exists(opts_.packet_dir + "/" + n) || opts_.fs->Exists(opts_.packet_dir + "/." + n) ||
+         IndexNameTaken(name);
+}
+
+Status BlockWriter::Open(int64_t name_usec) {
+  CHECK(file_ != nullptr) << "BlockWriter of " << opts_.packet_dir << " used before Start()";
+  const int64_t wanted = std::max(name_usec, last_name_ + 1);
+  for (int64_t name = wanted; name - wanted < kMaxNameTries; ++name) {
+    if (NameTaken(name)) continue;
+    std::string hidden = opts_.packet_dir + "/." + std::to_string(name);
+    Status s = file_->Open(hidden, opts_.preallocate);
+    if (s.code() == Status::kAlreadyExists) continue;  // taken since NameTaken looked
+    if (!s.ok()) return s;
+    if (name != wanted)
+      LOG_INFO << "file name " << wanted << " is taken in " << opts_.packet_dir
+               << " or its index directory: writing " << hidden << " instead";
+    open_ = true;
+    hidden_ = hidden;
+    name_ = last_name_ = name;
+    opened_usec_ = name_usec;
+    offset_ = 0;
+    status_ = Status::OK();
+    bad_offset_ = UINT64_MAX;
+    index_ = opts_.index ? std::make_unique<Index>() : nullptr;
+    stats_.files++;
+    LOG_V1 << "opened " << hidden;
+    return Status::OK();
+  }
+  return Status::IOError("no free file name in " + opts_.packet_dir + " from " + std::to_string(wanted));
+}
+
+void BlockWriter::Submit(const uint8_t* block, std::function<void()> release) {
+  if (!open_ || !status_.ok()) {
     // No file, or this file already failed: drop the block, keep capturing.
+    // A failed file still counts the block toward its size, so it rotates
+    // when it would have, and the next file may find space freed.
+    if (open_) offset_ += opts_.block_size;
     stats_.blocks_dropped++;
-    done();
+    release();
     return;
   }
   while (pending_.size() >= static_cast<size_t>(opts_.max_inflight)) ReapAtLeast(1);
-  Pending p;
-  p.cb = std::make_unique<struct iocb>();
-  p.done = std::move(done);
-  p.offset = offset_;
-  // libaio's prep takes a non-const buffer for both directions.
-  io_prep_pwrite(p.cb.get(), fd_, const_cast<uint8_t*>(block), opts_.block_size, static_cast<long long>(offset_));
-  struct iocb* cbs[1] = {p.cb.get()};
-  int r = io_submit(ctx_, 1, cbs);
-  if (r != 1) {
-    Status s = Status::FromErrno(r < 0 ? -r : EAGAIN, "io_submit", opts_.packet_dir + "/." + name_);
-    LOG_ERROR << s.ToString();
-    bad_offset_ = std::min(bad_offset_, offset_);
+  uint64_t tag = next_tag_++;
+  Status s = file_->Write(block, opts_.block_size, offset_, tag);
+  if (s.ok()) {
+    pending_.push_back(Pending{tag, offset_, std::move(release)});
+  } else {
+    Fail(s, offset_);
     stats_.blocks_dropped++;
-    p.done();
-    offset_ += opts_.block_size;
-    return;
+    release();
   }
   offset_ += opts_.block_size;
-  pending_.push_back(std::move(p));
+}
+
+void BlockWriter::Fail(const Status& s, uint64_t offset) {
+  // One line per file: a full disk fails every block that follows.
+  if (status_.ok()) LOG_ERROR << s.ToString() << "; dropping this file's later blocks";
+  if (status_.ok()) status_ = s;
+  bad_offset_ = std::min(bad_offset_, offset);
 }
 
 void BlockWriter::Reap(bool wait) {
@@ -92,71 +123,83 @@ void BlockWriter::Reap(bool wait) {
   ReapAtLeast(wait ? 1 : 0);
 }
 
-void BlockWriter::ReapAtLeast(long min) {
-  struct io_event events[64];
-  struct timespec zero = {0, 0};
-  int n = io_getevents(ctx_, min, 64, events, min > 0 ? nullptr : &zero);
-  if (n < 0) {
-    if (n != -EINTR) LOG_ERROR << Status::FromErrno(-n, "io_getevents", opts_.packet_dir).ToString();
-    return;
-  }
-  for (int i = 0; i < n; ++i) {
-    auto it = std::find_if(pending_.begin(), pending_.end(),
-                           [&](const Pending& p) { return p.cb.get() == events[i].obj; });
-    CHECK(it != pending_.end()) << "completion for an unknown write";
-    long res = static_cast<long>(events[i].res);
-    if (res != static_cast<long>(opts_.block_size)) {
-      int err = res < 0 ? static_cast<int>(-res) : ENOSPC;  // a short write means the disk is full
-      LOG_ERROR << Status::FromErrno(err, "write block at offset " + std::to_string(it->offset) + " of",
-                                     opts_.packet_dir + "/." + name_)
-                       .ToString();
-      bad_offset_ = std::min(bad_offset_, it->offset);
+void BlockWriter::ReapAtLeast(int min) {
+  std::vector<PacketFile::Completion> done;
+  Status s = file_->Reap(min, opts_.max_inflight, &done);
+  // io_getevents fails only on a bad context or arguments: a bug, and
+  // going on would spin with blocks never coming back.
+  CHECK(s.ok()) << s.ToString();
+  for (const PacketFile::Completion& c : done) {
+    auto it = std::find_if(pending_.begin(), pending_.end(), [&](const Pending& p) { return p.tag == c.tag; });
+    CHECK(it != pending_.end()) << "completion for an unknown write to " << hidden_;
+    if (c.result != static_cast<long>(opts_.block_size)) {
+      int err = c.result < 0 ? static_cast<int>(-c.result) : ENOSPC;  // a short write means the disk is full
+      Fail(Status::FromErrno(err, "write block at offset " + std::to_string(it->offset) + " of", hidden_),
+           it->offset);
       stats_.blocks_dropped++;
     } else {
       stats_.blocks_written++;
       stats_.bytes_written += opts_.block_size;
     }
-    it->done();
+    it->release();
     pending_.erase(it);
   }
 }
 
-Status BlockWriter::FinishFile() {
-  if (name_.empty()) return Status::OK();
+void BlockWriter::Drain() {
   while (!pending_.empty()) ReapAtLeast(1);
-  std::string hidden = opts_.packet_dir + "/." + name_;
-  std::string visible = opts_.packet_dir + "/" + name_;
-  std::string name = name_;
-  name_.clear();
+}
+
+Status BlockWriter::Publish(const std::string& hidden, int64_t* name) {
+  for (int tries = 0; tries < kMaxNameTries; ++tries, ++*name) {
+    // The name was free when the file was opened; something may have taken
+    // it since: then move on, never replace, and never pair the packets with
+    // an index that is not theirs. (The first try's hidden packet file is
+    // ours; the rename itself refuses a taken visible name.)
+    if (tries > 0 ? NameTaken(*name) : IndexNameTaken(*name)) continue;
+    std::string visible = opts_.packet_dir + "/" + std::to_string(*name);
+    Status s = opts_.fs->RenameNoReplace(hidden, visible);
+    if (s.code() != Status::kAlreadyExists) {
+      if (s.ok() && tries > 0) LOG_INFO << "name taken while writing: " << hidden << " renamed to " << visible;
+      last_name_ = std::max(last_name_, *name);
+      return s;
+    }
+  }
+  return Status::IOError("no free name to rename " + hidden + " to");
+}
+
+Status BlockWriter::FinishFile() {
+  if (!open_) return Status::OK();
+  Drain();
   uint64_t size = std::min(offset_, bad_offset_);
   Status s;
   // Cut preallocated space and anything at or after a failed write.
-  if ((opts_.preallocate > 0 || bad_offset_ != UINT64_MAX) && ftruncate(fd_, static_cast<off_t>(size)) != 0)
-    s = Status::FromErrno(errno, "ftruncate", hidden);
-  if (s.ok() && fdatasync(fd_) != 0) s = Status::FromErrno(errno, "fdatasync", hidden);
-  if (close(fd_) != 0 && s.ok()) s = Status::FromErrno(errno, "close", hidden);
-  fd_ = -1;
-  if (s.ok() && rename(hidden.c_str(), visible.c_str()) != 0) s = Status::FromErrno(errno, "rename", hidden);
+  if (opts_.preallocate > 0 || bad_offset_ != UINT64_MAX) s = file_->Truncate(size);
+  if (s.ok()) s = file_->Sync();
+  Status closed = file_->Close();
+  if (s.ok()) s = closed;
+  open_ = false;
+  int64_t name = name_;
+  if (s.ok()) s = Publish(hidden_, &name);
   if (!s.ok()) {
     // The packets are not durable: never index them.
-    unlink(hidden.c_str());
+    if (Status r = opts_.fs->Remove(hidden_); !r.ok()) LOG_ERROR << r.ToString();
+    LOG_ERROR << hidden_ << " removed, not indexed: its packets may not be on disk";
     index_.reset();
     return s;
   }
+  std::string visible = opts_.packet_dir + "/" + std::to_string(name);
+  if (!status_.ok()) LOG_ERROR << visible << " cut to " << size << " bytes after a failed write";
   LOG_V1 << "finished " << visible << " (" << size << " bytes)";
   if (index_ != nullptr && index_thread_ != nullptr) {
     if (bad_offset_ != UINT64_MAX) index_->DropFrom(static_cast<uint32_t>(std::min<uint64_t>(size, UINT32_MAX)));
-    index_thread_->Push(std::move(index_), name);
+    index_thread_->Push(std::move(index_), std::to_string(name), visible);
   }
   index_.reset();
   return Status::OK();
 }
 
-Status BlockWriter::Close() {
-  Status s = FinishFile();
-  while (!pending_.empty()) ReapAtLeast(1);
-  return s;
-}
+Status BlockWriter::Close() { return FinishFile(); }
 
 Status ProbeDirectIO(const std::string& dir, size_t block_size) {
   struct stat st;

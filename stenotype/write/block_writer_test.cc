@@ -8,11 +8,16 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <fstream>
+#include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "format/block_builder.h"
 #include "index/block_index.h"
+#include "testutil/fault_file_system.h"
+#include "testutil/read_table.h"
 #include "testutil/temp_dir.h"
 
 namespace steno {
@@ -70,20 +75,21 @@ WriterOptions SmallBlocks(const std::string& packet_dir) {
   return o;
 }
 
-// Writes blocks through a writer as the capture thread does.
-void WriteBlocks(BlockWriter* w, int n, int64_t start_usec, int64_t step_usec, int* released) {
+// WriteBlocks writes n blocks of kPackets packets through a writer as the
+// capture thread does, counting releases, and returns Close's status (or
+// the first Append error).
+constexpr int kPackets = 10;
+Status WriteBlocks(BlockWriter* w, int n, int64_t start_usec, int64_t step_usec, int* released) {
   std::vector<std::unique_ptr<uint8_t, AlignedFree>> blocks;
-  for (int i = 0; i < n; ++i) blocks.push_back(MakeBlock(10, 1000 + i));
+  for (int i = 0; i < n; ++i) blocks.push_back(MakeBlock(kPackets, 1000 + i));
+  Status first;
   for (int i = 0; i < n; ++i) {
-    int64_t now = start_usec + i * step_usec;
-    if (w->NeedsRotation(now)) {
-      ASSERT_TRUE(w->Rotate(now).ok());
-    }
-    if (w->index() != nullptr) IndexBlock(blocks[i].get(), kBlock, w->next_offset(), w->index());
-    w->Submit(blocks[i].get(), [released] { ++*released; });
+    Status s = w->Append(blocks[i].get(), start_usec + i * step_usec, [released] { ++*released; });
+    if (first.ok()) first = s;
     w->Reap(false);
   }
-  ASSERT_TRUE(w->Close().ok());
+  Status closed = w->Close();
+  return first.ok() ? closed : first;
 }
 
 TEST(BlockWriter, RotatesBySizeAndRenames) {
@@ -96,7 +102,7 @@ TEST(BlockWriter, RotatesBySizeAndRenames) {
   BlockWriter w(o, &idx);
   ASSERT_TRUE(w.Start().ok());
   int released = 0;
-  WriteBlocks(&w, 10, 1700000000000000, 1, &released);
+  ASSERT_TRUE(WriteBlocks(&w, 10, 1700000000000000, 1, &released).ok());
   idx.Stop();
   EXPECT_EQ(released, 10);  // every block handed back after its write
   std::vector<std::string> pkts = List(dir + "/PKT0"), idxs = List(dir + "/IDX0");
@@ -120,7 +126,7 @@ TEST(BlockWriter, RotatesByAgeWithIncreasingNames) {
   BlockWriter w(o, &idx);
   ASSERT_TRUE(w.Start().ok());
   int released = 0;
-  WriteBlocks(&w, 3, 5, 0, &released);  // same clock value every time
+  ASSERT_TRUE(WriteBlocks(&w, 3, 5, 0, &released).ok());  // same clock value every time
   idx.Stop();
   std::vector<std::string> pkts = List(dir + "/PKT0");
   EXPECT_EQ(pkts, (std::vector<std::string>{"5", "6", "7"}));  // bumped to stay unique
@@ -146,7 +152,7 @@ TEST(BlockWriter, DiskFullDropsBlocksAndKeepsGoing) {
   BlockWriter w(o, &idx);
   ASSERT_TRUE(w.Start().ok());
   int released = 0;
-  WriteBlocks(&w, 20, 1, 1, &released);
+  ASSERT_TRUE(WriteBlocks(&w, 20, 1, 1, &released).ok());
   idx.Stop();
   EXPECT_EQ(released, 20);
   EXPECT_GT(w.stats().blocks_dropped, 0u);
@@ -155,6 +161,200 @@ TEST(BlockWriter, DiskFullDropsBlocksAndKeepsGoing) {
   ASSERT_EQ(pkts.size(), 1u);
   EXPECT_EQ(FileSize(pkt + "/" + pkts[0]), static_cast<off_t>(w.stats().blocks_written * kBlock));
   umount(pkt.c_str());
+}
+
+// The error paths, driven by a fault-injecting file system (no root).
+
+// FaultRig is a thread's output directory written through FaultFileSystem.
+struct FaultRig {
+  TempDir tmp;
+  std::string dir = OutputDir(tmp);
+  std::string pkt = dir + "/PKT0", idx_dir = dir + "/IDX0";
+  FaultFileSystem fs;
+  IndexThread idx{idx_dir, 0, &fs};
+  WriterOptions Options() {
+    WriterOptions o = SmallBlocks(pkt);
+    o.fs = &fs;
+    o.max_inflight = 2;
+    return o;
+  }
+};
+
+// IndexedPositions is every packet position an index file lists.
+std::set<uint32_t> IndexedPositions(const std::string& path) {
+  std::set<uint32_t> out;
+  for (const auto& [key, positions] : ReadTable(path)) {
+    if (key != std::string("\0", 1)) out.insert(positions.begin(), positions.end());
+  }
+  return out;
+}
+
+void WriteFile(const std::string& path, const std::string& data) { std::ofstream(path) << data; }
+std::string ReadFile(const std::string& path) {
+  std::ostringstream s;
+  s << std::ifstream(path).rdbuf();
+  return s.str();
+}
+
+enum class WriteFault { kNoSpace, kIOError, kShortWrite, kSubmit };
+
+class BlockWriterWriteFault : public ::testing::TestWithParam<WriteFault> {};
+
+// A failed write cuts its file before the failed block: the file keeps the
+// blocks before it, the index only their packets, later blocks of the file
+// are released unwritten, and the next file starts clean.
+TEST_P(BlockWriterWriteFault, CutsTheFileBeforeTheFailedBlock) {
+  FaultRig rig;
+  Faults& f = rig.fs.faults;
+  switch (GetParam()) {
+    case WriteFault::kNoSpace: f.write_fail_offset = 3 * kBlock; break;
+    case WriteFault::kIOError: f.write_fail_offset = 3 * kBlock, f.write_errno = EIO; break;
+    case WriteFault::kShortWrite: f.write_fail_offset = 3 * kBlock, f.short_write = true; break;
+    case WriteFault::kSubmit: f.submit_fail_offset = 3 * kBlock; break;
+  }
+  WriterOptions o = rig.Options();
+  o.file_size = 5 * kBlock;
+  BlockWriter w(o, &rig.idx);
+  ASSERT_TRUE(w.Start().ok());
+  int released = 0;
+  ASSERT_TRUE(WriteBlocks(&w, 10, 1000, 1, &released).ok());  // two files of 5 blocks
+  rig.idx.Stop();
+  EXPECT_EQ(released, 10);
+  EXPECT_EQ(w.stats().blocks_written, 6u);
+  EXPECT_EQ(w.stats().blocks_dropped, 4u);
+  std::vector<std::string> pkts = List(rig.pkt);
+  ASSERT_EQ(pkts.size(), 2u);
+  EXPECT_EQ(pkts, List(rig.idx_dir));  // both indexed, nothing hidden
+  for (const std::string& name : pkts) {
+    EXPECT_EQ(FileSize(rig.pkt + "/" + name), static_cast<off_t>(3 * kBlock)) << name;
+    std::set<uint32_t> pos = IndexedPositions(rig.idx_dir + "/" + name);
+    EXPECT_EQ(pos.size(), static_cast<size_t>(3 * kPackets)) << name;
+    EXPECT_LT(*pos.rbegin(), 3 * kBlock) << name << ": the index lists a packet beyond the cut";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Faults, BlockWriterWriteFault,
+                         ::testing::Values(WriteFault::kNoSpace, WriteFault::kIOError, WriteFault::kShortWrite,
+                                           WriteFault::kSubmit));
+
+enum class FinishFault { kSync, kRename, kTruncate };
+
+class BlockWriterFinishFault : public ::testing::TestWithParam<FinishFault> {};
+
+// A file whose cut, sync or rename fails may not be on disk: it is removed
+// and never indexed, and the next file is written normally.
+TEST_P(BlockWriterFinishFault, RemovesTheFileAndGoesOn) {
+  FaultRig rig;
+  WriterOptions o = rig.Options();
+  o.file_size = 2 * kBlock;
+  switch (GetParam()) {
+    case FinishFault::kSync: rig.fs.faults.sync_failures = 1; break;
+    case FinishFault::kRename: rig.fs.faults.rename_failures = 1; break;
+    case FinishFault::kTruncate:
+      rig.fs.faults.truncate_failures = 1;
+      o.preallocate = 8 * kBlock;  // so the file is cut at its end
+      break;
+  }
+  BlockWriter w(o, &rig.idx);
+  ASSERT_TRUE(w.Start().ok());
+  int released = 0;
+  ASSERT_TRUE(WriteBlocks(&w, 4, 1000, 1, &released).ok());
+  rig.idx.Stop();
+  EXPECT_EQ(released, 4);
+  std::vector<std::string> pkts = List(rig.pkt);
+  EXPECT_EQ(pkts, std::vector<std::string>{"1002"});  // the first file (1000) is gone, hidden copy too
+  EXPECT_EQ(List(rig.idx_dir), pkts);
+  EXPECT_EQ(rig.idx.written(), 1u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Faults, BlockWriterFinishFault,
+                         ::testing::Values(FinishFault::kSync, FinishFault::kRename, FinishFault::kTruncate));
+
+// An index that cannot be written (index disk full) leaves the packet file
+// visible with no index file, hidden or not, and one line naming it.
+TEST(BlockWriter, IndexWriteFailureLeavesThePacketFileUnindexed) {
+  FaultRig rig;
+  rig.fs.faults.index_space = 100;
+  BlockWriter w(rig.Options(), &rig.idx);
+  ASSERT_TRUE(w.Start().ok());
+  int released = 0;
+  testing::internal::CaptureStderr();
+  ASSERT_TRUE(WriteBlocks(&w, 2, 1000, 1, &released).ok());
+  rig.idx.Stop();
+  std::string log = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(List(rig.pkt), std::vector<std::string>{"1000"});
+  EXPECT_EQ(List(rig.idx_dir), std::vector<std::string>{});
+  EXPECT_EQ(rig.idx.failed(), 1u);
+  EXPECT_NE(log.find("packet file " + rig.pkt + "/1000 left without an index"), std::string::npos) << log;
+}
+
+// A name taken in either directory, hidden or visible, is never reused:
+// the writer moves on by 1 µs and the other files stay as they were.
+TEST(BlockWriter, SkipsTakenNames) {
+  FaultRig rig;
+  WriteFile(rig.pkt + "/1000", "earlier");
+  WriteFile(rig.idx_dir + "/.1001", "someone's index");
+  WriteFile(rig.pkt + "/.1002", "someone's packets");
+  BlockWriter w(rig.Options(), &rig.idx);
+  ASSERT_TRUE(w.Start().ok());
+  int released = 0;
+  ASSERT_TRUE(WriteBlocks(&w, 1, 1000, 1, &released).ok());
+  rig.idx.Stop();
+  EXPECT_EQ(List(rig.pkt), (std::vector<std::string>{".1002", "1000", "1003"}));
+  EXPECT_EQ(List(rig.idx_dir), (std::vector<std::string>{".1001", "1003"}));
+  EXPECT_EQ(ReadFile(rig.pkt + "/1000"), "earlier");
+  EXPECT_EQ(ReadFile(rig.idx_dir + "/.1001"), "someone's index");
+  EXPECT_EQ(ReadFile(rig.pkt + "/.1002"), "someone's packets");
+}
+
+// A name taken while the file is written (a race no check at open can
+// close) is not replaced either, nor paired with an index that is not the
+// file's: the rename moves on to a free name.
+void WriteWhileNamesAppear(const std::vector<std::string>& appear, const std::vector<std::string>& want_pkt,
+                           const std::vector<std::string>& want_idx) {
+  FaultRig rig;
+  BlockWriter w(rig.Options(), &rig.idx);
+  ASSERT_TRUE(w.Start().ok());
+  auto block = MakeBlock(kPackets, 1);
+  int released = 0;
+  ASSERT_TRUE(w.Append(block.get(), 1000, [&] { ++released; }).ok());
+  for (const std::string& f : appear) WriteFile(rig.dir + "/" + f, "arrived meanwhile");
+  ASSERT_TRUE(w.Close().ok());
+  rig.idx.Stop();
+  EXPECT_EQ(released, 1);
+  EXPECT_EQ(List(rig.pkt), want_pkt);
+  EXPECT_EQ(List(rig.idx_dir), want_idx);
+  for (const std::string& f : appear) EXPECT_EQ(ReadFile(rig.dir + "/" + f), "arrived meanwhile") << f;
+}
+
+TEST(BlockWriter, PacketNameTakenWhileWritingIsNotReplaced) {
+  WriteWhileNamesAppear({"PKT0/1000", "IDX0/1001"}, {"1000", "1002"}, {"1001", "1002"});
+}
+
+TEST(BlockWriter, IndexNameTakenWhileWritingIsNotPaired) {
+  WriteWhileNamesAppear({"IDX0/1000", "PKT0/1001"}, {"1001", "1002"}, {"1000", "1002"});
+}
+
+// Drain returns only when every block is back with its owner, which may
+// then free it (the import's pool does).
+TEST(BlockWriter, DrainReleasesEveryBlock) {
+  FaultRig rig;
+  WriterOptions o = rig.Options();
+  o.max_inflight = 4;
+  BlockWriter w(o, &rig.idx);
+  ASSERT_TRUE(w.Start().ok());
+  std::vector<std::unique_ptr<uint8_t, AlignedFree>> blocks;
+  int released = 0;
+  for (int i = 0; i < 4; ++i) {
+    blocks.push_back(MakeBlock(kPackets, 1));
+    ASSERT_TRUE(w.Append(blocks.back().get(), 1000, [&] { ++released; }).ok());
+  }
+  w.Drain();
+  EXPECT_EQ(released, 4);
+  blocks.clear();
+  ASSERT_TRUE(w.Close().ok());
+  rig.idx.Stop();
+  EXPECT_EQ(FileSize(rig.pkt + "/1000"), static_cast<off_t>(4 * kBlock));
 }
 
 TEST(BlockWriter, ProbeRejectsMissingDirectory) {

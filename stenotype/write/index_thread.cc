@@ -10,14 +10,14 @@
 
 namespace steno {
 
-IndexThread::IndexThread(std::string index_dir, int nice_level)
-    : dir_(std::move(index_dir)), nice_(nice_level), thread_([this] { Run(); }) {}
+IndexThread::IndexThread(std::string index_dir, int nice_level, FileSystem* fs)
+    : dir_(std::move(index_dir)), nice_(nice_level), fs_(fs), thread_([this] { Run(); }) {}
 
 IndexThread::~IndexThread() { Stop(); }
 
-void IndexThread::Push(std::unique_ptr<Index> index, const std::string& name) {
+void IndexThread::Push(std::unique_ptr<Index> index, const std::string& name, const std::string& packet_file) {
   std::lock_guard<std::mutex> l(mu_);
-  queue_.emplace_back(std::move(index), name);
+  queue_.push_back(Job{std::move(index), name, packet_file});
   cv_.notify_one();
 }
 
@@ -38,8 +38,7 @@ void IndexThread::Run() {
       LOG_ERROR << Status::FromErrno(errno, "setpriority", "index thread").ToString();
   }
   for (;;) {
-    std::unique_ptr<Index> index;
-    std::string name;
+    Job job;
     {
       std::unique_lock<std::mutex> l(mu_);
       while (queue_.empty() && !stopping_) {
@@ -47,24 +46,35 @@ void IndexThread::Run() {
         heartbeat_++;
       }
       if (queue_.empty()) return;  // stopping and drained
-      index = std::move(queue_.front().first);
-      name = queue_.front().second;
+      job = std::move(queue_.front());
       queue_.pop_front();
     }
-    std::string hidden = dir_ + "/." + name, visible = dir_ + "/" + name;
-    Status s = WriteIndexFile(*index, hidden);
-    if (s.ok() && rename(hidden.c_str(), visible.c_str()) != 0)
-      s = Status::FromErrno(errno, "rename", hidden);
+    Status s = Write(job);
     if (s.ok()) {
       written_++;
-      LOG_V1 << "wrote index " << visible << " (" << index->packets() << " packets)";
+      LOG_V1 << "wrote index " << dir_ << "/" << job.name << " (" << job.index->packets() << " packets)";
     } else {
       failed_++;
-      unlink(hidden.c_str());
-      LOG_ERROR << "index for " << name << " not written: " << s.ToString();
+      LOG_ERROR << "packet file " << job.packet_file << " left without an index: " << s.ToString()
+                << " (stenodump reindex rebuilds it)";
     }
     heartbeat_++;
   }
+}
+
+Status IndexThread::Write(const Job& job) {
+  std::string hidden = dir_ + "/." + job.name, visible = dir_ + "/" + job.name;
+  std::unique_ptr<leveldb::WritableFile> file;
+  // Exclusive: a hidden index of that name is someone else's, not ours to
+  // replace or remove.
+  RETURN_IF_ERROR(fs_->NewWritableFile(hidden, /*exclusive=*/true, &file));
+  Status s = WriteIndexTable(*job.index, file.get(), hidden);
+  file.reset();
+  if (s.ok()) s = fs_->RenameNoReplace(hidden, visible);
+  if (!s.ok()) {
+    if (Status r = fs_->Remove(hidden); !r.ok()) LOG_ERROR << r.ToString();
+  }
+  return s;
 }
 
 }  // namespace steno

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/stenographer-ng/stenographer/tests/internal/gen"
 	"github.com/stenographer-ng/stenographer/tests/internal/oracle"
 	"github.com/stenographer-ng/stenographer/tests/internal/pcapfile"
 )
@@ -108,6 +109,22 @@ func readableDir(t testing.TB) string {
 		}
 	}
 	return d
+}
+
+// generatedPcap writes the generated pcap (tests/internal/gen) where
+// stenotype can read it after dropping privileges, and reads it back.
+func generatedPcap(t testing.TB) (string, []gen.Case, *pcapfile.File) {
+	t.Helper()
+	path := filepath.Join(readableDir(t), "generated.pcap")
+	cases, err := gen.WritePcap(path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig, err := pcapfile.Read(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path, cases, orig
 }
 
 // countMatches evaluates a query on per-packet key sets.

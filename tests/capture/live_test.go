@@ -128,9 +128,10 @@ type liveConfig struct {
 	flags    []string // extra stenotype flags
 	pcaps    []string // replayed in order by one tcpreplay
 	pps      int
-	witness  bool // also capture with tcpdump -w
-	midRun   bool // SIGTERM while the replay is still running
-	minFiles int  // at least this many file pairs per thread (rotation)
+	witness  bool         // also capture with tcpdump -w
+	midRun   bool         // SIGTERM while the replay is still running
+	minFiles int          // at least this many file pairs per thread (rotation)
+	bin      stenotypeBin // zero: the plain build
 }
 
 // liveResult is what a scenario produced.
@@ -154,7 +155,10 @@ func runLive(t *testing.T, cfg liveConfig) *liveResult {
 	t.Helper()
 	testenv.RequireRoot(t)
 	testenv.RequireTools(t, "tcpreplay", "tcpdump", "ip")
-	stenotype := testenv.Stenotype(t)
+	bin := cfg.bin
+	if bin.path == "" {
+		bin = plainStenotype(t)
+	}
 	testenv.Stenodump(t)
 
 	res := &liveResult{}
@@ -172,12 +176,12 @@ func runLive(t *testing.T, cfg liveConfig) *liveResult {
 
 	pair := netns.NewPair(t)
 	res.dir = testenv.OutputDir(t, cfg.threads)
-	args := append([]string{
+	name, args := bin.command(append([]string{
 		"--iface=" + pair.CaptureIf, "--dir=" + res.dir,
 		"--threads=" + strconv.Itoa(cfg.threads),
-		"--blocks=64", "--blockage_sec=1", "--stats_sec=1", "--seccomp=kill",
-	}, cfg.flags...)
-	st := startProc(t, "stenotype", pair.Capture(stenotype, args...))
+		"--blocks=64", "--blockage_sec=1", "--stats_sec=1",
+	}, cfg.flags...)...)
+	st := startProc(t, "stenotype", pair.Capture(name, args...))
 
 	// Ready: every thread has printed a STATS line (the ring is set up and
 	// the capture loop runs).
@@ -246,6 +250,8 @@ func runLive(t *testing.T, cfg liveConfig) *liveResult {
 		}
 	}
 	res.stderr = st.stderr.Bytes()
+	checkSanitizers(t, "live capture", res.stderr)
+	checkModes(t, res.dir)
 
 	if td != nil {
 		if err := td.stop(t, syscall.SIGTERM, 30*time.Second); err != nil {

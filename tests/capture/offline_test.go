@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stenographer-ng/stenographer/tests/internal/gen"
 	"github.com/stenographer-ng/stenographer/tests/internal/oracle"
 	"github.com/stenographer-ng/stenographer/tests/internal/pcapfile"
 	"github.com/stenographer-ng/stenographer/tests/internal/steno"
@@ -26,12 +25,21 @@ const importTimeout = 2 * time.Minute
 func importPcap(t *testing.T, pcap string, flags ...string) string {
 	t.Helper()
 	dir := testenv.OutputDir(t, 1)
-	args := append([]string{"--pcap_in=" + pcap, "--dir=" + dir, "--seccomp=kill"}, flags...)
-	r := testenv.Run(importTimeout, testenv.Stenotype(t), args...)
+	importInto(t, plainStenotype(t), dir, pcap, flags...)
+	return dir
+}
+
+// importInto runs `stenotype --pcap_in` with bin into dir and returns its
+// stderr.
+func importInto(t *testing.T, bin stenotypeBin, dir, pcap string, flags ...string) []byte {
+	t.Helper()
+	name, args := bin.command(append([]string{"--pcap_in=" + pcap, "--dir=" + dir}, flags...)...)
+	r := testenv.Run(importTimeout, name, args...)
+	checkSanitizers(t, "import of "+pcap, r.Stderr)
 	if r.Err != nil {
 		t.Fatalf("import: %v", r.Err)
 	}
-	return dir
+	return r.Stderr
 }
 
 // checkImport verifies an imported directory against the source pcap:
@@ -40,6 +48,7 @@ func importPcap(t *testing.T, pcap string, flags ...string) string {
 func checkImport(t *testing.T, name string, orig *pcapfile.File, dir string, blocksizeKB int, rows []oracle.Row) *steno.Stored {
 	t.Helper()
 	st := steno.ReadThread(t, dir, 0, blocksizeKB)
+	checkModes(t, dir)
 	if len(st.Packets) != len(orig.Packets) {
 		t.Errorf("%s: stored %d packets in %d files, pcap has %d", name, len(st.Packets), len(st.Pairs), len(orig.Packets))
 	}
@@ -132,15 +141,7 @@ func checkReindex(t *testing.T, st *steno.Stored, blocksizeKB int) {
 // indexer handles, hand-written keys): runs without the shared corpus.
 func TestImportGenerated(t *testing.T) {
 	testenv.RequireRoot(t)
-	path := filepath.Join(readableDir(t), "generated.pcap")
-	cases, err := gen.WritePcap(path, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	orig, err := pcapfile.Read(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	path, cases, orig := generatedPcap(t)
 	for _, bs := range []int{1024, 4} {
 		t.Run(fmt.Sprintf("blocksize_kb=%d", bs), func(t *testing.T) {
 			dir := importPcap(t, path, fmt.Sprintf("--blocksize_kb=%d", bs))
@@ -288,14 +289,7 @@ func TestTcpdumpAgreesWithOracleTSV(t *testing.T) {
 // exit status; it must never exit 0 without having written the data.
 func TestImportDirectories(t *testing.T) {
 	testenv.RequireRoot(t)
-	pcap := filepath.Join(readableDir(t), "generated.pcap")
-	if _, err := gen.WritePcap(pcap, false); err != nil {
-		t.Fatal(err)
-	}
-	orig, err := pcapfile.Read(pcap)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pcap, _, orig := generatedPcap(t)
 	t.Run("creates PKT0 and IDX0 it can write", func(t *testing.T) {
 		dir := testenv.OutputDir(t, 0) // nobody's, empty
 		r := testenv.Run(importTimeout, testenv.Stenotype(t), "--pcap_in="+pcap, "--dir="+dir)
@@ -333,4 +327,65 @@ func TestImportDirectories(t *testing.T) {
 			t.Errorf("stenotype exited 0 with a missing --pcap_in file")
 		}
 	})
+}
+
+// TestImportTwice imports the same pcap twice into one directory: the
+// second import must not replace the first one's files (same first-packet
+// time, so the same names) but take the next free names, 1 µs later, so
+// both imports' packets are stored and every key is indexed twice.
+func TestImportTwice(t *testing.T) {
+	testenv.RequireRoot(t)
+	generated, _, _ := generatedPcap(t)
+	cases := []struct {
+		name  string
+		pcap  func(t *testing.T) string
+		flags []string
+	}{
+		{"generated", func(*testing.T) string { return generated }, nil},
+		// Rotation by packet age: each import writes several files, and the
+		// second import's names interleave with the first's.
+		{"corpus rotated", func(t *testing.T) string {
+			return filepath.Join(testenv.PcapDir(t), "pcapplusplus-example.pcap")
+		}, []string{"--fileage_sec=1"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := tc.pcap(t)
+			orig, err := pcapfile.Read(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := testenv.OutputDir(t, 1)
+			importInto(t, plainStenotype(t), dir, path, tc.flags...)
+			first := steno.Pairs(t, dir, 0)
+			stderr := importInto(t, plainStenotype(t), dir, path, tc.flags...)
+			if !strings.Contains(string(stderr), "is taken") {
+				t.Errorf("second import logged no name it moved past; stderr:\n%s", testenv.Tail(stderr, 2000))
+			}
+			st := steno.ReadThread(t, dir, 0, 1024)
+			checkModes(t, dir)
+			if len(st.Pairs) != 2*len(first) {
+				t.Errorf("%d file pairs after two imports, want %d (twice the first import's)", len(st.Pairs), 2*len(first))
+			}
+			twice := append(frames(orig.Packets), frames(orig.Packets)...)
+			if a, b := equalMultiset(twice, frames(st.Packets)); a != 0 || b != 0 {
+				t.Errorf("after two imports: %d frames of the pcap (counted twice) missing, %d stored frames extra (stored %d, pcap %d)",
+					a, b, len(st.Packets), len(orig.Packets))
+			}
+			checkKeys(t, "index keys", frames(st.Packets), st.Keys, func(i int) string {
+				return fmt.Sprintf("stored packet #%d (file %s)", i, st.Pairs[st.FileOf[i]].Name)
+			})
+			// The first import's files are still there, unchanged in name;
+			// the second's are each 1 µs after one of them.
+			names := map[uint64]bool{}
+			for _, p := range st.Pairs {
+				names[p.Micros] = true
+			}
+			for _, p := range first {
+				if !names[p.Micros] || !names[p.Micros+1] {
+					t.Errorf("first import's %s: pair present %v, pair 1 µs later present %v", p.Name, names[p.Micros], names[p.Micros+1])
+				}
+			}
+		})
+	}
 }
