@@ -71,6 +71,9 @@ func run(args []string, stderr io.Writer) int {
 		}
 		return 2
 	}
+	for _, w := range cfg.Warnings {
+		log.Warn("configuration", "config", *configPath, "warning", w)
+	}
 	log.Info("starting", "config", *configPath, "interface", cfg.Interface, "threads", len(cfg.Threads),
 		"https", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)), "grpc", cfg.Rpc != nil)
 	if err := serve(cfg, log, *syncInterval, *staleTimeout); err != nil {
@@ -127,7 +130,9 @@ func serve(cfg *config.Config, log *slog.Logger, syncInterval, staleTimeout time
 	}
 	runners = append(runners, runner{"HTTPS", https.ServeListener, ln})
 	if r := cfg.Rpc; r != nil {
-		addr := net.JoinHostPort(cfg.Host, strconv.Itoa(r.ServerPort))
+		// Every address unless Rpc.ServerHost says otherwise, as the
+		// reference listens: remote clients use gRPC, HTTPS stays on Host.
+		addr := net.JoinHostPort(r.ServerHost, strconv.Itoa(r.ServerPort))
 		g, err := rpc.New(rpc.Config{Addr: addr, CaCert: r.CaCert, ServerCert: r.ServerCert, ServerKey: r.ServerKey,
 			Store: st, ServerPcapMaxSize: r.ServerPcapMaxSize, ClientPcapChunkSize: r.ClientPcapChunkSize,
 			ClientPcapMaxSize: r.ClientPcapMaxSize, Logger: log})
@@ -138,7 +143,7 @@ func serve(cfg *config.Config, log *slog.Logger, syncInterval, staleTimeout time
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			closeAll()
-			return errors.Join(fmt.Errorf("gRPC (Host, Rpc.ServerPort): %w", err), stopSup())
+			return errors.Join(fmt.Errorf("gRPC (Rpc.ServerHost, Rpc.ServerPort): %w", err), stopSup())
 		}
 		runners = append(runners, runner{"gRPC", g.ServeListener, ln})
 	}
