@@ -306,7 +306,7 @@ func (s *Supervisor) runOnce() run {
 		r.pid, r.last = pid, out.last()
 		return r
 	}
-	stale := newStaleTracker(s.cfg.Threads, s.cfg.StaleTimeout, out, s.log)
+	stale := newStaleTracker(s.cfg.Threads, s.cfg.StaleTimeout, out, s.log, time.Now())
 	tick := time.NewTicker(s.cfg.CheckInterval)
 	defer tick.Stop()
 	for {
