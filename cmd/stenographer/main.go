@@ -4,7 +4,8 @@
 // both with mutual TLS.
 //
 // This file is flags and wiring only: config → store → supervisor,
-// retention, HTTPS and gRPC servers; SIGTERM/SIGINT stops them in order.
+// retention, HTTPS and gRPC servers; SIGTERM/SIGINT stops them in order;
+// SIGHUP is logged and ignored.
 //
 // Exit status: 0 after a clean stop, 2 for a bad command line or config
 // file, 1 for any other failure (certificates, listening, a server that
@@ -62,6 +63,7 @@ func run(args []string, stderr io.Writer) int {
 		return 2
 	}
 	log := newLogger(*useSyslog, *verbosity, stderr)
+	defer logHangups(log)()
 
 	cfg, err := config.Load(*configPath)
 	if err != nil {
@@ -189,6 +191,31 @@ func serve(cfg *config.Config, log *slog.Logger, syncInterval, staleTimeout time
 		errs = append(errs, err)
 	}
 	return errors.Join(append(errs, supErr)...)
+}
+
+// logHangups takes SIGHUP for the daemon's whole life, which by Go's
+// default would kill it at once, leaving stenotype unflushed. It is logged
+// and otherwise ignored: the log goes to stderr or syslog, so there is no
+// file to reopen, and the config is read only at start (a changed config
+// needs a restart). The returned function stops taking it.
+func logHangups(log *slog.Logger) func() {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-hup:
+				log.Warn("SIGHUP ignored: there is no log file to reopen and the config is read only at start; restart stenographer to apply a new config")
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		close(done)
+	}
 }
 
 func retentionThreads(cfg *config.Config) []retention.Thread {

@@ -1,0 +1,142 @@
+package daemon_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stenographer-ng/stenographer/tests/internal/daemon"
+	"github.com/stenographer-ng/stenographer/tests/internal/netns"
+	"github.com/stenographer-ng/stenographer/tests/internal/testenv"
+)
+
+// openFileFlags keep every packet in one file that stays open (hidden) for
+// the whole test, so only a stenotype that flushes on a clean stop saves
+// them. No --uid: stenotype drops to nobody, which clears the parent-death
+// signal, so a stenotype whose daemon dies keeps running (an orphan).
+var openFileFlags = []string{"--fileage_sec=3600", "--blockage_sec=1", "--blocks=16", "--stats_sec=1"}
+
+// newThreadDirs returns thread directories that do not exist yet (the
+// daemon creates them for nobody).
+func newThreadDirs(t *testing.T) []daemon.Thread {
+	base := testenv.DiskTempDir(t)
+	return []daemon.Thread{{PacketsDirectory: filepath.Join(base, "t0", "pkt"), IndexDirectory: filepath.Join(base, "t0", "idx")}}
+}
+
+var stats0RE = regexp.MustCompile(`STATS thread=0 packets=(\d+)`)
+
+// statsLines returns how many STATS lines of thread 0 the log holds and
+// the packet count of the last one.
+func statsLines(d *daemon.Daemon) (lines, packets int) {
+	m := stats0RE.FindAllSubmatch(d.Log(), -1)
+	if len(m) == 0 {
+		return 0, 0
+	}
+	packets, _ = strconv.Atoi(string(m[len(m)-1][1]))
+	return len(m), packets
+}
+
+// sendToOpenFile replays the generated frames and waits until stenotype
+// has taken all of them and written blocks into its open (hidden) file:
+// from then on they are on disk, and losing them is the daemon's fault.
+func sendToOpenFile(t *testing.T, pair *netns.Pair, d *daemon.Daemon) int {
+	t.Helper()
+	gp := generatedPcap(t)
+	n := len(framesOf(t, gp))
+	replay(t, pair, 500, n, gp)
+	pkt := d.Config.Threads[0].PacketsDirectory
+	d.WaitFor(fmt.Sprintf("STATS to count %d packets and blocks in the hidden packet file", n), 2*time.Minute, func() bool {
+		if _, p := statsLines(d); p < n {
+			return false
+		}
+		ents, _ := os.ReadDir(pkt)
+		for _, e := range ents {
+			if info, err := e.Info(); err == nil && strings.HasPrefix(e.Name(), ".") && info.Size() > 0 {
+				return true
+			}
+		}
+		return false
+	})
+	if f := d.Files(0); len(f) != 0 {
+		t.Fatalf("visible packet files %v: the test needs every packet in the open file", f)
+	}
+	return n
+}
+
+// TestHangup: SIGHUP to the daemon's process group and to stenotype's
+// stops neither. The daemon logs that it ignores it; the same stenotype
+// keeps reporting; after a clean stop a new daemon on the same directories
+// serves every packet sent before the hangup.
+func TestHangup(t *testing.T) {
+	testenv.RequireTools(t, "tcpreplay")
+	pair := netns.NewPair(t)
+	dirs := newThreadDirs(t)
+	d := daemon.Start(t, pair, daemon.Options{ThreadDirs: dirs, Flags: openFileFlags})
+	n := sendToOpenFile(t, pair, d)
+
+	pid := d.Stenotype()
+	if pid == 0 {
+		t.Fatalf("no stenotype child of the daemon (pid %d)", d.PID())
+	}
+	before, _ := statsLines(d)
+	for _, g := range []int{d.PID(), pid} {
+		if err := syscall.Kill(-g, syscall.SIGHUP); err != nil {
+			t.Fatalf("SIGHUP to process group %d: %v", g, err)
+		}
+	}
+	d.WaitFor("the daemon to log the SIGHUP", time.Minute, func() bool {
+		return strings.Contains(string(d.Log()), "SIGHUP ignored")
+	})
+	d.WaitFor("three more STATS lines after the SIGHUP", time.Minute, func() bool {
+		after, _ := statsLines(d)
+		return after >= before+3 || !daemon.ProcessAlive(pid)
+	})
+	if !daemon.ProcessAlive(pid) || d.Stenotype() != pid {
+		t.Fatalf("stenotype %d did not survive SIGHUP (now %d); log:\n%s", pid, d.Stenotype(), d.LogTail())
+	}
+	if strings.Contains(string(d.Log()), "stenotype exited") {
+		t.Errorf("stenotype exited after SIGHUP; log:\n%s", d.LogTail())
+	}
+	d.Stop()
+
+	d2 := daemon.Start(t, pair, daemon.Options{ThreadDirs: dirs, Flags: openFileFlags})
+	waitCount(t, d2, everything, n, time.Minute)
+}
+
+// TestDaemonKilled: the daemon dies by SIGKILL and leaves its stenotype
+// running. That orphan must survive writing its log into the dead
+// daemon's pipe, so that the next daemon on the same directories finds it,
+// stops it with SIGTERM (it flushes its open file) and serves every packet
+// sent before the kill.
+func TestDaemonKilled(t *testing.T) {
+	testenv.RequireTools(t, "tcpreplay")
+	pair := netns.NewPair(t)
+	dirs := newThreadDirs(t)
+	d := daemon.Start(t, pair, daemon.Options{ThreadDirs: dirs, Flags: openFileFlags})
+	n := sendToOpenFile(t, pair, d)
+
+	orphan := d.Stenotype()
+	if orphan == 0 {
+		t.Fatalf("no stenotype child of the daemon (pid %d)", d.PID())
+	}
+	if err := syscall.Kill(d.PID(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	d.ExitErr()
+	t.Logf("daemon %d killed; its stenotype %d is an orphan", d.PID(), orphan)
+
+	d2 := daemon.Start(t, pair, daemon.Options{ThreadDirs: dirs, Flags: openFileFlags})
+	waitCount(t, d2, everything, n, time.Minute)
+	if !strings.Contains(string(d2.Log()), "stopping a stenotype left running by an earlier stenographer") {
+		t.Errorf("the new daemon did not log stopping the orphan %d; log:\n%s", orphan, d2.LogTail())
+	}
+	if daemon.ProcessAlive(orphan) {
+		t.Errorf("the orphan %d still runs", orphan)
+	}
+}
