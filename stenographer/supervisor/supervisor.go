@@ -6,8 +6,9 @@
 // directories. Output: file pairs on disk (read by the store), stenotype's
 // log lines in the daemon's log and its STATS in the metrics.
 //
-// Lifecycle: New creates missing thread directories and the private
-// directory D of SPEC §2 (symlinks PKT<i>, IDX<i>); Start runs the loop
+// Lifecycle: New creates missing thread directories, locks them (lock.go:
+// a second daemon on them is refused) and makes the private directory D
+// of SPEC §2 (symlinks PKT<i>, IDX<i>); Start runs the loop
 // that first stops a stenotype orphaned by an earlier stenographer on the
 // same directories (orphans.go), then, before every start, deletes leftovers of an unfinished run, starts
 // stenotype, and restarts it when it exits (backing off while it keeps
@@ -76,6 +77,7 @@ type Supervisor struct {
 	args  []string
 	id    identity
 	chown bool
+	locks []*os.File // flock of every thread directory, held until Stop
 
 	startOnce, stopOnce sync.Once
 	stop                chan struct{} // closed by Stop: terminate and return
@@ -141,8 +143,14 @@ func New(cfg Config) (*Supervisor, error) {
 			}
 		}
 	}
+	// Locked before anything in them is touched: a second daemon on these
+	// directories must leave the first one's files alone.
+	if s.locks, err = lockDirs(cfg.Threads); err != nil {
+		return nil, err
+	}
 	s.dir, err = privateDir(cfg.Threads)
 	if err != nil {
+		unlockDirs(s.locks)
 		return nil, err
 	}
 	s.args = append(append([]string(nil), cfg.Flags...),
@@ -177,7 +185,8 @@ func (s *Supervisor) Start() {
 }
 
 // Stop terminates stenotype and waits for it: SIGTERM, then SIGKILL after
-// StopGrace or when ctx ends, whichever is first. Then it removes D. It
+// StopGrace or when ctx ends, whichever is first. Then it removes D and
+// releases the directory locks. It
 // returns an error when stenotype had to be killed or D could not be
 // removed.
 func (s *Supervisor) Stop(ctx context.Context) error {
@@ -203,6 +212,7 @@ func (s *Supervisor) Stop(ctx context.Context) error {
 			s.errs = append(s.errs, fmt.Errorf("supervisor: remove %s: %w", s.dir, err))
 			s.mu.Unlock()
 		}
+		unlockDirs(s.locks)
 	})
 	s.mu.Lock()
 	defer s.mu.Unlock()

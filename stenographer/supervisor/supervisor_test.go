@@ -242,6 +242,55 @@ func TestNewMakesDirectories(t *testing.T) {
 	}
 }
 
+// A second supervisor on thread directories in use is refused by New,
+// naming the directory and the holder, and touches nothing: the first's
+// private directory and files stay. Once the first stops, the directories
+// can be used again.
+func TestDirectoriesLocked(t *testing.T) {
+	_, th := threads(t, 2)
+	rec := newRecorder()
+	first, err := New(fast("/bin/true", th, rec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFiles(t, th[1].PacketsDirectory, ".1700000000000000")
+	// The second shares only thread 1's index directory.
+	_, other := threads(t, 1)
+	other = append(other, store.Thread{PacketsDirectory: filepath.Join(t.TempDir(), "pkt"), IndexDirectory: th[1].IndexDirectory})
+	second, err := New(fast("/bin/true", other, newRecorder()))
+	if err == nil {
+		stop(t, second)
+		t.Fatal("a second supervisor on directories in use was not refused")
+	}
+	if !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), th[1].IndexDirectory) ||
+		!strings.Contains(err.Error(), fmt.Sprintf("process %d", os.Getpid())) {
+		t.Errorf("error %q: want ErrInUse naming %s and pid %d", err, th[1].IndexDirectory, os.Getpid())
+	}
+	if _, err := os.Stat(first.Dir()); err != nil {
+		t.Errorf("the first supervisor's private directory: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(th[1].PacketsDirectory, ".1700000000000000")); err != nil {
+		t.Errorf("the first supervisor's open file: %v", err)
+	}
+	// The refused one released the locks it had taken (on other[0]).
+	third, err := New(fast("/bin/true", other[:1], newRecorder()))
+	if err != nil {
+		t.Errorf("directories the refused supervisor had locked are still locked: %v", err)
+	} else if err := stop(t, third); err != nil {
+		t.Error(err)
+	}
+	if err := stop(t, first); err != nil {
+		t.Error(err)
+	}
+	again, err := New(fast("/bin/true", th, rec))
+	if err != nil {
+		t.Fatalf("after Stop the directories are still locked: %v", err)
+	}
+	if err := stop(t, again); err != nil {
+		t.Error(err)
+	}
+}
+
 // A stenotype that exits at once is restarted with a growing delay; the
 // log says why (status and last line); each start is preceded by the
 // leftover cleanup; the arguments are Flags then --threads, --dir, --iface.

@@ -140,3 +140,64 @@ func TestDaemonKilled(t *testing.T) {
 		t.Errorf("the orphan %d still runs", orphan)
 	}
 }
+
+// TestSecondDaemon: a second daemon on the thread directories of a running
+// one (on another port) exits non-zero at once, naming the directory, and
+// touches nothing: the first keeps its private directory and files, keeps
+// rotating, and serves what is sent afterwards.
+func TestSecondDaemon(t *testing.T) {
+	testenv.RequireTools(t, "tcpreplay")
+	pair := netns.NewPair(t)
+	d := daemon.Start(t, pair, daemon.Options{})
+	d.WaitFor("a first packet file", time.Minute, func() bool { return len(d.Files(0)) > 0 })
+	before := d.Files(0)
+	hidden := d.Hidden(0)
+
+	d2 := daemon.Start(t, pair, daemon.Options{ThreadDirs: d.Config.Threads, NoWait: true, Edit: func(c *daemon.Config) {
+		c.Port = daemon.HTTPSPort + 1
+	}})
+	deadline := time.Now().Add(time.Minute)
+	for !d2.Exited() && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !d2.Exited() {
+		t.Fatalf("the second daemon still runs after a minute; log:\n%s", d2.LogTail())
+	}
+	if d2.ExitErr() == nil {
+		t.Errorf("the second daemon exited with status 0, want non-zero")
+	}
+	log2 := string(d2.Log())
+	if dir := d.Config.Threads[0].PacketsDirectory; !strings.Contains(log2, dir+" is in use") {
+		t.Errorf("the second daemon's message does not name %s as in use:\n%s", dir, log2)
+	}
+	if strings.Contains(log2, "started stenotype") || strings.Contains(log2, "deleted leftover") || strings.Contains(log2, "removed an earlier private directory") {
+		t.Errorf("the refused daemon touched something:\n%s", log2)
+	}
+
+	for _, n := range before {
+		if _, err := os.Stat(filepath.Join(d.Config.Threads[0].PacketsDirectory, n)); err != nil {
+			t.Errorf("the first daemon's file %s: %v", n, err)
+		}
+	}
+	// Rotation goes on: the file open at the second start is renamed, and
+	// newer files follow (every second with FastFlags).
+	last := before[len(before)-1]
+	d.WaitFor("two packet files newer than those before the second start", time.Minute, func() bool {
+		newer := 0
+		for _, n := range d.Files(0) {
+			if n > last {
+				newer++
+			}
+		}
+		return newer >= 2
+	})
+	if strings.Contains(string(d.Log()), "stenotype exited") {
+		t.Errorf("the first daemon's stenotype failed after the second start; log:\n%s", d.LogTail())
+	}
+	t.Logf("open file at the second start %v; files now %d", hidden, len(d.Files(0)))
+	tB := boundary()
+	gp := generatedPcap(t)
+	n := len(framesOf(t, gp))
+	replay(t, pair, 500, n, gp)
+	waitCount(t, d, "after "+rfc3339(tB), n, 2*time.Minute)
+}
