@@ -8,8 +8,10 @@
 // SIGHUP is logged and ignored.
 //
 // Exit status: 0 after a clean stop, 2 for a bad command line or config
-// file, 1 for any other failure (certificates, listening, a server that
-// fails, a stenotype that had to be killed at shutdown).
+// file (thread directories stenotype's user cannot write included), 1 for
+// any other failure (thread directories in use by another daemon,
+// certificates, listening, a server that fails, a stenotype that had to be
+// killed at shutdown).
 package main
 
 import (
@@ -79,6 +81,11 @@ func run(args []string, stderr io.Writer) int {
 	log.Info("starting", "config", *configPath, "interface", cfg.Interface, "threads", len(cfg.Threads),
 		"https", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)), "grpc", cfg.Rpc != nil)
 	if err := serve(cfg, log, *syncInterval, *staleTimeout); err != nil {
+		if errors.Is(err, supervisor.ErrNoAccess) {
+			// Directories that can never work are a configuration error.
+			log.Error("bad configuration", "err", err)
+			return 2
+		}
 		log.Error("stopped with an error", "err", err)
 		return 1
 	}

@@ -6,7 +6,8 @@
 // directories. Output: file pairs on disk (read by the store), stenotype's
 // log lines in the daemon's log and its STATS in the metrics.
 //
-// Lifecycle: New creates missing thread directories, locks them (lock.go:
+// Lifecycle: New creates missing thread directories, checks that the user
+// stenotype drops to can write them (access.go), locks them (lock.go:
 // a second daemon on them is refused) and makes the private directory D
 // of SPEC §2 (symlinks PKT<i>, IDX<i>); Start runs the loop
 // that first stops a stenotype orphaned by an earlier stenographer on the
@@ -128,6 +129,9 @@ func New(cfg Config) (*Supervisor, error) {
 		return nil, err
 	}
 	s.id = id
+	if err := checkAccess(cfg.Threads, id); err != nil {
+		return nil, err
+	}
 	for _, th := range cfg.Threads {
 		for _, d := range []string{th.PacketsDirectory, th.IndexDirectory} {
 			created, err := makeDirs(d, id, s.chown)

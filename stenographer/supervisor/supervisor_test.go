@@ -242,6 +242,64 @@ func TestNewMakesDirectories(t *testing.T) {
 	}
 }
 
+// As root, thread directories that stenotype's user (nobody) cannot reach
+// or write are refused by New, before anything is created, with the
+// component, its mode and owner, and a fix; reachable ones, existing or
+// to be created, pass.
+func TestAccessRefused(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to test access as nobody")
+	}
+	base, _ := threads(t, 0) // base is 0755
+	closed := filepath.Join(base, "closed")
+	rootOnly := filepath.Join(base, "rootonly")
+	for _, d := range []string{closed, rootOnly} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(rootOnly, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(base, "file")
+	writeFiles(t, base, "file")
+	for _, tc := range []struct {
+		name string
+		dir  string // the packets directory
+		want string // the message has it
+	}{
+		{"parent not searchable", filepath.Join(closed, "x", "pkt"),
+			"user nobody cannot search " + closed + " (mode 0700 owner root): chmod o+x " + closed + " or pick a directory it can reach"},
+		{"existing directory not writable", rootOnly,
+			"user nobody cannot write to " + rootOnly + " (mode 0755 owner root): chown nobody " + rootOnly + " or pick a directory it can write"},
+		{"not a directory", file, file + " is not a directory"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			th := []store.Thread{{PacketsDirectory: tc.dir, IndexDirectory: filepath.Join(base, "idx-"+tc.name)}}
+			s, err := New(fast("/bin/true", th, newRecorder()))
+			if err == nil {
+				stop(t, s)
+				t.Fatalf("New accepted %s", tc.dir)
+			}
+			if !errors.Is(err, ErrNoAccess) || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+				t.Errorf("error %q: want one line with ErrNoAccess and %q", err, tc.want)
+			}
+			if _, err := os.Stat(th[0].IndexDirectory); err == nil {
+				t.Errorf("a refused New created %s", th[0].IndexDirectory)
+			}
+		})
+	}
+	// Missing below a searchable directory: created for nobody.
+	th := []store.Thread{{PacketsDirectory: filepath.Join(base, "new", "pkt"), IndexDirectory: filepath.Join(base, "new", "idx")}}
+	s, err := New(fast("/bin/true", th, newRecorder()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stop(t, s); err != nil {
+		t.Error(err)
+	}
+}
+
 // A second supervisor on thread directories in use is refused by New,
 // naming the directory and the holder, and touches nothing: the first's
 // private directory and files stay. Once the first stops, the directories
@@ -604,7 +662,9 @@ func TestReapOrphans(t *testing.T) {
 	oldDir, old := orphan(th)
 	otherDir, other := orphan(otherTh)
 	rec := newRecorder()
-	s, err := New(fast(script(t, "exec sleep 1000"), th, rec))
+	cfg := fast(script(t, "exec sleep 1000"), th, rec)
+	cfg.Flags = []string{"--uid=0", "--gid=0"} // the directories made above are root's
+	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
