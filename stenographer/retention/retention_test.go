@@ -310,6 +310,47 @@ func TestDiskFreeKeepsNewestPair(t *testing.T) {
 	}
 }
 
+// A packet file whose index write failed holds space no query sees: the
+// disk-free rule deletes it in its turn, oldest first. One newer than the
+// newest pair (its index may be being written) is left alone.
+func TestDiskFreeCountsUnindexed(t *testing.T) {
+	e := newEnv(t, t.TempDir(), 1)
+	var names []string
+	for k := 0; k < 4; k++ {
+		names = append(names, e.pair(t, 0, k*60, 5, 100))
+	}
+	for _, n := range []string{names[1], names[3]} {
+		if err := os.Remove(filepath.Join(e.threads[0].IndexDirectory, n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.threads[0].DiskFreePercentage = 10
+	e.threads[0].MaxDirectoryFiles = 1000
+	full := func(path string) (Disk, error) {
+		d, err := plenty(path)
+		d.Free = 0
+		return d, err
+	}
+	if err := e.cleaner(full).Once(); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(e.threads[0].PacketsDirectory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for _, en := range entries {
+		left = append(left, en.Name())
+	}
+	if want := []string{names[2], names[3]}; !reflect.DeepEqual(left, want) {
+		t.Errorf("packet files left %q, want %q (the newest pair and the unindexed file after it)", left, want)
+	}
+	deleted := e.log.lines("deleted oldest file pair")
+	if len(deleted) != 2 || !strings.Contains(deleted[0], "name="+names[0]) || !strings.Contains(deleted[1], "name="+names[1]) {
+		t.Errorf("deletions, want %s then the unindexed %s:\n%s", names[0], names[1], strings.Join(deleted, "\n"))
+	}
+}
+
 // On a real small filesystem (tmpfs), the measured free space ends above
 // the threshold and the newest data is kept.
 func TestDiskFreeRealFilesystem(t *testing.T) {

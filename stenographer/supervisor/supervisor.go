@@ -11,7 +11,8 @@
 // a second daemon on them is refused) and makes the private directory D
 // of SPEC §2 (symlinks PKT<i>, IDX<i>); Start runs the loop
 // that first stops a stenotype orphaned by an earlier stenographer on the
-// same directories (orphans.go), then, before every start, deletes leftovers of an unfinished run, starts
+// same directories (orphans.go), then, before every start, tidies what an
+// unfinished run left (re-indexing packet files without index), starts
 // stenotype, and restarts it when it exits (backing off while it keeps
 // failing) or when a thread stops producing files; Stop terminates
 // stenotype (SIGTERM so it flushes its files, SIGKILL after a grace
@@ -71,14 +72,15 @@ type Config struct {
 
 // Supervisor runs one stenotype. Its methods are safe for concurrent use.
 type Supervisor struct {
-	cfg   Config
-	log   *slog.Logger // component=supervisor
-	out   *slog.Logger // component=stenotype: its output
-	dir   string       // D
-	args  []string
-	id    identity
-	chown bool
-	locks []*os.File // flock of every thread directory, held until Stop
+	cfg     Config
+	log     *slog.Logger // component=supervisor
+	out     *slog.Logger // component=stenotype: its output
+	dir     string       // D
+	args    []string
+	id      identity
+	chown   bool
+	locks   []*os.File // flock of every thread directory, held until Stop
+	reindex reindexer  // for packet files that lost their index
 
 	startOnce, stopOnce sync.Once
 	stop                chan struct{} // closed by Stop: terminate and return
@@ -129,6 +131,7 @@ func New(cfg Config) (*Supervisor, error) {
 		return nil, err
 	}
 	s.id = id
+	s.reindex = newReindexer(cfg.StenotypePath, cfg.Flags)
 	if err := checkAccess(cfg.Threads, id); err != nil {
 		return nil, err
 	}
@@ -238,7 +241,7 @@ func (s *Supervisor) loop() {
 	delay := s.cfg.BackoffBase
 	for !s.stopping() {
 		for i, th := range s.cfg.Threads {
-			if _, err := cleanLeftovers(s.log, i, th); err != nil {
+			if _, err := cleanLeftovers(s.log, i, th, s.reindex); err != nil {
 				s.log.Error("cleaning leftovers", "thread", i, "err", err)
 			}
 		}

@@ -160,7 +160,8 @@ func TestCleanLeftovers(t *testing.T) {
 	}
 	writeFiles(t, th[0].PacketsDirectory, "1000", "2000", ".3000", ".stenotype_probe", "4000", "README")
 	writeFiles(t, th[0].IndexDirectory, "1000", "2000", ".3000", "5000", "notes.txt")
-	n, err := cleanLeftovers(rec.logger(), 0, th[0])
+	// The files hold no packets: nothing to re-index, so none is kept.
+	n, err := cleanLeftovers(rec.logger(), 0, th[0], reindexer{blockSize: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +182,7 @@ func TestCleanLeftovers(t *testing.T) {
 		".3000@pkt":            "hidden file of an unfinished write",
 		".stenotype_probe@pkt": "hidden file of an unfinished write",
 		".3000@idx":            "hidden file of an unfinished write",
-		"4000@pkt":             "packet file without index",
+		"4000@pkt":             "packet file without index or packets",
 		"5000@idx":             "index file without packet file",
 	}
 	if !reflect.DeepEqual(reasons, want) {

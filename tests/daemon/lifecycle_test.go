@@ -201,3 +201,50 @@ func TestSecondDaemon(t *testing.T) {
 	replay(t, pair, 500, n, gp)
 	waitCount(t, d, "after "+rfc3339(tB), n, 2*time.Minute)
 }
+
+// TestReindexAtStart: a store where one packet file lost its index (an
+// index write that failed) and another is still hidden without one
+// (stenotype killed before the rename). A daemon started on it re-indexes
+// both and serves every packet that was sent.
+func TestReindexAtStart(t *testing.T) {
+	testenv.RequireTools(t, "tcpreplay")
+	pair := netns.NewPair(t)
+	d := daemon.Start(t, pair, daemon.Options{})
+	gp := generatedPcap(t)
+	n := len(framesOf(t, gp))
+	// Two replays a file rotation apart, so the packets are in two files.
+	replay(t, pair, 500, n, gp)
+	waitCount(t, d, everything, n, 2*time.Minute)
+	boundary()
+	replay(t, pair, 500, n, gp)
+	waitCount(t, d, everything, 2*n, 2*time.Minute)
+	d.Stop()
+
+	th := d.Config.Threads[0]
+	var withPackets []string
+	for _, name := range d.Files(0) {
+		if info, err := os.Stat(filepath.Join(th.PacketsDirectory, name)); err == nil && info.Size() > 0 {
+			withPackets = append(withPackets, name)
+		}
+	}
+	if len(withPackets) < 2 {
+		t.Fatalf("packet files with data %q, want two", withPackets)
+	}
+	unindexed, hidden := withPackets[0], withPackets[len(withPackets)-1]
+	for _, name := range []string{unindexed, hidden} {
+		if err := os.Remove(filepath.Join(th.IndexDirectory, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Rename(filepath.Join(th.PacketsDirectory, hidden), filepath.Join(th.PacketsDirectory, "."+hidden)); err != nil {
+		t.Fatal(err)
+	}
+
+	d2 := daemon.Start(t, pair, daemon.Options{ThreadDirs: d.Config.Threads})
+	waitCount(t, d2, everything, 2*n, time.Minute)
+	for _, want := range []string{"re-indexed packet file without index", "recovered the packet file of an unfinished write"} {
+		if !strings.Contains(string(d2.Log()), want) {
+			t.Errorf("the log does not say %q; log:\n%s", want, d2.LogTail())
+		}
+	}
+}
