@@ -160,7 +160,7 @@ func serve(cfg *config.Config, log *slog.Logger, syncInterval, staleTimeout time
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer cancel()
 	sup.Start()
-	cleaner := retention.New(retention.Config{Store: st, Threads: retentionThreads(cfg), Interval: syncInterval, Logger: log})
+	cleaner := retention.New(retention.Config{Store: st, Threads: cfg.Threads, Interval: syncInterval, Logger: log})
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -223,15 +223,6 @@ func logHangups(log *slog.Logger) func() {
 		signal.Stop(hup)
 		close(done)
 	}
-}
-
-func retentionThreads(cfg *config.Config) []retention.Thread {
-	out := make([]retention.Thread, len(cfg.Threads))
-	for i, th := range cfg.Threads {
-		out[i] = retention.Thread{PacketsDirectory: th.PacketsDirectory, IndexDirectory: th.IndexDirectory,
-			DiskFreePercentage: th.DiskFreePercentage, MaxDirectoryFiles: th.MaxDirectoryFiles}
-	}
-	return out
 }
 
 // newLogger logs text lines to stderr, or to syslog with the severity of

@@ -77,10 +77,11 @@ type Config struct {
 	Warnings []string `json:"-"`
 }
 
-// Thread is one stenotype thread's storage and its limits.
+// Thread is one stenotype thread's storage and its limits: the
+// directories are the store's Thread (one type for every package), the
+// JSON keys stay flat as in the reference.
 type Thread struct {
-	PacketsDirectory   string
-	IndexDirectory     string
+	store.Thread
 	DiskFreePercentage int // delete oldest files while free space is at or below this
 	MaxDirectoryFiles  int // delete oldest files while a thread has more pairs than this
 }
@@ -363,7 +364,7 @@ func validHostName(h string) bool {
 func (c *Config) StoreThreads() []store.Thread {
 	out := make([]store.Thread, len(c.Threads))
 	for i, th := range c.Threads {
-		out[i] = store.Thread{PacketsDirectory: th.PacketsDirectory, IndexDirectory: th.IndexDirectory}
+		out[i] = th.Thread
 	}
 	return out
 }

@@ -22,7 +22,7 @@ func TestParseDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &Config{
-		Threads: []Thread{{PacketsDirectory: "/data0/pkt", IndexDirectory: "/data0/idx",
+		Threads: []Thread{{Thread: store.Thread{PacketsDirectory: "/data0/pkt", IndexDirectory: "/data0/idx"},
 			DiskFreePercentage: 10, MaxDirectoryFiles: 30000}},
 		StenotypePath: "/usr/bin/stenotype", Interface: "eth0", Port: 1234, Host: "127.0.0.1",
 		Flags: []string{}, CertPath: "/etc/stenographer/certs", MaxOpenFiles: 1000,

@@ -40,6 +40,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/stenographer-ng/stenographer/stenographer/config"
 	"github.com/stenographer-ng/stenographer/stenographer/metrics"
 	"github.com/stenographer-ng/stenographer/stenographer/store"
 )
@@ -49,13 +50,6 @@ type Store interface {
 	Refresh() error
 	Files(thread int) []store.FileInfo
 	Forget(store.FileInfo)
-}
-
-// Thread is one thread's directories and limits.
-type Thread struct {
-	PacketsDirectory, IndexDirectory string
-	DiskFreePercentage               int
-	MaxDirectoryFiles                int
 }
 
 // Disk is a filesystem's size and free space in bytes, with its device
@@ -73,8 +67,8 @@ type StatFS func(path string) (Disk, error)
 // Config configures a Cleaner.
 type Config struct {
 	Store    Store
-	Threads  []Thread
-	Interval time.Duration // between cycles of Run; 0 means 15s
+	Threads  []config.Thread // directories and limits, as configured
+	Interval time.Duration   // between cycles of Run; 0 means 15s
 	Logger   *slog.Logger
 	StatFS   StatFS // nil: statfs(2)
 }
@@ -227,7 +221,7 @@ func (c *Cleaner) diskFree(files [][]store.FileInfo) error {
 // count them and the disk-free rule may delete them, oldest first. Files
 // newer than the newest pair are left out: their index may be being
 // written (stenotype indexes files in order, after the rename).
-func withUnindexed(thread int, th Thread, pairs []store.FileInfo) []store.FileInfo {
+func withUnindexed(thread int, th config.Thread, pairs []store.FileInfo) []store.FileInfo {
 	if len(pairs) == 0 {
 		return pairs
 	}

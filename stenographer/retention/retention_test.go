@@ -19,6 +19,7 @@ import (
 	"github.com/google/gopacket/pcapgo"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/stenographer-ng/stenographer/stenographer/config"
 	"github.com/stenographer-ng/stenographer/stenographer/internal/fixture"
 	"github.com/stenographer-ng/stenographer/stenographer/pcap"
 	"github.com/stenographer-ng/stenographer/stenographer/query"
@@ -59,7 +60,7 @@ func (l *logBuf) lines(substr string) []string {
 // env is a store over thread directories under one temp dir.
 type env struct {
 	dir     string
-	threads []Thread
+	threads []config.Thread
 	store   *store.Store
 	log     *logBuf
 }
@@ -69,17 +70,17 @@ func newEnv(t *testing.T, dir string, nthreads int) *env {
 	e := &env{dir: dir, log: &logBuf{}}
 	var st []store.Thread
 	for i := 0; i < nthreads; i++ {
-		th := Thread{
+		th := config.Thread{Thread: store.Thread{
 			PacketsDirectory: filepath.Join(dir, fmt.Sprintf("PKT%d", i)),
 			IndexDirectory:   filepath.Join(dir, fmt.Sprintf("IDX%d", i)),
-		}
+		}}
 		for _, d := range []string{th.PacketsDirectory, th.IndexDirectory} {
 			if err := os.MkdirAll(d, 0o755); err != nil {
 				t.Fatal(err)
 			}
 		}
 		e.threads = append(e.threads, th)
-		st = append(st, store.Thread{PacketsDirectory: th.PacketsDirectory, IndexDirectory: th.IndexDirectory})
+		st = append(st, th.Thread)
 	}
 	e.store = store.New(store.Config{Threads: st, BlockSize: blockSize})
 	return e
@@ -200,7 +201,7 @@ func TestMaxDirectoryFiles(t *testing.T) {
 }
 
 // pairBytes is the space one pair takes on disk, as statfs counts it.
-func pairBytes(t *testing.T, th Thread, name string) uint64 {
+func pairBytes(t *testing.T, th config.Thread, name string) uint64 {
 	t.Helper()
 	var n uint64
 	for _, d := range []string{th.PacketsDirectory, th.IndexDirectory} {
