@@ -1,6 +1,7 @@
 package daemon_test
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -246,5 +247,36 @@ func TestReindexAtStart(t *testing.T) {
 		if !strings.Contains(string(d2.Log()), want) {
 			t.Errorf("the log does not say %q; log:\n%s", want, d2.LogTail())
 		}
+	}
+}
+
+// TestStenoqueryConfig: stenoquery --config reads a store written with
+// --blocksize_kb=64 in the config's Flags (it loads the config with the
+// daemon's loader) and finds every packet sent; told a wrong block size on
+// the command line, it cannot read the files and exits non-zero saying so.
+func TestStenoqueryConfig(t *testing.T) {
+	testenv.RequireTools(t, "tcpreplay")
+	pair := netns.NewPair(t)
+	d := daemon.Start(t, pair, daemon.Options{Flags: append([]string{"--blocksize_kb=64"}, daemon.FastFlags...)})
+	gp := generatedPcap(t)
+	n := len(framesOf(t, gp))
+	replay(t, pair, 500, n, gp)
+	waitCount(t, d, everything, n, 2*time.Minute)
+	d.Stop()
+
+	bin := testenv.Binary(t, "stenoquery")
+	r := testenv.Run(time.Minute, bin, "--config", d.ConfigPath, "--count", everything)
+	if r.Err != nil {
+		t.Fatalf("stenoquery --config: %v", r.Err)
+	}
+	if got := strings.TrimSpace(string(r.Stdout)); got != strconv.Itoa(n) {
+		t.Errorf("stenoquery --config --count %q = %s, want %d; stderr:\n%s", everything, got, n, r.Stderr)
+	}
+	if len(bytes.TrimSpace(r.Stderr)) != 0 {
+		t.Errorf("stenoquery --config warned:\n%s", r.Stderr)
+	}
+	r = testenv.Run(time.Minute, bin, "--config", d.ConfigPath, "--blocksize_kb=1024", "--count", everything)
+	if r.Err == nil || !strings.Contains(string(r.Stderr), "could not be read") {
+		t.Errorf("stenoquery with the wrong block size: err %v, stderr %q; want a non-zero exit saying files could not be read", r.Err, r.Stderr)
 	}
 }
