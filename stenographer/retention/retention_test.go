@@ -168,6 +168,13 @@ func plenty(path string) (Disk, error) {
 	return Disk{Dev: st.Dev, Total: 100 << 30, Free: 90 << 30}, nil
 }
 
+// noFree is a StatFS with the real device and nothing free.
+func noFree(path string) (Disk, error) {
+	d, err := plenty(path)
+	d.Free = 0
+	return d, err
+}
+
 func TestMaxDirectoryFiles(t *testing.T) {
 	e := newEnv(t, t.TempDir(), 2)
 	var names []string
@@ -279,12 +286,7 @@ func TestDiskFreeKeepsNewestPair(t *testing.T) {
 	}
 	e.threads[0].DiskFreePercentage = 10
 	e.threads[0].MaxDirectoryFiles = 1000
-	full := func(path string) (Disk, error) {
-		d, err := plenty(path)
-		d.Free = 0
-		return d, err
-	}
-	c := e.cleaner(full)
+	c := e.cleaner(noFree)
 	for i := 0; i < 3; i++ {
 		if err := c.Once(); err != nil {
 			t.Fatal(err)
@@ -302,7 +304,7 @@ func TestDiskFreeKeepsNewestPair(t *testing.T) {
 	if err := c.Once(); err != nil {
 		t.Fatal(err)
 	}
-	c.cfg.StatFS = full
+	c.cfg.StatFS = noFree
 	if err := c.Once(); err != nil {
 		t.Fatal(err)
 	}
@@ -327,12 +329,7 @@ func TestDiskFreeCountsUnindexed(t *testing.T) {
 	}
 	e.threads[0].DiskFreePercentage = 10
 	e.threads[0].MaxDirectoryFiles = 1000
-	full := func(path string) (Disk, error) {
-		d, err := plenty(path)
-		d.Free = 0
-		return d, err
-	}
-	if err := e.cleaner(full).Once(); err != nil {
+	if err := e.cleaner(noFree).Once(); err != nil {
 		t.Fatal(err)
 	}
 	entries, err := os.ReadDir(e.threads[0].PacketsDirectory)

@@ -70,21 +70,37 @@ func sendToOpenFile(t *testing.T, pair *netns.Pair, d *daemon.Daemon) int {
 	return n
 }
 
+// openFile is a daemon whose stenotype holds every packet sent in its
+// open file.
+type openFile struct {
+	pair      *netns.Pair
+	dirs      []daemon.Thread
+	d         *daemon.Daemon
+	n         int // packets sent
+	stenotype int // its pid
+}
+
+// startOpenFile starts a daemon with openFileFlags on new directories and
+// sends the generated frames into its open file.
+func startOpenFile(t *testing.T) openFile {
+	t.Helper()
+	testenv.RequireTools(t, "tcpreplay")
+	o := openFile{pair: netns.NewPair(t), dirs: newThreadDirs(t)}
+	o.d = daemon.Start(t, o.pair, daemon.Options{ThreadDirs: o.dirs, Flags: openFileFlags})
+	o.n = sendToOpenFile(t, o.pair, o.d)
+	if o.stenotype = o.d.Stenotype(); o.stenotype == 0 {
+		t.Fatalf("no stenotype child of the daemon (pid %d)", o.d.PID())
+	}
+	return o
+}
+
 // TestHangup: SIGHUP to the daemon's process group and to stenotype's
 // stops neither. The daemon logs that it ignores it; the same stenotype
 // keeps reporting; after a clean stop a new daemon on the same directories
 // serves every packet sent before the hangup.
 func TestHangup(t *testing.T) {
-	testenv.RequireTools(t, "tcpreplay")
-	pair := netns.NewPair(t)
-	dirs := newThreadDirs(t)
-	d := daemon.Start(t, pair, daemon.Options{ThreadDirs: dirs, Flags: openFileFlags})
-	n := sendToOpenFile(t, pair, d)
-
-	pid := d.Stenotype()
-	if pid == 0 {
-		t.Fatalf("no stenotype child of the daemon (pid %d)", d.PID())
-	}
+	o := startOpenFile(t)
+	pair, dirs, d, n, pid := o.pair, o.dirs, o.d, o.n, o.stenotype
 	before, _ := statsLines(d)
 	for _, g := range []int{d.PID(), pid} {
 		if err := syscall.Kill(-g, syscall.SIGHUP); err != nil {
@@ -116,16 +132,8 @@ func TestHangup(t *testing.T) {
 // stops it with SIGTERM (it flushes its open file) and serves every packet
 // sent before the kill.
 func TestDaemonKilled(t *testing.T) {
-	testenv.RequireTools(t, "tcpreplay")
-	pair := netns.NewPair(t)
-	dirs := newThreadDirs(t)
-	d := daemon.Start(t, pair, daemon.Options{ThreadDirs: dirs, Flags: openFileFlags})
-	n := sendToOpenFile(t, pair, d)
-
-	orphan := d.Stenotype()
-	if orphan == 0 {
-		t.Fatalf("no stenotype child of the daemon (pid %d)", d.PID())
-	}
+	o := startOpenFile(t)
+	pair, dirs, d, n, orphan := o.pair, o.dirs, o.d, o.n, o.stenotype
 	if err := syscall.Kill(d.PID(), syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
