@@ -95,6 +95,9 @@ func canUse(dir string, write bool, id identity) (bool, error) {
 		return true, nil
 	case errors.As(err, &ee) && ee.ExitCode() == 1:
 		return false, nil
+	case !errors.As(err, &ee):
+		// No test(1) to run: the mode bits must do.
+		return modeRefusal(dir, write, id) == "", nil
 	}
 	return false, fmt.Errorf("supervisor: test access to %s as uid %d: %w", dir, id.uid, err)
 }
@@ -102,6 +105,17 @@ func canUse(dir string, write bool, id identity) (bool, error) {
 // explainAccess names the first path component that keeps id out of dir,
 // with its mode and owner, and a way out.
 func explainAccess(dir string, write bool, id identity) string {
+	if why := modeRefusal(dir, write, id); why != "" {
+		return why
+	}
+	// The modes allow it: an ACL, a read-only mount or a security module
+	// says no.
+	return fmt.Sprintf("user %s cannot write to it (tested as uid %d gid %d; the modes allow it, so an ACL, a read-only mount or a security module refuses)", userName(id.uid), id.uid, id.gid)
+}
+
+// modeRefusal walks dir's components and says which one's owner, group
+// and other bits keep id out, or "" when none does.
+func modeRefusal(dir string, write bool, id identity) string {
 	name := userName(id.uid)
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -144,9 +158,7 @@ func explainAccess(dir string, write bool, id identity) string {
 		return fmt.Sprintf("user %s cannot %s %s (mode %04o owner %s): %s",
 			name, verb, p, info.Mode().Perm(), userName(int(st.Uid)), fix)
 	}
-	// The modes allow it: an ACL, a read-only mount or a security module
-	// says no.
-	return fmt.Sprintf("user %s cannot write to it (tested as uid %d gid %d; the modes allow it, so an ACL, a read-only mount or a security module refuses)", name, id.uid, id.gid)
+	return ""
 }
 
 // permits applies the owner/group/other mode bits of a file to id, whose
