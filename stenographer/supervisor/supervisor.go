@@ -193,9 +193,8 @@ func (s *Supervisor) Start() {
 
 // Stop terminates stenotype and waits for it: SIGTERM, then SIGKILL after
 // StopGrace or when ctx ends, whichever is first. Then it removes D and
-// releases the directory locks. It
-// returns an error when stenotype had to be killed or D could not be
-// removed.
+// releases the directory locks. It returns an error when stenotype had to
+// be killed or D could not be removed.
 func (s *Supervisor) Stop(ctx context.Context) error {
 	s.stopOnce.Do(func() {
 		close(s.stop)
