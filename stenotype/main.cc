@@ -63,6 +63,7 @@ class SignalWatcher {
     sigaddset(&set_, SIGINT);
     sigaddset(&set_, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set_, nullptr);
+    signal(SIGHUP, SIG_IGN);  // a hangup of the daemon's terminal or group must not drop unflushed files
   }
   // Poll waits up to timeout_ms for SIGINT/SIGTERM.
   void Poll(int timeout_ms = 0) {
@@ -228,6 +229,7 @@ int Capture(const Options& o, const Identity& id, std::atomic<bool>* stop, Signa
 }
 
 int Main(int argc, char** argv) {
+  signal(SIGPIPE, SIG_IGN);  // an orphan whose daemon died must outlive its next log line
   Options o;
   for (int i = 1; i < argc; ++i) {
     if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {

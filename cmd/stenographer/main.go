@@ -4,11 +4,14 @@
 // both with mutual TLS.
 //
 // This file is flags and wiring only: config → store → supervisor,
-// retention, HTTPS and gRPC servers; SIGTERM/SIGINT stops them in order.
+// retention, HTTPS and gRPC servers; SIGTERM/SIGINT stops them in order;
+// SIGHUP is logged and ignored.
 //
 // Exit status: 0 after a clean stop, 2 for a bad command line or config
-// file, 1 for any other failure (certificates, listening, a server that
-// fails, a stenotype that had to be killed at shutdown).
+// file (thread directories stenotype's user cannot write included), 1 for
+// any other failure (thread directories in use by another daemon,
+// certificates, listening, a server that fails, a stenotype that had to be
+// killed at shutdown).
 package main
 
 import (
@@ -85,6 +88,7 @@ func run(args []string, stderr io.Writer) int {
 		return 2
 	}
 	log := newLogger(*useSyslog, *verbosity, stderr)
+	defer logHangups(log)()
 
 	cfg, err := config.Load(*configPath)
 	if err != nil {
@@ -94,6 +98,9 @@ func run(args []string, stderr io.Writer) int {
 		}
 		return 2
 	}
+	for _, w := range cfg.Warnings {
+		log.Warn("configuration", "config", *configPath, "warning", w)
+	}
 	log.Info("starting", "config", *configPath, "interface", cfg.Interface, "threads", len(cfg.Threads),
 		"https", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)), "grpc", cfg.Rpc != nil)
 	if lim.maxQueries <= 0 {
@@ -101,6 +108,11 @@ func run(args []string, stderr io.Writer) int {
 		return 2
 	}
 	if err := serve(cfg, log, *syncInterval, *staleTimeout, lim); err != nil {
+		if errors.Is(err, supervisor.ErrNoAccess) {
+			// Directories that can never work are a configuration error.
+			log.Error("bad configuration", "err", err)
+			return 2
+		}
 		log.Error("stopped with an error", "err", err)
 		return 1
 	}
@@ -164,7 +176,9 @@ func serve(cfg *config.Config, log *slog.Logger, syncInterval, staleTimeout time
 	}
 	runners = append(runners, runner{"HTTPS", https.ServeListener, ln})
 	if r := cfg.Rpc; r != nil {
-		addr := net.JoinHostPort(cfg.Host, strconv.Itoa(r.ServerPort))
+		// Every address unless Rpc.ServerHost says otherwise, as the
+		// reference listens: remote clients use gRPC, HTTPS stays on Host.
+		addr := net.JoinHostPort(r.ServerHost, strconv.Itoa(r.ServerPort))
 		g, err := rpc.New(rpc.Config{Addr: addr, CaCert: r.CaCert, ServerCert: r.ServerCert, ServerKey: r.ServerKey,
 			Store: st, ServerPcapMaxSize: r.ServerPcapMaxSize, ClientPcapChunkSize: r.ClientPcapChunkSize,
 			ClientPcapMaxSize: r.ClientPcapMaxSize, Runner: queries, Capture: sup, Conns: lim.conns, Logger: log})
@@ -175,7 +189,7 @@ func serve(cfg *config.Config, log *slog.Logger, syncInterval, staleTimeout time
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			closeAll()
-			return errors.Join(fmt.Errorf("gRPC (Host, Rpc.ServerPort): %w", err), stopSup())
+			return errors.Join(fmt.Errorf("gRPC (Rpc.ServerHost, Rpc.ServerPort): %w", err), stopSup())
 		}
 		runners = append(runners, runner{"gRPC", g.ServeListener, ln})
 	}
@@ -183,7 +197,7 @@ func serve(cfg *config.Config, log *slog.Logger, syncInterval, staleTimeout time
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer cancel()
 	sup.Start()
-	cleaner := retention.New(retention.Config{Store: st, Threads: retentionThreads(cfg), Interval: syncInterval, Logger: log})
+	cleaner := retention.New(retention.Config{Store: st, Threads: cfg.Threads, Interval: syncInterval, Logger: log})
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -223,13 +237,29 @@ func serve(cfg *config.Config, log *slog.Logger, syncInterval, staleTimeout time
 	return errors.Join(append(errs, supErr)...)
 }
 
-func retentionThreads(cfg *config.Config) []retention.Thread {
-	out := make([]retention.Thread, len(cfg.Threads))
-	for i, th := range cfg.Threads {
-		out[i] = retention.Thread{PacketsDirectory: th.PacketsDirectory, IndexDirectory: th.IndexDirectory,
-			DiskFreePercentage: th.DiskFreePercentage, MaxDirectoryFiles: th.MaxDirectoryFiles}
+// logHangups takes SIGHUP for the daemon's whole life, which by Go's
+// default would kill it at once, leaving stenotype unflushed. It is logged
+// and otherwise ignored: the log goes to stderr or syslog, so there is no
+// file to reopen, and the config is read only at start (a changed config
+// needs a restart). The returned function stops taking it.
+func logHangups(log *slog.Logger) func() {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-hup:
+				log.Warn("SIGHUP ignored: there is no log file to reopen and the config is read only at start; restart stenographer to apply a new config")
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		close(done)
 	}
-	return out
 }
 
 // newLogger logs text lines to stderr, or to syslog with the severity of

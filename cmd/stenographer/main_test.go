@@ -12,6 +12,12 @@ import (
 // The running daemon is tested end to end in tests/daemon.
 func TestRunStartupErrors(t *testing.T) {
 	dir := t.TempDir()
+	// As root, stenotype's user (nobody) must reach the thread directories.
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	write := func(name, text string) string {
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {

@@ -10,7 +10,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -26,6 +25,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/stenographer-ng/stenographer/stenographer/config"
 	"github.com/stenographer-ng/stenographer/stenographer/metrics"
 	"github.com/stenographer-ng/stenographer/stenographer/pcap"
 	"github.com/stenographer-ng/stenographer/stenographer/serve"
@@ -56,10 +56,10 @@ func main() {
 		debug.SetGCPercent(gcPercent)
 	}
 	var threads threadFlags
-	config := flag.String("config", "", "stenographer config file whose Threads to read")
+	configPath := flag.String("config", "", "stenographer config file: its Threads, and --blocksize_kb from its Flags")
 	dir := flag.String("dir", "", "stenotype --dir output: reads every PKT<i>/IDX<i> pair in it")
 	flag.Var(&threads, "thread", "PACKETS_DIR:INDEX_DIR of one thread (repeatable)")
-	blockKB := flag.Int("blocksize_kb", 1024, "packet file block size, as stenotype's --blocksize_kb")
+	blockKB := flag.Int("blocksize_kb", 1024, "packet file block size, as stenotype's --blocksize_kb (default: the config's Flags, else 1024)")
 	out := flag.String("w", "-", "write PCAP to this file (- for stdout)")
 	count := flag.Bool("count", false, "print the number of matching packets instead of PCAP")
 	explain := flag.Bool("explain", false, "print the parsed query and, per file, the positions each primitive matched")
@@ -80,17 +80,34 @@ func main() {
 		flag.Usage()
 		os.Exit(2)
 	}
-	if err := run(*config, *dir, threads, *blockKB, flag.Arg(0), *out, *count, *explain, *stats, pcap.Limits{MaxPackets: *limitPackets, MaxBytes: *limitBytes}); err != nil {
+	// --blocksize_kb given on the command line wins; otherwise a config's
+	// Flags say what stenotype wrote with.
+	blockSize := 0
+	flag.Visit(func(f *flag.Flag) {
+		if f.Name == "blocksize_kb" {
+			blockSize = *blockKB * 1024
+		}
+	})
+	if err := run(*configPath, *dir, threads, blockSize, flag.Arg(0), *out, *count, *explain, *stats, pcap.Limits{MaxPackets: *limitPackets, MaxBytes: *limitBytes}); err != nil {
 		fmt.Fprintln(os.Stderr, "stenoquery:", err)
 		os.Exit(1)
 	}
 }
 
-func run(config, dir string, threads []store.Thread, blockKB int, text, out string, count, explain, stats bool, limits pcap.Limits) error {
+// run answers the query. blockSize 0 means the config's, else 1 MiB.
+func run(configPath, dir string, threads []store.Thread, blockSize int, text, out string, count, explain, stats bool, limits pcap.Limits) error {
 	var err error
 	switch {
-	case config != "":
-		threads, err = threadsFromConfig(config)
+	case configPath != "":
+		// The daemon's own loader: the same checks, the same thread
+		// directories, the same block size.
+		var cfg *config.Config
+		if cfg, err = config.Load(configPath); err == nil {
+			threads = cfg.StoreThreads()
+			if blockSize == 0 {
+				blockSize = cfg.BlockSize()
+			}
+		}
 	case dir != "":
 		threads, err = threadsFromDir(dir)
 	}
@@ -107,7 +124,7 @@ func run(config, dir string, threads []store.Thread, blockKB int, text, out stri
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	st := store.New(store.Config{Threads: threads, BlockSize: blockKB * 1024, Logger: logger})
+	st := store.New(store.Config{Threads: threads, BlockSize: blockSize, Logger: logger})
 	if err := st.Refresh(); err != nil {
 		return err
 	}
@@ -147,6 +164,11 @@ func run(config, dir string, threads []store.Thread, blockKB int, text, out stri
 	if res.Truncated {
 		fmt.Fprintf(os.Stderr, "stenoquery: result truncated at %d packets, %d bytes\n", res.Packets, res.Bytes)
 	}
+	if len(res.Errors) > 0 {
+		// The result is incomplete: a caller must not take it for the
+		// whole answer.
+		return fmt.Errorf("%d file(s) could not be read (warnings above); the result lacks their packets", len(res.Errors))
+	}
 	return nil
 }
 
@@ -154,20 +176,6 @@ func run(config, dir string, threads []store.Thread, blockKB int, text, out stri
 type sink struct{ io.Writer }
 
 func (sink) Flush() error { return nil }
-
-// threadsFromConfig reads only the Threads of a stenographer config file;
-// the full config is validated by the daemon.
-func threadsFromConfig(path string) ([]store.Thread, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var c struct{ Threads []store.Thread }
-	if err := json.Unmarshal(b, &c); err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
-	}
-	return c.Threads, nil
-}
 
 // threadsFromDir finds PKT<i>/IDX<i> pairs in a stenotype --dir.
 func threadsFromDir(dir string) ([]store.Thread, error) {

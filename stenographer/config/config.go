@@ -15,10 +15,15 @@
 //     between the two unchanged. Negative values are errors.
 //   - A missing or empty Host means 127.0.0.1, the address of the default
 //     config: an empty Host would otherwise bind every interface. A Host
-//     must be an IP address or a host name that resolves.
+//     must be an IP address or a host name that resolves. Host is the
+//     HTTPS address only: gRPC listens on every address, as in the
+//     reference, unless Rpc.ServerHost (ours) names one.
 //   - Port and Interface are required; StenotypePath defaults to
 //     /usr/bin/stenotype and CertPath to /etc/stenographer/certs.
 //   - Flags must not set --dir, --threads or --iface: stenographer sets them.
+//   - TestimonySocket (the reference's Testimony packet source) is accepted
+//     and ignored, with a warning in Warnings: capture is always from
+//     Interface.
 //   - Two threads, or a thread's packet and index directory, must not share
 //     a directory: the file names would collide.
 package config
@@ -62,12 +67,21 @@ type Config struct {
 	CertPath      string
 	MaxOpenFiles  int
 	Rpc           *Rpc `json:",omitempty"`
+	// TestimonySocket is the reference's alternative packet source (a
+	// Testimony daemon's socket). Accepted so a reference config loads;
+	// stenotype always captures from Interface itself (see Warnings).
+	TestimonySocket string `json:",omitempty"`
+
+	// Warnings are things the daemon should log once at start: keys that
+	// are accepted but have no effect.
+	Warnings []string `json:"-"`
 }
 
-// Thread is one stenotype thread's storage and its limits.
+// Thread is one stenotype thread's storage and its limits: the
+// directories are the store's Thread (one type for every package), the
+// JSON keys stay flat as in the reference.
 type Thread struct {
-	PacketsDirectory   string
-	IndexDirectory     string
+	store.Thread
 	DiskFreePercentage int // delete oldest files while free space is at or below this
 	MaxDirectoryFiles  int // delete oldest files while a thread has more pairs than this
 }
@@ -78,6 +92,9 @@ type Rpc struct {
 	ServerKey  string
 	ServerCert string
 	ServerPort int
+	// ServerHost is the address gRPC listens on. Empty (the reference's
+	// only behaviour): every address; mutual TLS guards it either way.
+	ServerHost string `json:",omitempty"`
 	// ServerPcapPath is accepted for compatibility; results are streamed
 	// from the query engine, so nothing is written there.
 	ServerPcapPath      string
@@ -227,7 +244,7 @@ func (c *Config) complete() error {
 	if c.Host == "" {
 		c.Host = DefaultHost
 	}
-	if err := checkHost(c.Host); err != nil {
+	if err := checkHost("Host", c.Host); err != nil {
 		return err
 	}
 	if c.CertPath == "" {
@@ -248,6 +265,9 @@ func (c *Config) complete() error {
 	}
 	if c.Flags == nil {
 		c.Flags = []string{}
+	}
+	if c.TestimonySocket != "" {
+		c.Warnings = append(c.Warnings, fmt.Sprintf("TestimonySocket %q is ignored: stenotype captures from Interface %s itself", c.TestimonySocket, c.Interface))
 	}
 	if c.Rpc != nil {
 		return c.Rpc.complete(c.Port)
@@ -271,6 +291,11 @@ func (r *Rpc) complete(httpPort int) error {
 	}
 	if r.ServerPort == httpPort {
 		return &Error{Key: "Rpc.ServerPort", Msg: fmt.Sprintf("%d is also Port", r.ServerPort)}
+	}
+	if r.ServerHost != "" {
+		if err := checkHost("Rpc.ServerHost", r.ServerHost); err != nil {
+			return err
+		}
 	}
 	for _, f := range []struct {
 		name string
@@ -302,15 +327,15 @@ func checkPort(key string, p int) error {
 }
 
 // checkHost accepts an IP address, or a host name that resolves.
-func checkHost(h string) error {
+func checkHost(key, h string) error {
 	if net.ParseIP(h) != nil {
 		return nil
 	}
 	if !validHostName(h) {
-		return &Error{Key: "Host", Msg: fmt.Sprintf("%q is not an IP address or a host name", h)}
+		return &Error{Key: key, Msg: fmt.Sprintf("%q is not an IP address or a host name", h)}
 	}
 	if _, err := net.LookupHost(h); err != nil {
-		return &Error{Key: "Host", Msg: fmt.Sprintf("%q does not resolve: %v", h, err)}
+		return &Error{Key: key, Msg: fmt.Sprintf("%q does not resolve: %v", h, err)}
 	}
 	return nil
 }
@@ -339,7 +364,7 @@ func validHostName(h string) bool {
 func (c *Config) StoreThreads() []store.Thread {
 	out := make([]store.Thread, len(c.Threads))
 	for i, th := range c.Threads {
-		out[i] = store.Thread{PacketsDirectory: th.PacketsDirectory, IndexDirectory: th.IndexDirectory}
+		out[i] = th.Thread
 	}
 	return out
 }

@@ -10,9 +10,10 @@ import (
 // The keys each object may hold. encoding/json matches names without
 // regard to case, so the check does too.
 var (
-	topKeys    = fieldSet("Threads", "StenotypePath", "Interface", "Port", "Host", "Flags", "CertPath", "MaxOpenFiles", "Rpc")
+	topKeys = fieldSet("Threads", "StenotypePath", "Interface", "Port", "Host", "Flags", "CertPath", "MaxOpenFiles", "Rpc",
+		"TestimonySocket")
 	threadKeys = fieldSet("PacketsDirectory", "IndexDirectory", "DiskFreePercentage", "MaxDirectoryFiles")
-	rpcKeys    = fieldSet("CaCert", "ServerKey", "ServerCert", "ServerPort", "ServerPcapPath",
+	rpcKeys    = fieldSet("CaCert", "ServerKey", "ServerCert", "ServerPort", "ServerHost", "ServerPcapPath",
 		"ServerPcapMaxSize", "ClientPcapChunkSize", "ClientPcapMaxSize")
 )
 

@@ -18,6 +18,10 @@
 //     added to it: space held by a file a query still reads only returns
 //     when the query ends, and measuring again would delete more than
 //     needed.
+//   - Packet files without an index (an index write failed) older than a
+//     thread's newest pair count as files and may be deleted like pairs:
+//     they hold space that no query can see until the next start
+//     re-indexes them.
 //   - The disk-free rule never deletes a thread's newest pair. When only
 //     that is left and the disk is still low, something other than
 //     stenotype fills it; that is logged as an error (once until it
@@ -32,9 +36,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
+	"github.com/stenographer-ng/stenographer/stenographer/config"
 	"github.com/stenographer-ng/stenographer/stenographer/metrics"
 	"github.com/stenographer-ng/stenographer/stenographer/store"
 )
@@ -44,13 +50,6 @@ type Store interface {
 	Refresh() error
 	Files(thread int) []store.FileInfo
 	Forget(store.FileInfo)
-}
-
-// Thread is one thread's directories and limits.
-type Thread struct {
-	PacketsDirectory, IndexDirectory string
-	DiskFreePercentage               int
-	MaxDirectoryFiles                int
 }
 
 // Disk is a filesystem's size and free space in bytes, with its device
@@ -68,8 +67,8 @@ type StatFS func(path string) (Disk, error)
 // Config configures a Cleaner.
 type Config struct {
 	Store    Store
-	Threads  []Thread
-	Interval time.Duration // between cycles of Run; 0 means 15s
+	Threads  []config.Thread // directories and limits, as configured
+	Interval time.Duration   // between cycles of Run; 0 means 15s
 	Logger   *slog.Logger
 	StatFS   StatFS // nil: statfs(2)
 }
@@ -121,8 +120,8 @@ func (c *Cleaner) Once() error {
 		c.log.Error("refreshing the file list", "err", err)
 	}
 	files := make([][]store.FileInfo, len(c.cfg.Threads))
-	for i := range c.cfg.Threads {
-		files[i] = c.cfg.Store.Files(i)
+	for i, th := range c.cfg.Threads {
+		files[i] = withUnindexed(i, th, c.cfg.Store.Files(i))
 	}
 	var errs []error
 	for i, th := range c.cfg.Threads {
@@ -213,6 +212,49 @@ func (c *Cleaner) diskFree(files [][]store.FileInfo) error {
 			}
 		}
 	}
+}
+
+// withUnindexed adds to a thread's pairs (oldest first) its packet files
+// that have no index and are older than its newest pair, in Start order.
+// Their index write failed (an index disk full): they hold space but no
+// query can see them until the next start re-indexes them, so the limits
+// count them and the disk-free rule may delete them, oldest first. Files
+// newer than the newest pair are left out: their index may be being
+// written (stenotype indexes files in order, after the rename).
+func withUnindexed(thread int, th config.Thread, pairs []store.FileInfo) []store.FileInfo {
+	if len(pairs) == 0 {
+		return pairs
+	}
+	newest := pairs[len(pairs)-1].Start
+	entries, err := os.ReadDir(th.PacketsDirectory)
+	if err != nil {
+		return pairs
+	}
+	paired := make(map[string]bool, len(pairs))
+	for _, f := range pairs {
+		paired[f.Name] = true
+	}
+	var extra []store.FileInfo
+	for _, e := range entries {
+		start, ok := store.ParseName(e.Name())
+		if !ok || paired[e.Name()] || !e.Type().IsRegular() || !start.Before(newest) {
+			continue
+		}
+		if _, err := os.Lstat(filepath.Join(th.IndexDirectory, e.Name())); !errors.Is(err, fs.ErrNotExist) {
+			continue // its index appeared since the store's refresh
+		}
+		f := store.FileInfo{Thread: thread, Name: e.Name(), Start: start}
+		if info, err := e.Info(); err == nil {
+			f.Size = info.Size()
+		}
+		extra = append(extra, f)
+	}
+	if len(extra) == 0 {
+		return pairs
+	}
+	out := append(append([]store.FileInfo(nil), pairs...), extra...)
+	slices.SortStableFunc(out, func(a, b store.FileInfo) int { return a.Start.Compare(b.Start) })
+	return out
 }
 
 // delete forgets f in the store and unlinks its two files. It returns the

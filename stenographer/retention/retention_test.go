@@ -19,6 +19,7 @@ import (
 	"github.com/google/gopacket/pcapgo"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/stenographer-ng/stenographer/stenographer/config"
 	"github.com/stenographer-ng/stenographer/stenographer/internal/fixture"
 	"github.com/stenographer-ng/stenographer/stenographer/pcap"
 	"github.com/stenographer-ng/stenographer/stenographer/query"
@@ -59,7 +60,7 @@ func (l *logBuf) lines(substr string) []string {
 // env is a store over thread directories under one temp dir.
 type env struct {
 	dir     string
-	threads []Thread
+	threads []config.Thread
 	store   *store.Store
 	log     *logBuf
 }
@@ -69,17 +70,17 @@ func newEnv(t *testing.T, dir string, nthreads int) *env {
 	e := &env{dir: dir, log: &logBuf{}}
 	var st []store.Thread
 	for i := 0; i < nthreads; i++ {
-		th := Thread{
+		th := config.Thread{Thread: store.Thread{
 			PacketsDirectory: filepath.Join(dir, fmt.Sprintf("PKT%d", i)),
 			IndexDirectory:   filepath.Join(dir, fmt.Sprintf("IDX%d", i)),
-		}
+		}}
 		for _, d := range []string{th.PacketsDirectory, th.IndexDirectory} {
 			if err := os.MkdirAll(d, 0o755); err != nil {
 				t.Fatal(err)
 			}
 		}
 		e.threads = append(e.threads, th)
-		st = append(st, store.Thread{PacketsDirectory: th.PacketsDirectory, IndexDirectory: th.IndexDirectory})
+		st = append(st, th.Thread)
 	}
 	e.store = store.New(store.Config{Threads: st, BlockSize: blockSize})
 	return e
@@ -167,6 +168,13 @@ func plenty(path string) (Disk, error) {
 	return Disk{Dev: st.Dev, Total: 100 << 30, Free: 90 << 30}, nil
 }
 
+// noFree is a StatFS with the real device and nothing free.
+func noFree(path string) (Disk, error) {
+	d, err := plenty(path)
+	d.Free = 0
+	return d, err
+}
+
 func TestMaxDirectoryFiles(t *testing.T) {
 	e := newEnv(t, t.TempDir(), 2)
 	var names []string
@@ -200,7 +208,7 @@ func TestMaxDirectoryFiles(t *testing.T) {
 }
 
 // pairBytes is the space one pair takes on disk, as statfs counts it.
-func pairBytes(t *testing.T, th Thread, name string) uint64 {
+func pairBytes(t *testing.T, th config.Thread, name string) uint64 {
 	t.Helper()
 	var n uint64
 	for _, d := range []string{th.PacketsDirectory, th.IndexDirectory} {
@@ -278,12 +286,7 @@ func TestDiskFreeKeepsNewestPair(t *testing.T) {
 	}
 	e.threads[0].DiskFreePercentage = 10
 	e.threads[0].MaxDirectoryFiles = 1000
-	full := func(path string) (Disk, error) {
-		d, err := plenty(path)
-		d.Free = 0
-		return d, err
-	}
-	c := e.cleaner(full)
+	c := e.cleaner(noFree)
 	for i := 0; i < 3; i++ {
 		if err := c.Once(); err != nil {
 			t.Fatal(err)
@@ -301,12 +304,48 @@ func TestDiskFreeKeepsNewestPair(t *testing.T) {
 	if err := c.Once(); err != nil {
 		t.Fatal(err)
 	}
-	c.cfg.StatFS = full
+	c.cfg.StatFS = noFree
 	if err := c.Once(); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(e.log.lines("disk still low")); n != 2 {
 		t.Errorf("%d warnings after the disk recovered and filled again, want 2", n)
+	}
+}
+
+// A packet file whose index write failed holds space no query sees: the
+// disk-free rule deletes it in its turn, oldest first. One newer than the
+// newest pair (its index may be being written) is left alone.
+func TestDiskFreeCountsUnindexed(t *testing.T) {
+	e := newEnv(t, t.TempDir(), 1)
+	var names []string
+	for k := 0; k < 4; k++ {
+		names = append(names, e.pair(t, 0, k*60, 5, 100))
+	}
+	for _, n := range []string{names[1], names[3]} {
+		if err := os.Remove(filepath.Join(e.threads[0].IndexDirectory, n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.threads[0].DiskFreePercentage = 10
+	e.threads[0].MaxDirectoryFiles = 1000
+	if err := e.cleaner(noFree).Once(); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(e.threads[0].PacketsDirectory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for _, en := range entries {
+		left = append(left, en.Name())
+	}
+	if want := []string{names[2], names[3]}; !reflect.DeepEqual(left, want) {
+		t.Errorf("packet files left %q, want %q (the newest pair and the unindexed file after it)", left, want)
+	}
+	deleted := e.log.lines("deleted oldest file pair")
+	if len(deleted) != 2 || !strings.Contains(deleted[0], "name="+names[0]) || !strings.Contains(deleted[1], "name="+names[1]) {
+		t.Errorf("deletions, want %s then the unindexed %s:\n%s", names[0], names[1], strings.Join(deleted, "\n"))
 	}
 }
 

@@ -75,13 +75,16 @@ func privateDir(threads []store.Thread) (string, error) {
 	return d, nil
 }
 
-// cleanLeftovers deletes what a stenotype that did not finish left in a
-// thread's directories: hidden files (files being written, probe files)
-// and packet or index files without their partner. Only regular files are
-// touched; anything else (directories, foreign files) is left alone. It
-// must run while no stenotype writes there. It returns the number of
-// files deleted; every deletion is logged.
-func cleanLeftovers(log *slog.Logger, thread int, th store.Thread) (int, error) {
+// cleanLeftovers tidies what a stenotype that did not finish left in a
+// thread's directories (reindex.go says why packets are kept): a packet
+// file without index, visible or hidden, that holds packets is indexed
+// and put in place; hidden files without packets (files just opened,
+// probe files), hidden index files and index files without a packet file
+// are deleted. Only regular files are touched; anything else (directories,
+// foreign files) is left alone. It must run while no stenotype writes
+// there. It returns the number of files deleted; every deletion and
+// recovery is logged.
+func cleanLeftovers(log *slog.Logger, thread int, th store.Thread, rx reindexer) (int, error) {
 	pkts, err := regularFiles(th.PacketsDirectory)
 	if err != nil {
 		return 0, err
@@ -101,24 +104,47 @@ func cleanLeftovers(log *slog.Logger, thread int, th store.Thread) (int, error) 
 		deleted++
 		log.Info("deleted leftover file", "thread", thread, "path", p, "bytes", size, "reason", why)
 	}
-	for _, side := range []struct {
-		dir           string
-		mine, partner map[string]int64
-		why           string
-	}{
-		{th.PacketsDirectory, pkts, idx, "packet file without index"},
-		{th.IndexDirectory, idx, pkts, "index file without packet file"},
-	} {
-		for name, size := range side.mine {
-			switch {
-			case name[0] == '.':
-				remove(side.dir, name, size, "hidden file of an unfinished write")
-			case !isStenoName(name):
-				// Not ours: leave it.
-			case !hasPartner(side.partner, name):
-				remove(side.dir, name, size, side.why)
-			}
+	for name, size := range idx {
+		switch {
+		case name[0] == '.':
+			remove(th.IndexDirectory, name, size, "hidden file of an unfinished write")
+		case isStenoName(name) && !hasPartner(pkts, name):
+			remove(th.IndexDirectory, name, size, "index file without packet file")
 		}
+	}
+	var unindexed []string
+	for name, size := range pkts {
+		switch {
+		case name[0] == '.' && isStenoName(name[1:]):
+			visible := name[1:]
+			p := filepath.Join(th.PacketsDirectory, name)
+			if _, dup := pkts[visible]; dup || !rx.hasPackets(p) {
+				remove(th.PacketsDirectory, name, size, "hidden file of an unfinished write")
+				continue
+			}
+			if err := unhide(th.PacketsDirectory, visible); err != nil {
+				errs = append(errs, fmt.Errorf("supervisor: %w", err))
+				continue
+			}
+			log.Info("recovered the packet file of an unfinished write", "thread", thread, "path", filepath.Join(th.PacketsDirectory, visible), "bytes", size)
+			unindexed = append(unindexed, visible)
+		case name[0] == '.':
+			remove(th.PacketsDirectory, name, size, "hidden file of an unfinished write")
+		case isStenoName(name) && !hasPartner(idx, name):
+			if !rx.hasPackets(filepath.Join(th.PacketsDirectory, name)) {
+				remove(th.PacketsDirectory, name, size, "packet file without index or packets")
+				continue
+			}
+			unindexed = append(unindexed, name)
+		}
+	}
+	for _, name := range unindexed {
+		p := filepath.Join(th.PacketsDirectory, name)
+		if err := rx.index(p, th.IndexDirectory, name); err != nil {
+			log.Error("packet file without index kept unqueryable: cannot re-index it (retention counts it)", "thread", thread, "path", p, "err", err)
+			continue
+		}
+		log.Info("re-indexed packet file without index", "thread", thread, "path", p, "index", filepath.Join(th.IndexDirectory, name))
 	}
 	return deleted, errors.Join(errs...)
 }

@@ -108,6 +108,13 @@ func script(t *testing.T, body string) string {
 func threads(t *testing.T, n int) (string, []store.Thread) {
 	t.Helper()
 	base := t.TempDir()
+	// t.TempDir and its parent are 0700; as root, stenotype's user
+	// (nobody) must reach the thread directories or New refuses them.
+	for _, d := range []string{filepath.Dir(base), base} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	var out []store.Thread
 	for i := 0; i < n; i++ {
 		out = append(out, store.Thread{

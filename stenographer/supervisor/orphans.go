@@ -27,15 +27,21 @@ func (s *Supervisor) reapOrphans() {
 		if d == s.dir || !s.linksToOurs(d) {
 			continue
 		}
+		inUse := false
 		for _, pid := range processesWithArg("--dir=" + d) {
 			if ppid, ok := liveStenographerParent(pid); ok {
-				// Not an orphan: two instances share directories.
+				// Not an orphan: a daemon that took no directory locks
+				// (an older version) shares these directories.
 				s.log.Error("another stenographer runs a stenotype on these thread directories; leaving it alone",
 					"stenographer_pid", ppid, "stenotype_pid", pid, "dir", d)
+				inUse = true
 				continue
 			}
 			s.log.Warn("stopping a stenotype left running by an earlier stenographer", "pid", pid, "dir", d)
 			stopProcess(pid, s.cfg.StopGrace)
+		}
+		if inUse {
+			continue
 		}
 		if err := os.RemoveAll(d); err != nil {
 			s.log.Warn("cannot remove an earlier private directory", "dir", d, "err", err)

@@ -84,6 +84,7 @@ func (w *lineWriter) flush() {
 // and the exit message need.
 type runOutput struct {
 	log *slog.Logger
+	now func() time.Time // when a line came (a fake clock in tests)
 
 	mu       sync.Mutex
 	lastLine string            // last non-STATS line, for the exit message
@@ -92,7 +93,7 @@ type runOutput struct {
 }
 
 func newRunOutput(log *slog.Logger) *runOutput {
-	return &runOutput{log: log, stats: map[int]stats{}, statsAt: map[int]time.Time{}}
+	return &runOutput{log: log, now: time.Now, stats: map[int]stats{}, statsAt: map[int]time.Time{}}
 }
 
 func (o *runOutput) line(stream string, l string) {
@@ -103,7 +104,7 @@ func (o *runOutput) line(stream string, l string) {
 		metrics.RecordStenotypeStats(s.thread, s.packets, s.bytes, s.drops)
 		o.mu.Lock()
 		o.stats[s.thread] = s
-		o.statsAt[s.thread] = time.Now()
+		o.statsAt[s.thread] = o.now()
 		o.mu.Unlock()
 		// Info: one line per thread every --stats_sec (60 s by default)
 		// is the capture rate an operator wants to see in the log.

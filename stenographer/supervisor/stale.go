@@ -27,10 +27,10 @@ type staleTracker struct {
 	base    []stats     // the thread's STATS at since
 }
 
-func newStaleTracker(threads []store.Thread, timeout time.Duration, out *runOutput, log *slog.Logger) *staleTracker {
+// newStaleTracker starts tracking at now (stenotype's start).
+func newStaleTracker(threads []store.Thread, timeout time.Duration, out *runOutput, log *slog.Logger, now time.Time) *staleTracker {
 	t := &staleTracker{threads: threads, timeout: timeout, out: out, log: log,
 		newest: make([]string, len(threads)), size: make([]int64, len(threads)), since: make([]time.Time, len(threads)), base: make([]stats, len(threads))}
-	now := time.Now()
 	for i, th := range threads {
 		t.newest[i], t.size[i], _ = newest(th.PacketsDirectory)
 		t.since[i] = now

@@ -6,10 +6,13 @@
 // directories. Output: file pairs on disk (read by the store), stenotype's
 // log lines in the daemon's log and its STATS in the metrics.
 //
-// Lifecycle: New creates missing thread directories and the private
-// directory D of SPEC §2 (symlinks PKT<i>, IDX<i>); Start runs the loop
+// Lifecycle: New creates missing thread directories, checks that the user
+// stenotype drops to can write them (access.go), locks them (lock.go:
+// a second daemon on them is refused) and makes the private directory D
+// of SPEC §2 (symlinks PKT<i>, IDX<i>); Start runs the loop
 // that first stops a stenotype orphaned by an earlier stenographer on the
-// same directories (orphans.go), then, before every start, deletes leftovers of an unfinished run, starts
+// same directories (orphans.go), then, before every start, tidies what an
+// unfinished run left (re-indexing packet files without index), starts
 // stenotype, and restarts it when it exits (backing off while it keeps
 // failing) or when a thread stops producing files; Stop terminates
 // stenotype (SIGTERM so it flushes its files, SIGKILL after a grace
@@ -69,13 +72,15 @@ type Config struct {
 
 // Supervisor runs one stenotype. Its methods are safe for concurrent use.
 type Supervisor struct {
-	cfg   Config
-	log   *slog.Logger // component=supervisor
-	out   *slog.Logger // component=stenotype: its output
-	dir   string       // D
-	args  []string
-	id    identity
-	chown bool
+	cfg     Config
+	log     *slog.Logger // component=supervisor
+	out     *slog.Logger // component=stenotype: its output
+	dir     string       // D
+	args    []string
+	id      identity
+	chown   bool
+	locks   []*os.File // flock of every thread directory, held until Stop
+	reindex reindexer  // for packet files that lost their index
 
 	startOnce, stopOnce sync.Once
 	stop                chan struct{} // closed by Stop: terminate and return
@@ -140,6 +145,10 @@ func New(cfg Config) (*Supervisor, error) {
 		return nil, err
 	}
 	s.id = id
+	s.reindex = newReindexer(cfg.StenotypePath, cfg.Flags)
+	if err := checkAccess(cfg.Threads, id); err != nil {
+		return nil, err
+	}
 	for _, th := range cfg.Threads {
 		for _, d := range []string{th.PacketsDirectory, th.IndexDirectory} {
 			created, err := makeDirs(d, id, s.chown)
@@ -155,8 +164,14 @@ func New(cfg Config) (*Supervisor, error) {
 			}
 		}
 	}
+	// Locked before anything in them is touched: a second daemon on these
+	// directories must leave the first one's files alone.
+	if s.locks, err = lockDirs(cfg.Threads); err != nil {
+		return nil, err
+	}
 	s.dir, err = privateDir(cfg.Threads)
 	if err != nil {
+		unlockDirs(s.locks)
 		return nil, err
 	}
 	s.args = append(append([]string(nil), cfg.Flags...),
@@ -191,9 +206,9 @@ func (s *Supervisor) Start() {
 }
 
 // Stop terminates stenotype and waits for it: SIGTERM, then SIGKILL after
-// StopGrace or when ctx ends, whichever is first. Then it removes D. It
-// returns an error when stenotype had to be killed or D could not be
-// removed.
+// StopGrace or when ctx ends, whichever is first. Then it removes D and
+// releases the directory locks. It returns an error when stenotype had to
+// be killed or D could not be removed.
 func (s *Supervisor) Stop(ctx context.Context) error {
 	s.stopOnce.Do(func() {
 		close(s.stop)
@@ -217,6 +232,7 @@ func (s *Supervisor) Stop(ctx context.Context) error {
 			s.errs = append(s.errs, fmt.Errorf("supervisor: remove %s: %w", s.dir, err))
 			s.mu.Unlock()
 		}
+		unlockDirs(s.locks)
 	})
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -238,7 +254,7 @@ func (s *Supervisor) loop() {
 	delay := s.cfg.BackoffBase
 	for !s.stopping() {
 		for i, th := range s.cfg.Threads {
-			if _, err := cleanLeftovers(s.log, i, th); err != nil {
+			if _, err := cleanLeftovers(s.log, i, th, s.reindex); err != nil {
 				s.log.Error("cleaning leftovers", "thread", i, "err", err)
 			}
 		}
@@ -322,7 +338,7 @@ func (s *Supervisor) runOnce() run {
 		r.pid, r.last = pid, out.last()
 		return r
 	}
-	stale := newStaleTracker(s.cfg.Threads, s.cfg.StaleTimeout, out, s.log)
+	stale := newStaleTracker(s.cfg.Threads, s.cfg.StaleTimeout, out, s.log, time.Now())
 	tick := time.NewTicker(s.cfg.CheckInterval)
 	defer tick.Stop()
 	for {

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -159,7 +160,8 @@ func TestCleanLeftovers(t *testing.T) {
 	}
 	writeFiles(t, th[0].PacketsDirectory, "1000", "2000", ".3000", ".stenotype_probe", "4000", "README")
 	writeFiles(t, th[0].IndexDirectory, "1000", "2000", ".3000", "5000", "notes.txt")
-	n, err := cleanLeftovers(rec.logger(), 0, th[0])
+	// The files hold no packets: nothing to re-index, so none is kept.
+	n, err := cleanLeftovers(rec.logger(), 0, th[0], reindexer{blockSize: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +182,7 @@ func TestCleanLeftovers(t *testing.T) {
 		".3000@pkt":            "hidden file of an unfinished write",
 		".stenotype_probe@pkt": "hidden file of an unfinished write",
 		".3000@idx":            "hidden file of an unfinished write",
-		"4000@pkt":             "packet file without index",
+		"4000@pkt":             "packet file without index or packets",
 		"5000@idx":             "index file without packet file",
 	}
 	if !reflect.DeepEqual(reasons, want) {
@@ -238,6 +240,113 @@ func TestNewMakesDirectories(t *testing.T) {
 	}
 	if _, err := os.Stat(th[0].PacketsDirectory); err != nil {
 		t.Errorf("Stop removed a thread directory: %v", err)
+	}
+}
+
+// As root, thread directories that stenotype's user (nobody) cannot reach
+// or write are refused by New, before anything is created, with the
+// component, its mode and owner, and a fix; reachable ones, existing or
+// to be created, pass.
+func TestAccessRefused(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to test access as nobody")
+	}
+	base, _ := threads(t, 0) // base is 0755
+	closed := filepath.Join(base, "closed")
+	rootOnly := filepath.Join(base, "rootonly")
+	for _, d := range []string{closed, rootOnly} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(rootOnly, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(base, "file")
+	writeFiles(t, base, "file")
+	for _, tc := range []struct {
+		name string
+		dir  string // the packets directory
+		want string // the message has it
+	}{
+		{"parent not searchable", filepath.Join(closed, "x", "pkt"),
+			"user nobody cannot search " + closed + " (mode 0700 owner root): chmod o+x " + closed + " or pick a directory it can reach"},
+		{"existing directory not writable", rootOnly,
+			"user nobody cannot write to " + rootOnly + " (mode 0755 owner root): chown nobody " + rootOnly + " or pick a directory it can write"},
+		{"not a directory", file, file + " is not a directory"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			th := []store.Thread{{PacketsDirectory: tc.dir, IndexDirectory: filepath.Join(base, "idx-"+tc.name)}}
+			s, err := New(fast("/bin/true", th, newRecorder()))
+			if err == nil {
+				stop(t, s)
+				t.Fatalf("New accepted %s", tc.dir)
+			}
+			if !errors.Is(err, ErrNoAccess) || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+				t.Errorf("error %q: want one line with ErrNoAccess and %q", err, tc.want)
+			}
+			if _, err := os.Stat(th[0].IndexDirectory); err == nil {
+				t.Errorf("a refused New created %s", th[0].IndexDirectory)
+			}
+		})
+	}
+	// Missing below a searchable directory: created for nobody.
+	th := []store.Thread{{PacketsDirectory: filepath.Join(base, "new", "pkt"), IndexDirectory: filepath.Join(base, "new", "idx")}}
+	s, err := New(fast("/bin/true", th, newRecorder()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stop(t, s); err != nil {
+		t.Error(err)
+	}
+}
+
+// A second supervisor on thread directories in use is refused by New,
+// naming the directory and the holder, and touches nothing: the first's
+// private directory and files stay. Once the first stops, the directories
+// can be used again.
+func TestDirectoriesLocked(t *testing.T) {
+	_, th := threads(t, 2)
+	rec := newRecorder()
+	first, err := New(fast("/bin/true", th, rec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFiles(t, th[1].PacketsDirectory, ".1700000000000000")
+	// The second shares only thread 1's index directory.
+	_, other := threads(t, 1)
+	other = append(other, store.Thread{PacketsDirectory: filepath.Join(t.TempDir(), "pkt"), IndexDirectory: th[1].IndexDirectory})
+	second, err := New(fast("/bin/true", other, newRecorder()))
+	if err == nil {
+		stop(t, second)
+		t.Fatal("a second supervisor on directories in use was not refused")
+	}
+	if !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), th[1].IndexDirectory) ||
+		!strings.Contains(err.Error(), fmt.Sprintf("process %d", os.Getpid())) {
+		t.Errorf("error %q: want ErrInUse naming %s and pid %d", err, th[1].IndexDirectory, os.Getpid())
+	}
+	if _, err := os.Stat(first.Dir()); err != nil {
+		t.Errorf("the first supervisor's private directory: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(th[1].PacketsDirectory, ".1700000000000000")); err != nil {
+		t.Errorf("the first supervisor's open file: %v", err)
+	}
+	// The refused one released the locks it had taken (on other[0]).
+	third, err := New(fast("/bin/true", other[:1], newRecorder()))
+	if err != nil {
+		t.Errorf("directories the refused supervisor had locked are still locked: %v", err)
+	} else if err := stop(t, third); err != nil {
+		t.Error(err)
+	}
+	if err := stop(t, first); err != nil {
+		t.Error(err)
+	}
+	again, err := New(fast("/bin/true", th, rec))
+	if err != nil {
+		t.Fatalf("after Stop the directories are still locked: %v", err)
+	}
+	if err := stop(t, again); err != nil {
+		t.Error(err)
 	}
 }
 
@@ -324,20 +433,20 @@ func TestBadStenotypePath(t *testing.T) {
 }
 
 // A stenotype that makes no files is stopped (SIGKILL when it ignores
-// SIGTERM) and restarted; one whose STATS show an idle link is left alone.
+// SIGTERM) and restarted. Whether a thread is idle or stuck is decided by
+// the tracker, tested on a fake clock in TestStaleTracker; here only the
+// stale cases run, because their outcome does not depend on how fast the
+// fake stenotype's loop runs.
 func TestStale(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		body  string
-		stale bool
+		name string
+		body string
 	}{
 		{"silent and ignoring SIGTERM", `trap '' TERM
 echo "capturing" >&2
-while :; do sleep 0.05; done`, true},
+while :; do sleep 0.05; done`},
 		{"packets arrive but no file", `n=0
-while :; do n=$((n+1)); echo "STATS thread=0 packets=$n bytes=$((n*100)) drops=0 blocks=0 files=0 mbps=0.00" >&2; sleep 0.05; done`, true},
-		{"idle link", `while :; do echo "STATS thread=0 packets=0 bytes=0 drops=0 blocks=0 files=0 mbps=0.00" >&2; sleep 0.05; done`, false},
-		{"growing file", `i=0; while :; do i=$((i+1)); echo x >> "$dir/PKT0/.1700000000000000"; sleep 0.05; done`, false},
+while :; do n=$((n+1)); echo "STATS thread=0 packets=$n bytes=$((n*100)) drops=0 blocks=0 files=0 mbps=0.00" >&2; sleep 0.05; done`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -345,33 +454,20 @@ while :; do n=$((n+1)); echo "STATS thread=0 packets=$n bytes=$((n*100)) drops=0
 			rec := newRecorder()
 			cfg := fast(script(t, tc.body), th, rec)
 			cfg.StaleTimeout = 300 * time.Millisecond
-			if !tc.stale {
-				// Long enough that a slow, loaded machine still runs the
-				// script's loop (every 50 ms) within one timeout.
-				cfg.StaleTimeout = time.Second
-			}
 			cfg.StopGrace = 300 * time.Millisecond
 			s, err := New(cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
 			s.Start()
-			if tc.stale {
-				waitFor(t, "a restart after a stale kill", rec, func() bool { return s.Starts() >= 2 })
-				r := rec.find("stenotype was stale and was stopped")
-				if len(r) == 0 || !strings.HasPrefix(r[0].Attrs["why"], "thread 0: no new file in "+th[0].PacketsDirectory+" for 300ms") {
-					t.Errorf("stale stop logged as %v; log:\n%s", r, rec.dump())
-				}
-				if strings.Contains(tc.name, "ignoring") && (len(rec.find("stenotype did not exit after SIGTERM; killing it")) == 0 ||
-					r[0].Attrs["status"] != "killed by signal killed") {
-					t.Errorf("no SIGKILL after the grace period; log:\n%s", rec.dump())
-				}
-			} else {
-				// Four stale periods with no stop.
-				time.Sleep(4 * cfg.StaleTimeout)
-				if s.Starts() != 1 || len(rec.find("stenotype is stale; stopping it")) != 0 {
-					t.Errorf("stenotype was stopped as stale (%d starts); log:\n%s", s.Starts(), rec.dump())
-				}
+			waitFor(t, "a restart after a stale kill", rec, func() bool { return s.Starts() >= 2 })
+			r := rec.find("stenotype was stale and was stopped")
+			if len(r) == 0 || !strings.HasPrefix(r[0].Attrs["why"], "thread 0: no new file in "+th[0].PacketsDirectory+" for 300ms") {
+				t.Errorf("stale stop logged as %v; log:\n%s", r, rec.dump())
+			}
+			if strings.Contains(tc.name, "ignoring") && (len(rec.find("stenotype did not exit after SIGTERM; killing it")) == 0 ||
+				r[0].Attrs["status"] != "killed by signal killed") {
+				t.Errorf("no SIGKILL after the grace period; log:\n%s", rec.dump())
 			}
 			if err := stop(t, s); err != nil && !strings.Contains(tc.name, "ignoring") {
 				t.Error(err)
@@ -383,6 +479,62 @@ while :; do n=$((n+1)); echo "STATS thread=0 packets=$n bytes=$((n*100)) drops=0
 			t.Errorf("STATS lines did not reach the metrics: captured packets %v", v)
 		}
 	})
+}
+
+// TestStaleTracker drives the stale check step by step on a fake clock:
+// each step happens (STATS lines, file growth) and then the check runs one
+// step later. A step is a third of the timeout, so the verdict after many
+// steps depends only on what happened, never on scheduling.
+func TestStaleTracker(t *testing.T) {
+	const timeout = 3 * time.Minute
+	const step = timeout / 3
+	statsLine := func(packets int) string {
+		return fmt.Sprintf("STATS thread=0 packets=%d bytes=%d drops=0 blocks=0 files=0 mbps=0.00", packets, packets*100)
+	}
+	for _, tc := range []struct {
+		name  string
+		act   func(t *testing.T, out *runOutput, pkt string, i int) // step i's activity
+		stale bool
+	}{
+		{"idle link: STATS with no packets", func(t *testing.T, out *runOutput, _ string, _ int) { out.line("stderr", statsLine(0)) }, false},
+		{"growing file", func(t *testing.T, _ *runOutput, pkt string, i int) {
+			writeSized(t, filepath.Join(pkt, ".1700000000000000"), i+1)
+		}, false},
+		{"a new file every step", func(t *testing.T, _ *runOutput, pkt string, i int) {
+			writeSized(t, filepath.Join(pkt, strconv.Itoa(1700000000000000+i)), 1)
+		}, false},
+		{"packets arrive but no file", func(t *testing.T, out *runOutput, _ string, i int) { out.line("stderr", statsLine(i+1)) }, true},
+		{"silent: no STATS, no file", func(*testing.T, *runOutput, string, int) {}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, th := threads(t, 1)
+			if err := os.MkdirAll(th[0].PacketsDirectory, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+			out := newRunOutput(slog.New(slog.DiscardHandler))
+			out.now = func() time.Time { return clock }
+			tr := newStaleTracker(th, timeout, out, slog.New(slog.DiscardHandler), clock)
+			why := ""
+			for i := 0; i < 12 && why == ""; i++ {
+				clock = clock.Add(step / 2)
+				tc.act(t, out, th[0].PacketsDirectory, i)
+				clock = clock.Add(step / 2)
+				why = tr.check(clock)
+			}
+			if stale := why != ""; stale != tc.stale {
+				t.Errorf("stale = %v (%q) after 12 steps of %v with a %v timeout, want %v", stale, why, step, timeout, tc.stale)
+			}
+		})
+	}
+}
+
+// writeSized makes path n bytes long.
+func writeSized(t *testing.T, path string, n int) {
+	t.Helper()
+	if err := os.WriteFile(path, make([]byte, n), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // Stop sends SIGTERM and waits; a stenotype that ignores it is killed
@@ -494,17 +646,26 @@ func TestReapOrphans(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { os.RemoveAll(d) })
-		cmd := exec.Command("sh", "-c", "while :; do sleep 0.05; done", "stenotype", "--dir="+d)
+		// A shell blocked in its read builtin never forks: a forked child
+		// would carry the same command line (--dir=d) until it execs, and
+		// be stopped too.
+		cmd := exec.Command("sh", "-c", "read x", "stenotype", "--dir="+d)
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); stdin.Close() })
 		return d, cmd
 	}
 	oldDir, old := orphan(th)
 	otherDir, other := orphan(otherTh)
 	rec := newRecorder()
-	s, err := New(fast(script(t, "exec sleep 1000"), th, rec))
+	cfg := fast(script(t, "exec sleep 1000"), th, rec)
+	cfg.Flags = []string{"--uid=0", "--gid=0"} // the directories made above are root's
+	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,8 @@ import (
 
 // TestBadConfig: a configuration the daemon cannot use stops it at once
 // with a non-zero status and a message naming the key (or the missing
-// certificate file); stenotype is never started.
+// certificate file, or the directory stenotype's user cannot reach);
+// stenotype is never started.
 func TestBadConfig(t *testing.T) {
 	bin := testenv.Stenographer(t)
 	dir := t.TempDir()
@@ -43,8 +44,11 @@ func TestBadConfig(t *testing.T) {
 		{"wrong type", func(c map[string]any) { c["Port"] = "1234" }, "Port"},
 		// Valid JSON, but no certificates in CertPath: refused before
 		// stenotype starts, naming the file.
+		// Thread directories below t.TempDir (0700, root's): stenotype, run
+		// as nobody by default, could never reach them.
+		{"directories nobody cannot reach", func(c map[string]any) {}, "user nobody cannot search " + filepath.Dir(dir) + " (mode 0700 owner root): chmod o+x " + filepath.Dir(dir)},
 		{"no certificates", func(c map[string]any) {
-			other := t.TempDir()
+			other := testenv.DiskTempDir(t)
 			c["Threads"] = []any{map[string]any{"PacketsDirectory": filepath.Join(other, "pkt"), "IndexDirectory": filepath.Join(other, "idx")}}
 		}, "ca_cert.pem"},
 	} {

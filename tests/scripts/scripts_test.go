@@ -46,7 +46,7 @@ func TestLint(t *testing.T) {
 	root := testenv.Root(t)
 	files := []string{
 		"scripts/stenoread", "scripts/stenocurl", "scripts/stenokeys.sh",
-		"scripts/run_local.sh", "install/install.sh",
+		"scripts/run_local.sh", "scripts/compile_bpf.sh", "install/install.sh",
 	}
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
@@ -177,6 +177,51 @@ func readCert(t *testing.T, path string) *x509.Certificate {
 
 // TestStenokeys checks the files, owners, modes and key usages stenokeys.sh
 // creates, that a second run changes nothing, and that a deleted
+// TestCompileBPF: compile_bpf.sh takes the reference's argument order
+// (IFACE FILTER..., the filter in several words) and the older 'FILTER'
+// [IFACE], and prints the program tcpdump -ddd compiles, as stenotype's
+// --filter hex; a filter tcpdump refuses, or an interface that does not
+// exist, fails with tcpdump's reason.
+func TestCompileBPF(t *testing.T) {
+	testenv.RequireRoot(t) // tcpdump opens the interface to learn its link type
+	testenv.RequireTools(t, "tcpdump")
+	script := testenv.Script(t, "compile_bpf.sh")
+	const filter = "udp port 53"
+	var want strings.Builder
+	lines := strings.Split(strings.TrimSpace(string(testenv.MustRun(t, timeout, "tcpdump", "-ddd", "-i", "lo", filter))), "\n")
+	for _, l := range lines[1:] {
+		var code, jt, jf, k uint32
+		if _, err := fmt.Sscan(l, &code, &jt, &jf, &k); err != nil {
+			t.Fatalf("tcpdump -ddd line %q: %v", l, err)
+		}
+		fmt.Fprintf(&want, "%04x%02x%02x%08x", code, jt, jf, k)
+	}
+	for _, args := range [][]string{
+		{"lo", "udp", "port", "53"}, // the reference's order
+		{"lo", filter},
+		{filter, "lo"}, // the older order
+		{filter},       // Ethernet, as lo is
+	} {
+		got := strings.TrimSpace(string(testenv.MustRun(t, timeout, script, args...)))
+		if got != want.String() {
+			t.Errorf("compile_bpf.sh %q = %s, want %s", args, got, want.String())
+		}
+	}
+	for _, tc := range []struct {
+		args []string
+		says string
+	}{
+		{[]string{"lo", "udp", "port"}, "syntax error"},
+		{[]string{"nosuchif0", "udp", "port", "53"}, "nosuchif0"},
+		{nil, "usage"},
+	} {
+		r := testenv.Run(timeout, script, tc.args...)
+		if r.Err == nil || !strings.Contains(string(r.Stderr), tc.says) || len(bytes.TrimSpace(r.Stdout)) != 0 {
+			t.Errorf("compile_bpf.sh %q: err %v, stdout %q, stderr %q; want a failure saying %q", tc.args, r.Err, r.Stdout, r.Stderr, tc.says)
+		}
+	}
+}
+
 // certificate is re-issued by the same CA.
 func TestStenokeys(t *testing.T) {
 	_, certs := makeCerts(t, "nobody", "daemon", "10.9.8.7")

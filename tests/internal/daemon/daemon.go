@@ -60,6 +60,7 @@ type RPC struct {
 	ServerKey           string
 	ServerCert          string
 	ServerPort          int
+	ServerHost          string `json:",omitempty"`
 	ServerPcapPath      string
 	ServerPcapMaxSize   int64 `json:",omitempty"`
 	ClientPcapChunkSize int64 `json:",omitempty"`
@@ -77,6 +78,8 @@ type Config struct {
 	CertPath      string
 	MaxOpenFiles  int  `json:",omitempty"`
 	Rpc           *RPC `json:",omitempty"`
+	// TestimonySocket is the reference's key, accepted and ignored.
+	TestimonySocket string `json:",omitempty"`
 }
 
 // FastFlags make stenotype rotate and report every second with a small

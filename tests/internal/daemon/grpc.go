@@ -20,17 +20,23 @@ import (
 // certificate of CertPath). Closed at test end.
 func (d *Daemon) GRPCConn(tlsConfig *tls.Config) *grpc.ClientConn {
 	d.t.Helper()
+	return d.GRPCConnTo(d.NSPath(), GRPCAddr(), tlsConfig)
+}
+
+// GRPCConnTo is GRPCConn dialing addr from the namespace whose file is ns
+// (e.g. the sender's, to reach the daemon as a remote client would).
+func (d *Daemon) GRPCConnTo(ns, addr string, tlsConfig *tls.Config) *grpc.ClientConn {
+	d.t.Helper()
 	if tlsConfig == nil {
 		tlsConfig = d.TLSConfig()
 	}
-	ns := d.NSPath()
-	conn, err := grpc.NewClient("passthrough:///"+GRPCAddr(),
+	conn, err := grpc.NewClient("passthrough:///"+addr,
 		grpc.WithTransportCredentials(credentials.NewTLS(tlsConfig)),
 		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
 			return DialInNS(ctx, ns, "tcp", addr)
 		}))
 	if err != nil {
-		d.t.Fatalf("grpc client for %s: %v", GRPCAddr(), err)
+		d.t.Fatalf("grpc client for %s: %v", addr, err)
 	}
 	d.t.Cleanup(func() { conn.Close() })
 	return conn
