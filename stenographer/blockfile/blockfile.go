@@ -15,8 +15,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"time"
+
+	"github.com/stenographer-ng/stenographer/stenographer/internal/datafile"
 )
 
 // Layout of a block header (struct tpacket_block_desc) and a packet header
@@ -72,16 +73,11 @@ func Open(name string, blockSize int) (*File, error) {
 	if err := checkBlockSize(blockSize); err != nil {
 		return nil, fmt.Errorf("blockfile: open %s: %w", name, err)
 	}
-	f, err := os.Open(name)
+	f, size, err := datafile.Open(name)
 	if err != nil {
 		return nil, fmt.Errorf("blockfile: %w", err)
 	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("blockfile: stat %s: %w", name, err)
-	}
-	return &File{name: name, f: f, closer: f, size: st.Size(), blockSize: int64(blockSize)}, nil
+	return &File{name: name, f: f, closer: f, size: size, blockSize: int64(blockSize)}, nil
 }
 
 // New reads a packet file of size bytes from r; name is used in errors.

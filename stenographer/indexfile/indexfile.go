@@ -23,10 +23,10 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"os"
 	"slices"
 	"sync/atomic"
 
+	"github.com/stenographer-ng/stenographer/stenographer/internal/datafile"
 	lerrors "github.com/syndtr/goleveldb/leveldb/errors"
 	"github.com/syndtr/goleveldb/leveldb/opt"
 	"github.com/syndtr/goleveldb/leveldb/storage"
@@ -105,16 +105,11 @@ func (x *File) BytesRead() int64 { return x.read.n.Load() }
 
 // Open opens the index file at name and checks its version record.
 func Open(name string) (*File, error) {
-	f, err := os.Open(name)
+	f, size, err := datafile.Open(name)
 	if err != nil {
 		return nil, fmt.Errorf("indexfile: %w", err)
 	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("indexfile: stat %s: %w", name, err)
-	}
-	x, err := newFile(name, f, st.Size())
+	x, err := newFile(name, f, size)
 	if err != nil {
 		f.Close()
 		return nil, err

@@ -124,7 +124,10 @@ func scanThread(i int, th Thread) ([]FileInfo, error) {
 	var out []FileInfo
 	for _, e := range pkts {
 		start, ok := ParseName(e.Name())
-		if !ok || !indexed[e.Name()] || !e.Type().IsRegular() {
+		// Anything but a directory is listed, so that a FIFO or device
+		// with a pair's name is reported when a query opens it (the open
+		// refuses non-regular files), not skipped without a word.
+		if !ok || !indexed[e.Name()] || e.IsDir() {
 			continue
 		}
 		info, err := e.Info()

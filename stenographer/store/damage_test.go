@@ -1,0 +1,119 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket/pcapgo"
+
+	"github.com/stenographer-ng/stenographer/stenographer/pcap"
+	"github.com/stenographer-ng/stenographer/stenographer/query"
+)
+
+// queryWithin runs q like run, but fails the test instead of hanging when
+// the query does not end within a generous deadline (a query blocked in
+// open(2) cannot be cancelled through its context).
+func queryWithin(t *testing.T, s *Store, q string) ([]int, *Result) {
+	t.Helper()
+	n, err := query.Parse(q, base.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type outcome struct {
+		buf bytes.Buffer
+		res *Result
+		err error
+	}
+	done := make(chan *outcome, 1)
+	go func() {
+		o := &outcome{}
+		w, _ := pcap.NewWriter(&o.buf, pcap.Limits{})
+		o.res, o.err = s.Query(context.Background(), n, w)
+		done <- o
+	}()
+	var o *outcome
+	select {
+	case o = <-done:
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("query %q did not end within 2 minutes", q)
+	}
+	if o.err != nil {
+		t.Fatalf("Query(%q): %v", q, o.err)
+	}
+	r, err := pcapgo.NewReader(&o.buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int
+	for {
+		data, _, err := r.ReadPacketData()
+		if err != nil {
+			break
+		}
+		got = append(got, int(data[0])|int(data[1])<<8)
+	}
+	return got, o.res
+}
+
+// errorsNaming reports whether some error of res names each path.
+func errorsNaming(res *Result, paths ...string) bool {
+	for _, p := range paths {
+		if !slices.ContainsFunc(res.Errors, func(e error) bool { return strings.Contains(e.Error(), p) }) {
+			return false
+		}
+	}
+	return true
+}
+
+// A FIFO with a pair's name, as index or as packet file, is reported as a
+// file error naming it; the query answers from the other files at once
+// instead of waiting forever for a writer.
+func TestQueryFIFO(t *testing.T) {
+	dir, _ := build(t, 200)
+	name := strconv.FormatInt(base.Add(1000*time.Second).UnixMicro(), 10)
+	before := open(t, dir)
+	// Thread 0: a FIFO index beside a regular packet file. Thread 1: a
+	// FIFO packet file beside a valid index that matches the query.
+	fifoIdx := filepath.Join(dir, "IDX0", name)
+	fifoPkt := filepath.Join(dir, "PKT1", name)
+	for _, p := range []string{fifoIdx, fifoPkt} {
+		if err := syscall.Mkfifo(p, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := open(t, dir)
+	oldPkt, _ := before.paths(before.Files(0)[0])
+	_, oldIdx := before.paths(before.Files(1)[0])
+	copyFile(t, oldPkt, filepath.Join(dir, "PKT0", name))
+	copyFile(t, oldIdx, filepath.Join(dir, "IDX1", name))
+	if err := s.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	got, res := queryWithin(t, s, "port 1001 or port 1002")
+	want := seq(0, 200, 1, func(k int) bool { return k%10 == 1 || k%10 == 2 })
+	if !slices.Equal(got, want) {
+		t.Errorf("got %v\nwant %v", got, want)
+	}
+	if len(res.Errors) != 2 || !errorsNaming(res, fifoIdx, fifoPkt) {
+		t.Errorf("errors %v, want one naming %s and one naming %s", res.Errors, fifoIdx, fifoPkt)
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
