@@ -72,6 +72,7 @@ var blockPool = util.NewBufferPool(16 << 10)
 // File is an open index file, safe for concurrent use.
 type File struct {
 	name string
+	size int64
 	f    io.Closer // nil when the table was not opened from a path
 	read *countingReader
 	t    *table.Reader
@@ -121,7 +122,7 @@ func Open(name string) (*File, error) {
 // newFile opens the size-byte table r, called name in errors, and checks
 // its version record.
 func newFile(name string, r io.ReaderAt, size int64) (*File, error) {
-	x := &File{name: name, read: &countingReader{r: r}}
+	x := &File{name: name, size: size, read: &countingReader{r: r}}
 	if err := x.checkFooter(size); err != nil {
 		return nil, err
 	}
@@ -282,6 +283,13 @@ func (x *File) checkVersionValue(v []byte) error {
 
 // Name returns the file's path.
 func (x *File) Name() string { return x.name }
+
+// Size returns the file's size in bytes.
+func (x *File) Size() int64 { return x.size }
+
+// MaxPositions bounds how many positions the file's values can hold in
+// all: 4 bytes each.
+func (x *File) MaxPositions() int { return int(x.size / 4) }
 
 // Close releases the file.
 func (x *File) Close() error {

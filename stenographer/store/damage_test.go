@@ -3,8 +3,10 @@ package store
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/google/gopacket/pcapgo"
 
+	"github.com/stenographer-ng/stenographer/stenographer/internal/fixture"
 	"github.com/stenographer-ng/stenographer/stenographer/pcap"
 	"github.com/stenographer-ng/stenographer/stenographer/query"
 )
@@ -115,5 +118,64 @@ func copyFile(t *testing.T, from, to string) {
 	}
 	if err := os.WriteFile(to, b, 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A long 'or' of the same key (the pathological query of issue 8: every
+// operand's set was kept while eight files were evaluated ahead) looks the
+// key up once per file and allocates about what one operand does.
+func TestQueryLongOrMemory(t *testing.T) {
+	dir := t.TempDir()
+	const files, perFile = 12, 20000
+	for f := range files {
+		pkts := make([]fixture.Packet, perFile)
+		for i := range pkts {
+			k := f*perFile + i
+			data := make([]byte, 60)
+			data[0], data[1] = byte(k), byte(k>>8)
+			pkts[i] = fixture.Packet{Time: base.Add(time.Duration(k) * time.Millisecond), Data: data, Keys: [][]byte{{0x01, 6}, portKey(1000 + k%7)}}
+		}
+		if _, err := fixture.Write(dir, 0, pkts[0].Time, blockSize, pkts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := New(Config{BlockSize: blockSize, Threads: []Thread{{filepath.Join(dir, "PKT0"), filepath.Join(dir, "IDX0")}}})
+	if err := s.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	at := base.Add(time.Duration(files*perFile/2) * time.Millisecond).Format(time.RFC3339Nano)
+	for _, tc := range []struct {
+		name, q string
+		want    int64
+	}{
+		{"exact", strings.Repeat("tcp or ", query.MaxPrimitives-1) + "tcp", files * perFile},
+		{"inexact", strings.Repeat("(tcp and after "+at+") or ", query.MaxPrimitives/2-1) + "tcp", files * perFile},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q, err := query.Parse(tc.q, base)
+			if err != nil {
+				t.Fatal(err)
+			}
+			runtime.GC()
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			w, _ := pcap.NewWriter(io.Discard, pcap.Limits{})
+			res, err := s.Query(context.Background(), q, w)
+			if err != nil {
+				t.Fatal(err)
+			}
+			runtime.ReadMemStats(&after)
+			if res.Packets != tc.want || len(res.Errors) > 0 {
+				t.Fatalf("%d packets, errors %v; want %d", res.Packets, res.Errors, tc.want)
+			}
+			// One operand's set is 80 KB per file; the arena and block
+			// buffers a few MB. Keeping every operand would be 1000 × 80 KB
+			// per file, 80 MB for each of the eight files evaluated ahead.
+			alloc := after.TotalAlloc - before.TotalAlloc
+			t.Logf("query allocated %.1f MB", float64(alloc)/(1<<20))
+			if alloc > 64<<20 {
+				t.Errorf("query allocated %d MB", alloc>>20)
+			}
+		})
 	}
 }

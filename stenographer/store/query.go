@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/stenographer-ng/stenographer/stenographer/blockfile"
+	"github.com/stenographer-ng/stenographer/stenographer/indexfile"
 	"github.com/stenographer-ng/stenographer/stenographer/pcap"
 	"github.com/stenographer-ng/stenographer/stenographer/query"
 )
@@ -206,8 +207,11 @@ func (t *threadSource) evaluate(f FileInfo, span query.Span) *evaluation {
 			return
 		}
 		before := p.idx.BytesRead()
-		e.match, e.err = query.Evaluate(t.ctx, t.q, p.idx, span)
+		e.match, e.err = query.EvaluateLimited(t.ctx, t.q, p.idx, span, positionLimit(p.idx))
 		e.indexBytes = p.idx.BytesRead() - before
+		if errors.Is(e.err, query.ErrTooLarge) {
+			e.err = fmt.Errorf("store: %s: %w", p.idx.Name(), e.err)
+		}
 		if e.err != nil || e.match.Empty() {
 			release()
 			return
@@ -216,6 +220,13 @@ func (t *threadSource) evaluate(f FileInfo, span query.Span) *evaluation {
 	}()
 	return e
 }
+
+// positionLimit bounds the positions one file's evaluation may look up in
+// all: as many as the whole index can hold (a lookup repeated in the query
+// counts once), at least 64 Ki so small files never refuse a sane query.
+// A query's lookups in one file then hold no more than a few times the
+// index file's size (DESIGN.md).
+func positionLimit(idx *indexfile.File) int { return max(idx.MaxPositions(), 1<<16) }
 
 // schedule starts evaluations until lookahead are pending.
 func (t *threadSource) schedule() {
