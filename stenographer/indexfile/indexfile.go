@@ -123,11 +123,21 @@ func Open(name string) (*File, error) {
 // its version record.
 func newFile(name string, r io.ReaderAt, size int64) (*File, error) {
 	x := &File{name: name, size: size, read: &countingReader{r: r}}
-	if err := x.checkFooter(size); err != nil {
+	meta, index, err := x.checkFooter(size)
+	if err != nil {
 		return nil, err
 	}
-	err := x.guard(func() error {
-		t, err := table.NewReader(x.read, size, storage.FileDesc{}, nil, blockPool, &tableOptions)
+	// Data blocks come first, then the metaindex and index blocks.
+	data, err := x.readIndexBlock(index, min(meta.off, index.off))
+	if err != nil {
+		return nil, err
+	}
+	blocks := append(data, meta, index)
+	if index.off < meta.off {
+		blocks[len(blocks)-2], blocks[len(blocks)-1] = index, meta
+	}
+	err = x.guard(func() error {
+		t, err := table.NewReader(&blockReader{x: x, blocks: blocks}, size, storage.FileDesc{}, nil, blockPool, &tableOptions)
 		if err != nil {
 			return err
 		}
@@ -160,6 +170,10 @@ func (x *File) tableErr(err error) error {
 	if errors.As(err, &re) {
 		return fmt.Errorf("indexfile: read %s: %w", x.name, re.err)
 	}
+	var be *blockError
+	if errors.As(err, &be) {
+		return fmt.Errorf("%w %s: %v", ErrCorrupt, x.name, be)
+	}
 	return fmt.Errorf("%w %s: %v", ErrCorrupt, x.name, err)
 }
 
@@ -187,40 +201,41 @@ const (
 )
 
 // checkFooter checks that the footer's block handles lie within the file
-// before goleveldb reads them. goleveldb allocates the buffer a handle asks
-// for before reading the block and checking its checksum, and the footer
-// has no checksum of its own: a damaged footer could ask for a hundred
-// gigabytes, which is a fatal out-of-memory error, not a recoverable panic.
-// (The data block handles are in the index block, whose checksum goleveldb
-// verifies before using them.)
-func (x *File) checkFooter(size int64) error {
+// before goleveldb reads them, and returns them. goleveldb allocates the
+// buffer a handle asks for before reading the block and checking its
+// checksum, and the footer has no checksum of its own: a damaged footer
+// could ask for a hundred gigabytes, which is a fatal out-of-memory error,
+// not a recoverable panic. (The data block handles, in the index block,
+// are checked by readIndexBlock.)
+func (x *File) checkFooter(size int64) (meta, index blockHandle, err error) {
 	if size < footerLen {
-		return fmt.Errorf("%w %s: file of %d bytes is too short for a table footer", ErrCorrupt, x.name, size)
+		return meta, index, fmt.Errorf("%w %s: file of %d bytes is too short for a table footer", ErrCorrupt, x.name, size)
 	}
 	var f [footerLen]byte
 	if _, err := x.read.ReadAt(f[:], size-footerLen); err != nil {
-		return x.tableErr(err)
+		return meta, index, x.tableErr(err)
 	}
 	if binary.LittleEndian.Uint64(f[footerLen-8:]) != tableMagic {
-		return fmt.Errorf("%w %s: bad table magic number", ErrCorrupt, x.name)
+		return meta, index, fmt.Errorf("%w %s: bad table magic number", ErrCorrupt, x.name)
 	}
 	limit := uint64(size - footerLen)
 	b := f[:footerLen-8]
-	for _, what := range []string{"metaindex", "index"} {
-		off, n := binary.Uvarint(b)
-		if n <= 0 {
-			return fmt.Errorf("%w %s: bad %s block handle in the footer", ErrCorrupt, x.name, what)
+	for i, what := range []string{"metaindex", "index"} {
+		h, n := decodeHandle(b)
+		if n == 0 {
+			return meta, index, fmt.Errorf("%w %s: bad %s block handle in the footer", ErrCorrupt, x.name, what)
 		}
-		length, m := binary.Uvarint(b[n:])
-		if m <= 0 {
-			return fmt.Errorf("%w %s: bad %s block handle in the footer", ErrCorrupt, x.name, what)
+		b = b[n:]
+		if h.off > limit || h.length > limit-h.off || trailerLen > limit-h.off-h.length {
+			return meta, index, fmt.Errorf("%w %s: %s block (offset %d, %d bytes) outside the file's %d bytes", ErrCorrupt, x.name, what, h.off, h.length, size)
 		}
-		b = b[n+m:]
-		if off > limit || length > limit-off || trailerLen > limit-off-length {
-			return fmt.Errorf("%w %s: %s block (offset %d, %d bytes) outside the file's %d bytes", ErrCorrupt, x.name, what, off, length, size)
+		if i == 0 {
+			meta = h
+		} else {
+			index = h
 		}
 	}
-	return nil
+	return meta, index, nil
 }
 
 // checkVersion checks the version record: key 0x00, the smallest key a
