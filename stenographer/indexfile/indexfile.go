@@ -457,6 +457,25 @@ func mergeInto(dst, a, b []uint32) int {
 	return n
 }
 
+// LastProtocolPosition returns the largest position listed under an IP
+// protocol key, or -1 if there is none. Every IP packet has a protocol
+// key, so a scan of the packet file that ends before this position lost
+// packets (the file was cut or its end overwritten). The protocol keys
+// are the file's first keys: this reads a few percent of the index.
+func (x *File) LastProtocolPosition(ctx context.Context) (int64, error) {
+	last := int64(-1)
+	err := x.each(ctx, []byte{TypeProto}, []byte{TypeProto, 0xff}, func(k, v []byte) error {
+		if err := x.positionsErr(k, v); err != nil {
+			return err
+		}
+		for i := 0; i < len(v); i += 4 {
+			last = max(last, int64(binary.BigEndian.Uint32(v[i:])))
+		}
+		return nil
+	})
+	return last, err
+}
+
 // RangeWithin returns the positions in within (sorted, duplicate-free)
 // that some key k with lo <= k <= hi holds: Range(lo, hi) ∩ within,
 // without building or sorting the range's whole union. An 'and' uses it

@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"io"
 	"os"
 	"path/filepath"
@@ -178,4 +179,85 @@ func TestQueryLongOrMemory(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A time-only query scans packet files; damage it meets is a file error
+// naming the file (and the block's offset), and the scan goes on past it.
+// A file cut at a block boundary, or whose last blocks were zeroed, is
+// caught by its index, which knows of later packets.
+func TestQueryTimeScanDamage(t *testing.T) {
+	const files, perFile = 3, 100 // 28 packets per 4 KiB block: blocks of 28, 28, 28, 16
+	build := func(t *testing.T) (string, *Store) {
+		dir := t.TempDir()
+		for f := range files {
+			pkts := make([]fixture.Packet, perFile)
+			for i := range pkts {
+				k := f*perFile + i
+				data := make([]byte, 60)
+				data[0], data[1] = byte(k), byte(k>>8)
+				pkts[i] = fixture.Packet{Time: base.Add(time.Duration(k) * time.Second), Data: data, Keys: [][]byte{{0x01, 6}}}
+			}
+			if _, err := fixture.Write(dir, 0, pkts[0].Time, blockSize, pkts); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s := New(Config{BlockSize: blockSize, Threads: []Thread{{filepath.Join(dir, "PKT0"), filepath.Join(dir, "IDX0")}}})
+		if err := s.Refresh(); err != nil {
+			t.Fatal(err)
+		}
+		return dir, s
+	}
+	middle := strconv.FormatInt(base.Add(perFile*time.Second).UnixMicro(), 10) // packets 100..199
+	lost := func(from, to int) func(int) bool { return func(k int) bool { return k >= from && k < to } }
+	tests := []struct {
+		name   string
+		damage func(path string) error
+		lost   func(k int) bool
+		says   string
+	}{
+		{"cut at a block boundary", func(p string) error { return os.Truncate(p, 2*blockSize) }, lost(156, 200), "was cut"},
+		{"last block zeroed", func(p string) error { return zero(p, 3*blockSize, blockSize) }, lost(184, 200), "was cut"},
+		{"block header zeroed", func(p string) error { return zero(p, blockSize, 48) }, lost(128, 156), "at offset 4096:"},
+		{"count smaller", func(p string) error { return putUint32(p, blockSize+12, 2) }, lost(130, 156), "at offset 4288:"},
+		{"next offset 0", func(p string) error { return putUint32(p, blockSize+48, 0) }, lost(129, 156), "at offset 4144:"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, s := build(t)
+			pkt := filepath.Join(dir, "PKT0", middle)
+			if err := tc.damage(pkt); err != nil {
+				t.Fatal(err)
+			}
+			for _, q := range []string{"after 2000-01-01T00:00:00Z", "last=1000000h", "before 2100-01-01T00:00:00Z"} {
+				got, res := queryWithin(t, s, q)
+				want := seq(0, files*perFile, 1, func(k int) bool { return !tc.lost(k) })
+				if !slices.Equal(got, want) {
+					t.Errorf("%q: got %v\nwant %v", q, got, want)
+				}
+				if len(res.Errors) != 1 || !errorsNaming(res, pkt, tc.says) {
+					t.Errorf("%q: errors %v, want one naming %s and %q", q, res.Errors, pkt, tc.says)
+				}
+			}
+		})
+	}
+}
+
+func zero(path string, off, n int64) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = f.WriteAt(make([]byte, n), off)
+	return err
+}
+
+func putUint32(path string, off int64, v uint32) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = f.WriteAt(binary.LittleEndian.AppendUint32(nil, v), off)
+	return err
 }

@@ -105,6 +105,7 @@ type threadSource struct {
 // fileCursor is the progress through one matching file.
 type fileCursor struct {
 	info    FileInfo
+	idx     *indexfile.File
 	pkt     *blockfile.File
 	release func()
 	match   query.Match
@@ -275,7 +276,7 @@ func (t *threadSource) openNext() bool {
 			t.fileError(e.info, err)
 			continue
 		}
-		t.cur = &fileCursor{info: e.info, pkt: pkt, release: e.release, match: e.match}
+		t.cur = &fileCursor{info: e.info, idx: e.p.idx, pkt: pkt, release: e.release, match: e.match}
 		if e.match.All {
 			t.cur.scan = pkt.ScanInPlace()
 		}
@@ -308,6 +309,31 @@ func (t *threadSource) fileError(f FileInfo, err error) {
 	t.res.Errors = append(t.res.Errors, err)
 }
 
+// scanEnd returns the damage a finished scan of c's packet file met, and
+// whether the file's index knows of packets after the last one the scan
+// found: a file cut at a block boundary, or whose last blocks were
+// zeroed, looks like a shorter file to the scan.
+func (t *threadSource) scanEnd(c *fileCursor) error {
+	err := c.scan.Err()
+	last, ierr := c.idx.LastProtocolPosition(t.ctx)
+	switch {
+	case ierr != nil && t.ctx.Err() == nil:
+		ierr = fmt.Errorf("store: checking the end of %s: %w", c.pkt.Name(), ierr)
+	case ierr == nil && last > c.scan.LastPosition():
+		ierr = fmt.Errorf("%w %s: its index %s lists a packet at position %d, after the last packet found (at %d) in its %d bytes: the file was cut or its end overwritten",
+			blockfile.ErrCorrupt, c.pkt.Name(), c.idx.Name(), last, c.scan.LastPosition(), c.pkt.Size())
+	default:
+		ierr = nil
+	}
+	switch {
+	case err == nil:
+		return ierr
+	case ierr == nil:
+		return err
+	}
+	return fmt.Errorf("%w; %w", err, ierr)
+}
+
 // fill reads the next batch from the current file, moving past the file
 // when it is exhausted.
 func (t *threadSource) fill() {
@@ -324,7 +350,7 @@ func (t *threadSource) fill() {
 			}
 		}
 		if !full() {
-			if err := c.scan.Err(); err != nil {
+			if err := t.scanEnd(c); err != nil {
 				t.fileError(c.info, err)
 			}
 			t.close()
