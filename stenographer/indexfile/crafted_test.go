@@ -1,6 +1,7 @@
 package indexfile
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -11,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/syndtr/goleveldb/leveldb/opt"
 )
 
 // A hand-assembled table with valid checksums (blockWithTrailer computes
@@ -250,5 +253,47 @@ func TestCraftedBlocks(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 16<<20 {
 		t.Errorf("crafted tables allocated %d MB", alloc>>20)
+	}
+}
+
+// The pair-identity record is found in every layout, from the file's head
+// when the table is uncompressed; a table without it has none.
+func TestPacketFileID(t *testing.T) {
+	id := make([]uint32, 12) // 48 bytes, as positions
+	var want []byte
+	for i := range id {
+		id[i] = 0xa0a1a2a3 + uint32(i)
+		want = binary.BigEndian.AppendUint32(want, id[i])
+	}
+	entries := []kv{{ProtoKey(6), []uint32{48}}, {PortKey(80), []uint32{48}}}
+	with := append([]kv{{packetFileKey, id}}, entries...)
+	for _, to := range tableOpts {
+		for _, tc := range []struct {
+			name    string
+			entries []kv
+			want    []byte
+		}{{"with", with, want}, {"without", entries, nil}} {
+			t.Run(to.name+"/"+tc.name, func(t *testing.T) {
+				b, err := tableBytes(to.o, version2, tc.entries)
+				if err != nil {
+					t.Fatal(err)
+				}
+				rec := &recordingReader{r: bytes.NewReader(b)}
+				x, err := newFile("idx", rec, int64(len(b)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer x.Close()
+				if got := x.PacketFileID(); !bytes.Equal(got, tc.want) {
+					t.Errorf("PacketFileID = %x, want %x", got, tc.want)
+				}
+				uncompressed := to.o.Compression == opt.NoCompression
+				for _, rd := range rec.reads {
+					if uncompressed && rd[0] == 0 && rd[1] > versionHead {
+						t.Errorf("read %d bytes at offset 0: the head should settle the record", rd[1])
+					}
+				}
+			})
+		}
 	}
 }

@@ -73,9 +73,12 @@ var blockPool = util.NewBufferPool(16 << 10)
 type File struct {
 	name string
 	size int64
-	f    io.Closer // nil when the table was not opened from a path
-	read *countingReader
-	t    *table.Reader
+	// packetFileID is the pair-identity record (the packet file's first
+	// block header), nil when the file has none (older or other writers).
+	packetFileID []byte
+	f            io.Closer // nil when the table was not opened from a path
+	read         *countingReader
+	t            *table.Reader
 }
 
 // countingReader counts the bytes read from the file, so that statistics
@@ -197,7 +200,7 @@ const (
 	footerLen   = 48
 	trailerLen  = 5
 	tableMagic  = 0xdb4775248b80fb57
-	versionHead = 64
+	versionHead = 80 // the version record and the pair-identity record
 )
 
 // checkFooter checks that the footer's block handles lie within the file
@@ -265,26 +268,97 @@ func (x *File) checkVersion(size int64) error {
 		return x.tableErr(err)
 	}
 	if n >= 12 && head[0] == 0 && head[1] == 1 && head[2] == 8 && head[3] == TypeVersion {
-		return x.checkVersionValue(head[4:12])
-	}
-	var v []byte
-	notFound := false
-	err = x.guard(func() error {
-		var err error
-		v, err = x.t.Get([]byte{TypeVersion}, nil)
-		if errors.Is(err, lerrors.ErrNotFound) {
-			notFound, err = true, nil
+		if err := x.checkVersionValue(head[4:12]); err != nil {
+			return err
 		}
-		return err
-	})
+		if id, known := packetFileIDAt(head[12:n]); known {
+			x.packetFileID = id
+			return nil
+		}
+		return x.getPacketFileID()
+	}
+	v, err := x.get([]byte{TypeVersion})
 	if err != nil {
 		return err
 	}
-	if notFound {
+	if v == nil {
 		return fmt.Errorf("%w %s: no version record", ErrVersion, x.name)
 	}
-	return x.checkVersionValue(v)
+	if err := x.checkVersionValue(v); err != nil {
+		return err
+	}
+	return x.getPacketFileID()
 }
+
+// packetFileKey is the key of the pair-identity record, which stenotype
+// writes right after the version record: the header of the packet file's
+// first block (packetFileIDLen bytes).
+var packetFileKey = []byte{TypeVersion, 0x01}
+
+const packetFileIDLen = 48
+
+// packetFileIDAt decodes the pair-identity record from b, the bytes that
+// follow the version record's entry at the start of the first block;
+// known is false when b does not settle whether there is one. The entry
+// shares the version key's byte, or none at a restart point.
+func packetFileIDAt(b []byte) (id []byte, known bool) {
+	shared, n0 := binary.Uvarint(b)
+	if n0 <= 0 || shared > 1 {
+		return nil, false
+	}
+	unshared, n1 := binary.Uvarint(b[n0:])
+	if n1 <= 0 {
+		return nil, false
+	}
+	vlen, n2 := binary.Uvarint(b[n0+n1:])
+	m := n0 + n1 + n2
+	if n2 <= 0 || unshared > uint64(len(b)-m) {
+		return nil, false
+	}
+	key := append([]byte{TypeVersion}[:shared], b[m:m+int(unshared)]...)
+	if !bytes.Equal(key, packetFileKey) {
+		// Keys ascend and this one follows the version record: the
+		// record, if any, would be here.
+		return nil, bytes.Compare(key, packetFileKey) > 0
+	}
+	if vlen != packetFileIDLen || uint64(len(b)-m)-unshared < vlen {
+		return nil, false
+	}
+	v := b[m+int(unshared):]
+	return slices.Clone(v[:vlen]), true
+}
+
+// getPacketFileID reads the pair-identity record through goleveldb, for
+// layouts the head does not settle.
+func (x *File) getPacketFileID() error {
+	v, err := x.get(packetFileKey)
+	if err != nil {
+		return err
+	}
+	if v != nil && len(v) != packetFileIDLen {
+		return fmt.Errorf("%w %s: pair-identity record of %d bytes", ErrCorrupt, x.name, len(v))
+	}
+	x.packetFileID = v
+	return nil
+}
+
+// get returns the value of key, nil when the file does not hold it.
+func (x *File) get(key []byte) ([]byte, error) {
+	var v []byte
+	err := x.guard(func() error {
+		var err error
+		v, err = x.t.Get(key, nil)
+		if errors.Is(err, lerrors.ErrNotFound) {
+			v, err = nil, nil
+		}
+		return err
+	})
+	return v, err
+}
+
+// PacketFileID returns the header of the first block of the packet file
+// this index was written for, or nil if the index does not record it.
+func (x *File) PacketFileID() []byte { return x.packetFileID }
 
 func (x *File) checkVersionValue(v []byte) error {
 	if len(v) != 8 {
