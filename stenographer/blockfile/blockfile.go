@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/stenographer-ng/stenographer/stenographer/internal/datafile"
@@ -67,6 +68,10 @@ type File struct {
 	closer    io.Closer
 	size      int64
 	blockSize int64
+	// checkChains makes ReadPositions accept only positions on their
+	// block's chain of packets (CheckChains).
+	checkChains bool
+	chainBufs   sync.Pool // of *[]byte, one block each
 }
 
 // Open opens the packet file at name whose blocks are blockSize bytes.
@@ -99,6 +104,25 @@ func checkBlockSize(n int) error {
 
 // Name returns the file's path.
 func (f *File) Name() string { return f.name }
+
+// FirstBlockHeader returns the header of the file's first block, which
+// identifies the file (stenotype records it in the index as the pair's
+// identity).
+func (f *File) FirstBlockHeader() ([]byte, error) {
+	h := make([]byte, blockHeaderSize)
+	if _, err := f.f.ReadAt(h, 0); err != nil {
+		return nil, fmt.Errorf("blockfile: read %s at 0: %w", f.name, err)
+	}
+	return h, nil
+}
+
+// CheckChains makes ReadPositions and ReadPositionsInto serve a position
+// only if it is a packet of its block's chain, for positions from an index
+// that may not belong to this file (one without a pair-identity record):
+// a position inside another packet's bytes can pass every header check.
+// It costs a read of each block the positions touch. Call it before the
+// file is used.
+func (f *File) CheckChains() { f.checkChains = true }
 
 // Size returns the file's size in bytes when it was opened.
 func (f *File) Size() int64 { return f.size }

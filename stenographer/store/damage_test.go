@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -260,4 +262,100 @@ func putUint32(path string, off int64, v uint32) error {
 	defer f.Close()
 	_, err = f.WriteAt(binary.LittleEndian.AppendUint32(nil, v), off)
 	return err
+}
+
+// Two pairs whose packet files were swapped under the same names: no
+// packet that was not captured is ever served, and the mismatch is a file
+// error naming the files. The payloads are full of fake packet headers
+// (mac offset 48, snaplen 16) at every 16-byte boundary, so a position
+// from the other file's index that lands inside a packet passes every
+// header check. With the pair-identity record the swapped pairs give
+// nothing; without it (the reference's indexes) each position is checked
+// against its block's chain, and what is served is a captured packet.
+func TestQuerySwappedPairs(t *testing.T) {
+	fake := make([]byte, 16)
+	binary.LittleEndian.PutUint32(fake[4:], 1)   // tp_sec, tp_status
+	binary.LittleEndian.PutUint16(fake[8:], 48)  // tp_mac
+	binary.LittleEndian.PutUint32(fake[12:], 16) // tp_snaplen
+	for _, identified := range []bool{true, false} {
+		t.Run(fmt.Sprintf("identified=%v", identified), func(t *testing.T) {
+			dir := t.TempDir()
+			write := fixture.Write
+			if identified {
+				write = fixture.WriteIdentified
+			}
+			captured := map[string]bool{}
+			var names []string
+			for f, size := range []int{400, 560, 480} {
+				pkts := make([]fixture.Packet, 30)
+				for i := range pkts {
+					k := 30*f + i
+					// The frame starts 82 bytes after its header: data[14:]
+					// is 16-byte aligned in the file.
+					data := make([]byte, size)
+					data[0], data[1] = byte(k), byte(k>>8)
+					for j := 14; j+16 <= len(data); j += 16 {
+						copy(data[j:], fake)
+					}
+					captured[string(data)] = true
+					pkts[i] = fixture.Packet{Time: base.Add(time.Duration(k) * time.Second), Data: data, Keys: [][]byte{{0x01, 6}}}
+				}
+				if _, err := write(dir, 0, pkts[0].Time, blockSize, pkts); err != nil {
+					t.Fatal(err)
+				}
+				names = append(names, strconv.FormatInt(pkts[0].Time.UnixMicro(), 10))
+			}
+			a, b := filepath.Join(dir, "PKT0", names[0]), filepath.Join(dir, "PKT0", names[1])
+			for _, mv := range [][2]string{{a, a + ".tmp"}, {b, a}, {a + ".tmp", b}} {
+				if err := os.Rename(mv[0], mv[1]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s := New(Config{BlockSize: blockSize, Threads: []Thread{{filepath.Join(dir, "PKT0"), filepath.Join(dir, "IDX0")}}})
+			if err := s.Refresh(); err != nil {
+				t.Fatal(err)
+			}
+			q, _ := query.Parse("tcp", base)
+			var buf bytes.Buffer
+			w, _ := pcap.NewWriter(&buf, pcap.Limits{})
+			res, err := s.Query(context.Background(), q, w)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := pcapgo.NewReader(&buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var fromC int
+			for {
+				data, _, err := r.ReadPacketData()
+				if err != nil {
+					break
+				}
+				if !captured[string(data)] {
+					t.Fatalf("served a packet that was never captured: %x", data)
+				}
+				if k := int(data[0]) | int(data[1])<<8; k >= 60 {
+					fromC++
+				}
+			}
+			if fromC != 30 {
+				t.Errorf("%d packets of the intact pair, want 30", fromC)
+			}
+			if len(res.Errors) != 2 {
+				t.Errorf("errors %v, want one per swapped pair", res.Errors)
+			}
+			for _, e := range res.Errors {
+				if !errors.Is(e, ErrNotAPair) {
+					t.Errorf("error %v is not ErrNotAPair", e)
+				}
+			}
+			if !errorsNaming(res, a, b, filepath.Join(dir, "IDX0", names[0]), filepath.Join(dir, "IDX0", names[1])) {
+				t.Errorf("errors %v do not name both packet files and both indexes", res.Errors)
+			}
+			if identified && res.Packets != 30 {
+				t.Errorf("%d packets, want only the intact pair's 30", res.Packets)
+			}
+		})
+	}
 }

@@ -371,6 +371,9 @@ func (t *threadSource) fill() {
 			t.err = t.ctx.Err()
 			return
 		}
+		if errors.Is(err, blockfile.ErrNotAPacket) {
+			err = fmt.Errorf("%w: index %s gives positions that are not packets of %s: %w", ErrNotAPair, c.idx.Name(), c.pkt.Name(), err)
+		}
 		t.fileError(c.info, err)
 		t.close()
 		return
