@@ -138,6 +138,11 @@ func run(config, dir string, threads []store.Thread, blockKB int, text, out stri
 	if res.Truncated {
 		fmt.Fprintf(os.Stderr, "stenoquery: result truncated at %d packets, %d bytes\n", res.Packets, res.Bytes)
 	}
+	if n := len(res.Errors); n > 0 {
+		// The result is complete except for those files; a script must
+		// still be able to tell it from a whole one.
+		return fmt.Errorf("%d file(s) could not be read completely (warnings above); the result has all other packets", n)
+	}
 	return nil
 }
 
