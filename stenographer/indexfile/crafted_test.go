@@ -274,15 +274,7 @@ func TestPacketFileID(t *testing.T) {
 			want    []byte
 		}{{"with", with, want}, {"without", entries, nil}} {
 			t.Run(to.name+"/"+tc.name, func(t *testing.T) {
-				b, err := tableBytes(to.o, version2, tc.entries)
-				if err != nil {
-					t.Fatal(err)
-				}
-				rec := &recordingReader{r: bytes.NewReader(b)}
-				x, err := newFile("idx", rec, int64(len(b)))
-				if err != nil {
-					t.Fatal(err)
-				}
+				x, rec, _ := openRecorded(t, to.o, tc.entries)
 				defer x.Close()
 				if got := x.PacketFileID(); !bytes.Equal(got, tc.want) {
 					t.Errorf("PacketFileID = %x, want %x", got, tc.want)

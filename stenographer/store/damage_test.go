@@ -98,8 +98,11 @@ func TestQueryFIFO(t *testing.T) {
 	s := open(t, dir)
 	oldPkt, _ := before.paths(before.Files(0)[0])
 	_, oldIdx := before.paths(before.Files(1)[0])
-	copyFile(t, oldPkt, filepath.Join(dir, "PKT0", name))
-	copyFile(t, oldIdx, filepath.Join(dir, "IDX1", name))
+	for _, l := range [][2]string{{oldPkt, filepath.Join(dir, "PKT0", name)}, {oldIdx, filepath.Join(dir, "IDX1", name)}} {
+		if err := os.Link(l[0], l[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := s.Refresh(); err != nil {
 		t.Fatal(err)
 	}
@@ -113,39 +116,44 @@ func TestQueryFIFO(t *testing.T) {
 	}
 }
 
-func copyFile(t *testing.T, from, to string) {
+// numbered writes files pairs into dir for thread 0, perFile packets each.
+// Packet k is captured at base + k*step; its frame is frame(k) with k in
+// its first two bytes; it carries the index key ip proto 6 and keys(k).
+// It returns the files' names and a Store over the thread.
+func numbered(t *testing.T, dir string, files, perFile int, step time.Duration, frame func(k int) []byte, keys func(k int) [][]byte,
+	write func(string, int, time.Time, int, []fixture.Packet) ([]uint32, error)) ([]string, *Store) {
 	t.Helper()
-	b, err := os.ReadFile(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(to, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// A long 'or' of the same key (the pathological query of issue 8: every
-// operand's set was kept while eight files were evaluated ahead) looks the
-// key up once per file and allocates about what one operand does.
-func TestQueryLongOrMemory(t *testing.T) {
-	dir := t.TempDir()
-	const files, perFile = 12, 20000
+	var names []string
 	for f := range files {
 		pkts := make([]fixture.Packet, perFile)
 		for i := range pkts {
 			k := f*perFile + i
-			data := make([]byte, 60)
+			data := frame(k)
 			data[0], data[1] = byte(k), byte(k>>8)
-			pkts[i] = fixture.Packet{Time: base.Add(time.Duration(k) * time.Millisecond), Data: data, Keys: [][]byte{{0x01, 6}, portKey(1000 + k%7)}}
+			pkts[i] = fixture.Packet{Time: base.Add(time.Duration(k) * step), Data: data, Keys: append([][]byte{{0x01, 6}}, keys(k)...)}
 		}
-		if _, err := fixture.Write(dir, 0, pkts[0].Time, blockSize, pkts); err != nil {
+		if _, err := write(dir, 0, pkts[0].Time, blockSize, pkts); err != nil {
 			t.Fatal(err)
 		}
+		names = append(names, strconv.FormatInt(pkts[0].Time.UnixMicro(), 10))
 	}
 	s := New(Config{BlockSize: blockSize, Threads: []Thread{{filepath.Join(dir, "PKT0"), filepath.Join(dir, "IDX0")}}})
 	if err := s.Refresh(); err != nil {
 		t.Fatal(err)
 	}
+	return names, s
+}
+
+func frameOf(n int) func(int) []byte { return func(int) []byte { return make([]byte, n) } }
+
+func noKeys(int) [][]byte { return nil }
+
+// A long 'or' of the same key (the pathological query of issue 8: every
+// operand's set was kept while eight files were evaluated ahead) looks the
+// key up once per file and allocates about what one operand does.
+func TestQueryLongOrMemory(t *testing.T) {
+	const files, perFile = 12, 20000
+	_, s := numbered(t, t.TempDir(), files, perFile, time.Millisecond, frameOf(60), func(k int) [][]byte { return [][]byte{portKey(1000 + k%7)} }, fixture.Write)
 	at := base.Add(time.Duration(files*perFile/2) * time.Millisecond).Format(time.RFC3339Nano)
 	for _, tc := range []struct {
 		name, q string
@@ -191,22 +199,7 @@ func TestQueryTimeScanDamage(t *testing.T) {
 	const files, perFile = 3, 100 // 28 packets per 4 KiB block: blocks of 28, 28, 28, 16
 	build := func(t *testing.T) (string, *Store) {
 		dir := t.TempDir()
-		for f := range files {
-			pkts := make([]fixture.Packet, perFile)
-			for i := range pkts {
-				k := f*perFile + i
-				data := make([]byte, 60)
-				data[0], data[1] = byte(k), byte(k>>8)
-				pkts[i] = fixture.Packet{Time: base.Add(time.Duration(k) * time.Second), Data: data, Keys: [][]byte{{0x01, 6}}}
-			}
-			if _, err := fixture.Write(dir, 0, pkts[0].Time, blockSize, pkts); err != nil {
-				t.Fatal(err)
-			}
-		}
-		s := New(Config{BlockSize: blockSize, Threads: []Thread{{filepath.Join(dir, "PKT0"), filepath.Join(dir, "IDX0")}}})
-		if err := s.Refresh(); err != nil {
-			t.Fatal(err)
-		}
+		_, s := numbered(t, dir, files, perFile, time.Second, frameOf(60), noKeys, fixture.Write)
 		return dir, s
 	}
 	middle := strconv.FormatInt(base.Add(perFile*time.Second).UnixMicro(), 10) // packets 100..199
@@ -218,10 +211,10 @@ func TestQueryTimeScanDamage(t *testing.T) {
 		says   string
 	}{
 		{"cut at a block boundary", func(p string) error { return os.Truncate(p, 2*blockSize) }, lost(156, 200), "was cut"},
-		{"last block zeroed", func(p string) error { return zero(p, 3*blockSize, blockSize) }, lost(184, 200), "was cut"},
-		{"block header zeroed", func(p string) error { return zero(p, blockSize, 48) }, lost(128, 156), "at offset 4096:"},
-		{"count smaller", func(p string) error { return putUint32(p, blockSize+12, 2) }, lost(130, 156), "at offset 4288:"},
-		{"next offset 0", func(p string) error { return putUint32(p, blockSize+48, 0) }, lost(129, 156), "at offset 4144:"},
+		{"last block zeroed", func(p string) error { return writeAt(p, 3*blockSize, make([]byte, blockSize)) }, lost(184, 200), "was cut"},
+		{"block header zeroed", func(p string) error { return writeAt(p, blockSize, make([]byte, 48)) }, lost(128, 156), "at offset 4096:"},
+		{"count smaller", func(p string) error { return writeAt(p, blockSize+12, []byte{2, 0, 0, 0}) }, lost(130, 156), "at offset 4288:"},
+		{"next offset 0", func(p string) error { return writeAt(p, blockSize+48, []byte{0, 0, 0, 0}) }, lost(129, 156), "at offset 4144:"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -244,23 +237,13 @@ func TestQueryTimeScanDamage(t *testing.T) {
 	}
 }
 
-func zero(path string, off, n int64) error {
+func writeAt(path string, off int64, b []byte) error {
 	f, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	_, err = f.WriteAt(make([]byte, n), off)
-	return err
-}
-
-func putUint32(path string, off int64, v uint32) error {
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	_, err = f.WriteAt(binary.LittleEndian.AppendUint32(nil, v), off)
+	_, err = f.WriteAt(b, off)
 	return err
 }
 
@@ -285,26 +268,18 @@ func TestQuerySwappedPairs(t *testing.T) {
 				write = fixture.WriteIdentified
 			}
 			captured := map[string]bool{}
-			var names []string
-			for f, size := range []int{400, 560, 480} {
-				pkts := make([]fixture.Packet, 30)
-				for i := range pkts {
-					k := 30*f + i
-					// The frame starts 82 bytes after its header: data[14:]
-					// is 16-byte aligned in the file.
-					data := make([]byte, size)
-					data[0], data[1] = byte(k), byte(k>>8)
-					for j := 14; j+16 <= len(data); j += 16 {
-						copy(data[j:], fake)
-					}
-					captured[string(data)] = true
-					pkts[i] = fixture.Packet{Time: base.Add(time.Duration(k) * time.Second), Data: data, Keys: [][]byte{{0x01, 6}}}
+			sizes := []int{400, 560, 480}
+			names, _ := numbered(t, dir, 3, 30, time.Second, func(k int) []byte {
+				// The frame starts 82 bytes after its header: data[14:] is
+				// 16-byte aligned in the file.
+				data := make([]byte, sizes[k/30])
+				for j := 14; j+16 <= len(data); j += 16 {
+					copy(data[j:], fake)
 				}
-				if _, err := write(dir, 0, pkts[0].Time, blockSize, pkts); err != nil {
-					t.Fatal(err)
-				}
-				names = append(names, strconv.FormatInt(pkts[0].Time.UnixMicro(), 10))
-			}
+				data[0], data[1] = byte(k), byte(k>>8)
+				captured[string(data)] = true
+				return data
+			}, noKeys, write)
 			a, b := filepath.Join(dir, "PKT0", names[0]), filepath.Join(dir, "PKT0", names[1])
 			for _, mv := range [][2]string{{a, a + ".tmp"}, {b, a}, {a + ".tmp", b}} {
 				if err := os.Rename(mv[0], mv[1]); err != nil {

@@ -152,7 +152,9 @@ func TestCraftedIndex(t *testing.T) {
 	dir, names := damageStore(t)
 	for i, h := range [][2]uint64{{0, 64 << 30}, {1 << 20, 40}} {
 		name := strconv.Itoa(int(time.Now().UnixMicro()) + i) // after every imported file
-		copyTestFile(t, filepath.Join(dir, "PKT0", names[0]), filepath.Join(dir, "PKT0", name))
+		if err := os.Link(filepath.Join(dir, "PKT0", names[0]), filepath.Join(dir, "PKT0", name)); err != nil {
+			t.Fatal(err)
+		}
 		idx := filepath.Join(dir, "IDX0", name)
 		if err := os.WriteFile(idx, craftedIndex(h[0], h[1]), 0o644); err != nil {
 			t.Fatal(err)
@@ -260,19 +262,10 @@ func TestFIFOInStore(t *testing.T) {
 	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	copyTestFile(t, filepath.Join(dir, "PKT0", names[0]), filepath.Join(dir, "PKT0", name))
+	if err := os.Link(filepath.Join(dir, "PKT0", names[0]), filepath.Join(dir, "PKT0", name)); err != nil {
+		t.Fatal(err)
+	}
 	wantFailure(t, dir, "tcp", nFiles*perFile, fifo, "not a regular file")
-}
-
-func copyTestFile(t *testing.T, from, to string) {
-	t.Helper()
-	b, err := os.ReadFile(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(to, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func writeAt(t *testing.T, path string, off int64, b []byte) {
