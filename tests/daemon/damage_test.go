@@ -82,4 +82,13 @@ func TestDamagedFilesInDaemon(t *testing.T) {
 		t.Fatalf("1 MB of '(': %v, status %v, daemon exited %v; log:\n%s", err, r, d.Exited(), d.LogTail())
 	}
 	waitCount(t, d, everything, len(frames), time.Minute)
+	// The captured files themselves pass every check: the scans of the
+	// time queries, and the pair-identity record stenotype wrote.
+	for _, f := range files {
+		for _, p := range []string{filepath.Join(th.PacketsDirectory, f), filepath.Join(th.IndexDirectory, f)} {
+			if bytes.Contains(d.Log(), []byte(p)) {
+				t.Errorf("the log names the captured file %s:\n%s", p, d.LogTail())
+			}
+		}
+	}
 }
