@@ -11,8 +11,12 @@
 // adds what the query engine needs on top of it: a version check that reads
 // only the head of the first data block, range lookups that merge a range's
 // sorted lists or keep only given candidate positions (RangeWithin), a count
-// of the bytes read (for --stats), and guards that turn the table reader's
-// failures on damaged files, panics included, into errors naming the file.
+// of the bytes read (for --stats), the pair-identity record (key 00 01:
+// the header of the packet file's first block, which stenotype writes
+// after the version record), checks of every block against the file and
+// of its layout before goleveldb decodes it (blocks.go), and guards that
+// turn the table reader's failures on damaged files, panics included,
+// into errors naming the file.
 package indexfile
 
 import (
