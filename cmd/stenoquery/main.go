@@ -164,10 +164,10 @@ func run(configPath, dir string, threads []store.Thread, blockSize int, text, ou
 	if res.Truncated {
 		fmt.Fprintf(os.Stderr, "stenoquery: result truncated at %d packets, %d bytes\n", res.Packets, res.Bytes)
 	}
-	if len(res.Errors) > 0 {
-		// The result is incomplete: a caller must not take it for the
-		// whole answer.
-		return fmt.Errorf("%d file(s) could not be read (warnings above); the result lacks their packets", len(res.Errors))
+	if n := len(res.Errors); n > 0 {
+		// The result is complete except for those files; a script must
+		// still be able to tell it from a whole one.
+		return fmt.Errorf("%d file(s) could not be read completely (warnings above); the result has all other packets", n)
 	}
 	return nil
 }

@@ -15,8 +15,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
+	"strings"
+	"sync"
 	"time"
+
+	"github.com/stenographer-ng/stenographer/stenographer/internal/datafile"
 )
 
 // Layout of a block header (struct tpacket_block_desc) and a packet header
@@ -65,6 +68,10 @@ type File struct {
 	closer    io.Closer
 	size      int64
 	blockSize int64
+	// checkChains makes ReadPositions accept only positions on their
+	// block's chain of packets (CheckChains).
+	checkChains bool
+	chainBufs   sync.Pool // of *[]byte, one block each
 }
 
 // Open opens the packet file at name whose blocks are blockSize bytes.
@@ -72,16 +79,11 @@ func Open(name string, blockSize int) (*File, error) {
 	if err := checkBlockSize(blockSize); err != nil {
 		return nil, fmt.Errorf("blockfile: open %s: %w", name, err)
 	}
-	f, err := os.Open(name)
+	f, size, err := datafile.Open(name)
 	if err != nil {
 		return nil, fmt.Errorf("blockfile: %w", err)
 	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("blockfile: stat %s: %w", name, err)
-	}
-	return &File{name: name, f: f, closer: f, size: st.Size(), blockSize: int64(blockSize)}, nil
+	return &File{name: name, f: f, closer: f, size: size, blockSize: int64(blockSize)}, nil
 }
 
 // New reads a packet file of size bytes from r; name is used in errors.
@@ -102,6 +104,25 @@ func checkBlockSize(n int) error {
 
 // Name returns the file's path.
 func (f *File) Name() string { return f.name }
+
+// FirstBlockHeader returns the header of the file's first block, which
+// identifies the file (stenotype records it in the index as the pair's
+// identity).
+func (f *File) FirstBlockHeader() ([]byte, error) {
+	h := make([]byte, blockHeaderSize)
+	if _, err := f.f.ReadAt(h, 0); err != nil {
+		return nil, fmt.Errorf("blockfile: read %s at 0: %w", f.name, err)
+	}
+	return h, nil
+}
+
+// CheckChains makes ReadPositions and ReadPositionsInto serve a position
+// only if it is a packet of its block's chain, for positions from an index
+// that may not belong to this file (one without a pair-identity record):
+// a position inside another packet's bytes can pass every header check.
+// It costs a read of each block the positions touch. Call it before the
+// file is used.
+func (f *File) CheckChains() { f.checkChains = true }
 
 // Size returns the file's size in bytes when it was opened.
 func (f *File) Size() int64 { return f.size }
@@ -226,55 +247,81 @@ func (h header) packet(pos int64, buf []byte, extra int) Packet {
 //	s := f.Scan()
 //	for s.Next() { use(s.Packet()) }
 //	if err := s.Err(); err != nil { ... }
+//
+// A damaged block does not end the scan: blocks sit at fixed offsets, so
+// the scan reports the block (Err, once the scan is over) and goes on with
+// the next one. Damage is anything that would hide packets without a word:
+// a block without packets followed by blocks with packets (only trailing
+// empty blocks are preallocation), a chain of packets shorter or longer
+// than the block's packet count, a header or frame out of bounds. Only a
+// read error or a partial block at the end stops it.
 type Scanner struct {
 	f        *File
 	block    []byte
 	blockPos int64 // file offset of the block in s.block
 	off      int64 // offset of the next packet within the block, 0 = load next block
+	count    uint32
 	left     uint32
 	pkt      Packet
-	err      error
+	last     int64    // position of the last packet returned, -1 before
+	err      error    // what stopped the scan
+	damage   []string // the first maxDamage damaged blocks passed over
+	damaged  int      // how many
 	done     bool
 	inPlace  bool // packets alias block
 }
 
+// maxDamage bounds the damaged blocks an error lists one by one.
+const maxDamage = 8
+
 // Scan returns a Scanner positioned before the first packet.
 func (f *File) Scan() *Scanner {
-	return &Scanner{f: f, blockPos: -f.blockSize}
+	return &Scanner{f: f, blockPos: -f.blockSize, last: -1}
 }
 
 // ScanInPlace is Scan for readers that copy what they keep: each
 // Packet's Data aliases the scanner's block buffer and is valid only until
 // the next call to Next, which saves an allocation per packet.
 func (f *File) ScanInPlace() *Scanner {
-	return &Scanner{f: f, blockPos: -f.blockSize, inPlace: true}
+	return &Scanner{f: f, blockPos: -f.blockSize, last: -1, inPlace: true}
 }
 
-// Next advances to the next packet. It returns false at the end of the file,
-// at the first unused (zero) block, or on an error (see Err).
+// Next advances to the next packet. It returns false at the end of the
+// file, at an unused (zero) block that only unused blocks follow, or on a
+// read error (see Err).
 func (s *Scanner) Next() bool {
 	for !s.done {
-		if s.left == 0 || s.off == 0 {
-			if !s.loadBlock() {
-				return false
-			}
+		if s.off == 0 {
+			s.loadBlock()
 			continue
 		}
-		return s.readFromBlock()
+		if s.readFromBlock() {
+			return true
+		}
 	}
 	return false
 }
 
-func (s *Scanner) loadBlock() bool {
+// skipBlock records that the block being read is damaged at file offset pos
+// and moves on to the next block.
+func (s *Scanner) skipBlock(pos int64, format string, args ...any) {
+	if len(s.damage) < maxDamage {
+		s.damage = append(s.damage, fmt.Sprintf("at offset %d: %s", pos, fmt.Sprintf(format, args...)))
+	}
+	s.damaged++
+	s.off = 0
+}
+
+func (s *Scanner) loadBlock() {
 	s.blockPos += s.f.blockSize
 	if s.blockPos >= s.f.size {
 		s.done = true
-		return false
+		return
 	}
 	if s.f.size-s.blockPos < s.f.blockSize {
 		s.done = true
 		s.err = s.f.corrupt(s.blockPos, "partial block of %d bytes at the end of the file", s.f.size-s.blockPos)
-		return false
+		return
 	}
 	if s.block == nil {
 		s.block = make([]byte, s.f.blockSize)
@@ -282,53 +329,77 @@ func (s *Scanner) loadBlock() bool {
 	if _, err := s.f.f.ReadAt(s.block, s.blockPos); err != nil && err != io.EOF {
 		s.done = true
 		s.err = fmt.Errorf("blockfile: read %s at %d: %w", s.f.name, s.blockPos, err)
-		return false
+		return
 	}
 	le := binary.LittleEndian
-	s.left = le.Uint32(s.block[offNumPkts:])
-	if s.left == 0 { // preallocated, never used: the data ends here
-		s.done = true
-		return false
+	s.count = le.Uint32(s.block[offNumPkts:])
+	s.left = s.count
+	if s.count == 0 {
+		next, err := s.nextUsedBlock()
+		switch {
+		case err != nil:
+			s.done, s.err = true, err
+		case next < 0: // preallocated, never used: the data ends here
+			s.done = true
+		default:
+			s.skipBlock(s.blockPos, "block without packets (num_pkts 0) before the block at %d, which has some", next)
+			s.blockPos = next - s.f.blockSize
+		}
+		return
 	}
 	first := int64(le.Uint32(s.block[offFirstPkt:]))
 	if first < blockHeaderSize || first > s.f.blockSize-packetHeaderSize {
-		s.done = true
-		s.err = s.f.corrupt(s.blockPos, "offset_to_first_pkt %d out of bounds", first)
-		return false
+		s.skipBlock(s.blockPos, "offset_to_first_pkt %d out of bounds", first)
+		return
 	}
 	s.off = first
-	return true
 }
 
+// nextUsedBlock returns the offset of the first block after the current
+// one whose packet count is not 0, or -1 if there is none.
+func (s *Scanner) nextUsedBlock() (int64, error) {
+	var n [4]byte
+	for pos := s.blockPos + s.f.blockSize; pos+s.f.blockSize <= s.f.size; pos += s.f.blockSize {
+		if _, err := s.f.f.ReadAt(n[:], pos+offNumPkts); err != nil {
+			return 0, fmt.Errorf("blockfile: read %s at %d: %w", s.f.name, pos+offNumPkts, err)
+		}
+		if binary.LittleEndian.Uint32(n[:]) != 0 {
+			return pos, nil
+		}
+	}
+	return -1, nil
+}
+
+// readFromBlock decodes the packet at s.off; false when the block turned
+// out damaged there.
 func (s *Scanner) readFromBlock() bool {
 	b := s.block
+	pos := s.blockPos + s.off
 	var p Packet
 	var err error
 	if s.inPlace {
-		p, err = s.f.packetInBlockInPlace(b, s.blockPos, s.blockPos+s.off)
+		p, err = s.f.packetInBlockInPlace(b, s.blockPos, pos)
 	} else {
-		p, err = s.f.packetInBlock(b, s.blockPos, s.blockPos+s.off, nil)
+		p, err = s.f.packetInBlock(b, s.blockPos, pos, nil)
 	}
 	if err != nil {
-		s.err = err
-		s.done = true
+		s.skipBlock(pos, "packet %d of %d: %v", s.count-s.left+1, s.count, errors.Unwrap(err))
 		return false
 	}
-	s.pkt = p
+	s.pkt, s.last = p, pos
 	h := parseHeader(b[s.off:])
 	s.left--
+	// The kernel ends each block's chain with a tp_next_offset of 0 on its
+	// num_pkts-th packet; a chain and a count that disagree lose packets.
 	switch next := int64(h.next); {
+	case next == 0 && s.left > 0:
+		s.skipBlock(pos, "the chain of packets ends after %d of the block's %d", s.count-s.left, s.count)
 	case next == 0:
 		s.off = 0
-		if s.left != 0 {
-			s.left = 0 // the kernel's count and the chain disagree: trust neither further
-		}
+	case s.left == 0:
+		s.skipBlock(pos, "the block's %d packets end here but tp_next_offset is %d", s.count, next)
 	case next < packetHeaderSize || s.off+next > int64(len(b))-packetHeaderSize:
-		if s.left != 0 {
-			s.err = s.f.corrupt(s.blockPos+s.off, "tp_next_offset %d out of bounds", next)
-			s.done = true
-		}
-		s.off = 0
+		s.skipBlock(pos, "tp_next_offset %d out of bounds", next)
 	default:
 		s.off += next
 	}
@@ -339,5 +410,24 @@ func (s *Scanner) readFromBlock() bool {
 // by a ScanInPlace scanner.
 func (s *Scanner) Packet() Packet { return s.pkt }
 
-// Err returns the error that stopped the scan, if any.
-func (s *Scanner) Err() error { return s.err }
+// LastPosition returns the position of the last packet Next moved to, or
+// -1 if none.
+func (s *Scanner) LastPosition() int64 { return s.last }
+
+// Err returns, once Next has returned false, the damaged blocks the scan
+// passed over and the error that stopped it, if any, in one error naming
+// the file.
+func (s *Scanner) Err() error {
+	if s.damaged == 0 {
+		return s.err
+	}
+	list := strings.Join(s.damage, "; ")
+	if s.damaged > len(s.damage) {
+		list += fmt.Sprintf("; and %d more", s.damaged-len(s.damage))
+	}
+	derr := fmt.Errorf("%w %s: %d damaged blocks skipped: %s", ErrCorrupt, s.f.name, s.damaged, list)
+	if s.err != nil {
+		return fmt.Errorf("%w; then %w", derr, s.err)
+	}
+	return derr
+}

@@ -5,8 +5,11 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stenographer-ng/stenographer/stenographer/internal/testdata"
@@ -115,8 +118,9 @@ func TestCorruptFiles(t *testing.T) {
 		{"snaplen past block", func(b []byte) []byte { binary.LittleEndian.PutUint32(b[48+12:], 1<<31); return b }, 0, true},
 		{"mac offset too small", func(b []byte) []byte { binary.LittleEndian.PutUint16(b[48+24:], 3); return b }, 0, true},
 		{"next offset past block", func(b []byte) []byte { binary.LittleEndian.PutUint32(b[48:], 9000); return b }, 1, true},
-		{"next offset loops", func(b []byte) []byte { binary.LittleEndian.PutUint32(b[48:], 0); return b }, 1, false},
-		{"num_pkts larger than chain", func(b []byte) []byte { binary.LittleEndian.PutUint32(b[12:], 1000); return b }, 3, false},
+		{"next offset 0 before num_pkts", func(b []byte) []byte { binary.LittleEndian.PutUint32(b[48:], 0); return b }, 1, true},
+		{"num_pkts larger than chain", func(b []byte) []byte { binary.LittleEndian.PutUint32(b[12:], 1000); return b }, 3, true},
+		{"num_pkts smaller than chain", func(b []byte) []byte { binary.LittleEndian.PutUint32(b[12:], 2); return b }, 2, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -245,4 +249,90 @@ func TestReadPositions(t *testing.T) {
 	if err := f.ReadPositions(context.Background(), []uint32{all[0], 50}, func(Packet) bool { return true }); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("bad position err = %v, want ErrCorrupt", err)
 	}
+}
+
+// Damage in the middle of a file is reported with the file and the
+// block's offset, and the scan goes on with the next block: every packet
+// of the undamaged blocks is returned. Trailing empty blocks are
+// preallocation, not damage.
+func TestScanDamage(t *testing.T) {
+	frame := func(i int) []byte { f := make([]byte, 60); f[0] = byte(i); return f }
+	// Four blocks of three packets: packet 3b+i is frame i of block b.
+	var good []byte
+	for b := range 4 {
+		good = append(good, block(frame(3*b), frame(3*b+1), frame(3*b+2))...)
+	}
+	le := binary.LittleEndian
+	const blk = 4096
+	second := func(off int) int { return blk + off } // an offset in block 1
+	tests := []struct {
+		name   string
+		mutate func(b []byte) []byte
+		want   []int // packets returned
+		damage []int // offsets the error names; nil: no error
+	}{
+		{"intact", func(b []byte) []byte { return b }, seqInts(0, 12), nil},
+		{"trailing empty blocks", func(b []byte) []byte { return append(b, make([]byte, 3*blk)...) }, seqInts(0, 12), nil},
+		{"header zeroed", func(b []byte) []byte { clear(b[blk : blk+48]); return b }, skip(seqInts(0, 12), 3, 4, 5), []int{blk}},
+		{"block zeroed", func(b []byte) []byte { clear(b[blk : 2*blk]); return b }, skip(seqInts(0, 12), 3, 4, 5), []int{blk}},
+		{"two blocks zeroed", func(b []byte) []byte { clear(b[blk : 3*blk]); return b }, []int{0, 1, 2, 9, 10, 11}, []int{blk}},
+		{"last blocks zeroed", func(b []byte) []byte { clear(b[2*blk:]); return b }, seqInts(0, 6), nil},
+		{"count smaller than chain", func(b []byte) []byte { le.PutUint32(b[second(12):], 1); return b }, skip(seqInts(0, 12), 4, 5), []int{second(48)}},
+		{"count larger than chain", func(b []byte) []byte { le.PutUint32(b[second(12):], 7); return b }, seqInts(0, 12), []int{second(48 + 2*144)}},
+		{"next offset 0", func(b []byte) []byte { le.PutUint32(b[second(48):], 0); return b }, skip(seqInts(0, 12), 4, 5), []int{second(48)}},
+		{"next offset out of bounds", func(b []byte) []byte { le.PutUint32(b[second(48):], 5000); return b }, skip(seqInts(0, 12), 4, 5), []int{second(48)}},
+		{"first offset out of bounds", func(b []byte) []byte { le.PutUint32(b[second(16):], 4090); return b }, skip(seqInts(0, 12), 3, 4, 5), []int{blk}},
+		{"snaplen past the block", func(b []byte) []byte { le.PutUint32(b[second(48+144+12):], 9000); return b }, skip(seqInts(0, 12), 4, 5), []int{second(48 + 144)}},
+		{"damage in two blocks", func(b []byte) []byte { clear(b[blk : blk+48]); le.PutUint32(b[3*blk+48:], 0); return b }, []int{0, 1, 2, 6, 7, 8, 9}, []int{blk, 3*blk + 48}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b := tc.mutate(slices.Clone(good))
+			name := filepath.Join(t.TempDir(), "f")
+			if err := os.WriteFile(name, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			f, err := Open(name, blk)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			for _, s := range []*Scanner{f.Scan(), f.ScanInPlace()} {
+				var got []int
+				for s.Next() {
+					got = append(got, int(s.Packet().Data[0]))
+				}
+				if !slices.Equal(got, tc.want) {
+					t.Errorf("packets %v, want %v", got, tc.want)
+				}
+				err := s.Err()
+				if tc.damage == nil {
+					if err != nil {
+						t.Errorf("Err = %v, want none", err)
+					}
+					continue
+				}
+				if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), name) {
+					t.Fatalf("Err = %v, want ErrCorrupt naming the file", err)
+				}
+				for _, off := range tc.damage {
+					if !strings.Contains(err.Error(), fmt.Sprintf("at offset %d:", off)) {
+						t.Errorf("Err = %v, want offset %d named", err, off)
+					}
+				}
+			}
+		})
+	}
+}
+
+func seqInts(from, to int) []int {
+	var out []int
+	for i := from; i < to; i++ {
+		out = append(out, i)
+	}
+	return out
+}
+
+func skip(s []int, drop ...int) []int {
+	return slices.DeleteFunc(s, func(x int) bool { return slices.Contains(drop, x) })
 }

@@ -3,7 +3,9 @@ package blockfile
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -45,6 +47,11 @@ func (f *File) ReadPositions(ctx context.Context, positions []uint32, fn func(Pa
 // belong to the packet's own header.
 func (f *File) ReadPositionsInto(ctx context.Context, positions []uint32, alloc func(n int) []byte, fn func(Packet) bool) (int, error) {
 	var minTo int64 // when > 0: the next read must reach this far (a long frame)
+	var ch *chain
+	if f.checkChains {
+		ch = f.newChain()
+		defer f.chainBufs.Put(ch.buf)
+	}
 	for i := 0; i < len(positions); {
 		if err := ctx.Err(); err != nil {
 			return i, err
@@ -78,6 +85,11 @@ func (f *File) ReadPositionsInto(ctx context.Context, positions []uint32, alloc 
 			}
 			if p+packetHeaderSize > blockEnd {
 				return k, f.corrupt(p, "position inside a block header or past the block")
+			}
+			if ch != nil {
+				if err := f.onChain(ch, p); err != nil {
+					return k, err
+				}
 			}
 			off := p - pos
 			h := parseHeader(buf[off:])
@@ -152,4 +164,63 @@ func (f *File) packetInBlockInPlace(block []byte, start, pos int64) (Packet, err
 		return Packet{}, err
 	}
 	return h.packetInPlace(pos, block, off), nil
+}
+
+// ErrNotAPacket is wrapped when a position given to a CheckChains file is
+// not on its block's chain: the index belongs to another packet file, or
+// one of the two is damaged.
+var ErrNotAPacket = errors.New("blockfile: position is not a packet")
+
+// chain holds the packet offsets of one block, for CheckChains.
+type chain struct {
+	block int64    // file offset of the block whose offsets are known, -1: none
+	offs  []uint32 // ascending offsets within the block
+	buf   *[]byte
+}
+
+func (f *File) newChain() *chain {
+	buf, _ := f.chainBufs.Get().(*[]byte)
+	if buf == nil {
+		b := make([]byte, f.blockSize)
+		buf = &b
+	}
+	return &chain{block: -1, buf: buf}
+}
+
+// onChain checks that a packet starts at file position pos: that pos is on
+// the chain of packets of its block, walked from offset_to_first_pkt.
+func (f *File) onChain(c *chain, pos int64) error {
+	start := pos - pos%f.blockSize
+	if c.block != start {
+		b := (*c.buf)[:min(f.blockSize, f.size-start)]
+		if _, err := f.f.ReadAt(b, start); err != nil {
+			return fmt.Errorf("blockfile: read %s at %d: %w", f.name, start, err)
+		}
+		c.block, c.offs = start, chainOffsets(b, c.offs[:0])
+	}
+	if _, found := slices.BinarySearch(c.offs, uint32(pos-start)); !found {
+		return fmt.Errorf("%w: %w", ErrNotAPacket, f.corrupt(pos, "not the start of a packet of its block"))
+	}
+	return nil
+}
+
+// chainOffsets appends the offsets of the packets of block b, following
+// tp_next_offset from offset_to_first_pkt for at most num_pkts packets
+// while every header lies within the block.
+func chainOffsets(b []byte, out []uint32) []uint32 {
+	if len(b) < blockHeaderSize {
+		return out
+	}
+	le := binary.LittleEndian
+	n := le.Uint32(b[offNumPkts:])
+	off := int64(le.Uint32(b[offFirstPkt:]))
+	for ; n > 0 && off >= blockHeaderSize && off <= int64(len(b))-packetHeaderSize; n-- {
+		out = append(out, uint32(off))
+		next := int64(le.Uint32(b[off+offNextOffset:]))
+		if next < packetHeaderSize {
+			break
+		}
+		off += next
+	}
+	return out
 }

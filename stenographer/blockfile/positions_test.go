@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stenographer-ng/stenographer/stenographer/internal/testdata"
@@ -204,6 +206,46 @@ func TestReadPositionsIntoAllocStop(t *testing.T) {
 	for i := range want {
 		if !samePacket(got[i], want[i]) {
 			t.Fatalf("packet %d differs", i)
+		}
+	}
+}
+
+// With CheckChains a position must be on its block's chain of packets: a
+// position inside a frame that holds a plausible packet header is refused
+// (ErrNotAPacket), where without it the fake packet is served.
+func TestCheckChains(t *testing.T) {
+	frame := make([]byte, 300)
+	// A fake header 16-byte aligned inside the frame of the first packet
+	// (at 48): the frame starts at 48+82, so frame[18:] is at offset 148.
+	fake := frame[18:]
+	binary.LittleEndian.PutUint16(fake[24:], 48)
+	binary.LittleEndian.PutUint32(fake[12:], 16)
+	b := append(block(frame, frame, frame), block(frame)...)
+	name := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(name, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	real := []uint32{48, 48 + 384, 48 + 768, 4096 + 48}
+	for _, check := range []bool{false, true} {
+		f, err := Open(name, 4096)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if check {
+			f.CheckChains()
+		}
+		n := 0
+		if err := f.ReadPositions(context.Background(), real, func(Packet) bool { n++; return true }); err != nil || n != 4 {
+			t.Errorf("check=%v: real positions: %d packets, %v", check, n, err)
+		}
+		n = 0
+		err = f.ReadPositions(context.Background(), []uint32{48, 148}, func(Packet) bool { n++; return true })
+		switch {
+		case check && (!errors.Is(err, ErrNotAPacket) || !strings.Contains(err.Error(), name) || n != 1):
+			t.Errorf("fake position with CheckChains: %d packets, %v; want 1 and ErrNotAPacket naming the file", n, err)
+		case !check && (err != nil || n != 2):
+			t.Errorf("fake position without CheckChains: %d packets, %v; want it served (the check is what refuses it)", n, err)
 		}
 	}
 }

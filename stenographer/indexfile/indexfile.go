@@ -11,8 +11,12 @@
 // adds what the query engine needs on top of it: a version check that reads
 // only the head of the first data block, range lookups that merge a range's
 // sorted lists or keep only given candidate positions (RangeWithin), a count
-// of the bytes read (for --stats), and guards that turn the table reader's
-// failures on damaged files, panics included, into errors naming the file.
+// of the bytes read (for --stats), the pair-identity record (key 00 01:
+// the header of the packet file's first block, which stenotype writes
+// after the version record), checks of every block against the file and
+// of its layout before goleveldb decodes it (blocks.go), and guards that
+// turn the table reader's failures on damaged files, panics included,
+// into errors naming the file.
 package indexfile
 
 import (
@@ -23,10 +27,10 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"os"
 	"slices"
 	"sync/atomic"
 
+	"github.com/stenographer-ng/stenographer/stenographer/internal/datafile"
 	lerrors "github.com/syndtr/goleveldb/leveldb/errors"
 	"github.com/syndtr/goleveldb/leveldb/opt"
 	"github.com/syndtr/goleveldb/leveldb/storage"
@@ -72,9 +76,13 @@ var blockPool = util.NewBufferPool(16 << 10)
 // File is an open index file, safe for concurrent use.
 type File struct {
 	name string
-	f    io.Closer // nil when the table was not opened from a path
-	read *countingReader
-	t    *table.Reader
+	size int64
+	// packetFileID is the pair-identity record (the packet file's first
+	// block header), nil when the file has none (older or other writers).
+	packetFileID []byte
+	f            io.Closer // nil when the table was not opened from a path
+	read         *countingReader
+	t            *table.Reader
 }
 
 // countingReader counts the bytes read from the file, so that statistics
@@ -105,16 +113,11 @@ func (x *File) BytesRead() int64 { return x.read.n.Load() }
 
 // Open opens the index file at name and checks its version record.
 func Open(name string) (*File, error) {
-	f, err := os.Open(name)
+	f, size, err := datafile.Open(name)
 	if err != nil {
 		return nil, fmt.Errorf("indexfile: %w", err)
 	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("indexfile: stat %s: %w", name, err)
-	}
-	x, err := newFile(name, f, st.Size())
+	x, err := newFile(name, f, size)
 	if err != nil {
 		f.Close()
 		return nil, err
@@ -126,12 +129,22 @@ func Open(name string) (*File, error) {
 // newFile opens the size-byte table r, called name in errors, and checks
 // its version record.
 func newFile(name string, r io.ReaderAt, size int64) (*File, error) {
-	x := &File{name: name, read: &countingReader{r: r}}
-	if err := x.checkFooter(size); err != nil {
+	x := &File{name: name, size: size, read: &countingReader{r: r}}
+	meta, index, err := x.checkFooter(size)
+	if err != nil {
 		return nil, err
 	}
-	err := x.guard(func() error {
-		t, err := table.NewReader(x.read, size, storage.FileDesc{}, nil, blockPool, &tableOptions)
+	// Data blocks come first, then the metaindex and index blocks.
+	data, err := x.readIndexBlock(index, min(meta.off, index.off))
+	if err != nil {
+		return nil, err
+	}
+	blocks := append(data, meta, index)
+	if index.off < meta.off {
+		blocks[len(blocks)-2], blocks[len(blocks)-1] = index, meta
+	}
+	err = x.guard(func() error {
+		t, err := table.NewReader(&blockReader{x: x, blocks: blocks}, size, storage.FileDesc{}, nil, blockPool, &tableOptions)
 		if err != nil {
 			return err
 		}
@@ -164,6 +177,10 @@ func (x *File) tableErr(err error) error {
 	if errors.As(err, &re) {
 		return fmt.Errorf("indexfile: read %s: %w", x.name, re.err)
 	}
+	var be *blockError
+	if errors.As(err, &be) {
+		return fmt.Errorf("%w %s: %v", ErrCorrupt, x.name, be)
+	}
 	return fmt.Errorf("%w %s: %v", ErrCorrupt, x.name, err)
 }
 
@@ -187,44 +204,45 @@ const (
 	footerLen   = 48
 	trailerLen  = 5
 	tableMagic  = 0xdb4775248b80fb57
-	versionHead = 64
+	versionHead = 80 // the version record and the pair-identity record
 )
 
 // checkFooter checks that the footer's block handles lie within the file
-// before goleveldb reads them. goleveldb allocates the buffer a handle asks
-// for before reading the block and checking its checksum, and the footer
-// has no checksum of its own: a damaged footer could ask for a hundred
-// gigabytes, which is a fatal out-of-memory error, not a recoverable panic.
-// (The data block handles are in the index block, whose checksum goleveldb
-// verifies before using them.)
-func (x *File) checkFooter(size int64) error {
+// before goleveldb reads them, and returns them. goleveldb allocates the
+// buffer a handle asks for before reading the block and checking its
+// checksum, and the footer has no checksum of its own: a damaged footer
+// could ask for a hundred gigabytes, which is a fatal out-of-memory error,
+// not a recoverable panic. (The data block handles, in the index block,
+// are checked by readIndexBlock.)
+func (x *File) checkFooter(size int64) (meta, index blockHandle, err error) {
 	if size < footerLen {
-		return fmt.Errorf("%w %s: file of %d bytes is too short for a table footer", ErrCorrupt, x.name, size)
+		return meta, index, fmt.Errorf("%w %s: file of %d bytes is too short for a table footer", ErrCorrupt, x.name, size)
 	}
 	var f [footerLen]byte
 	if _, err := x.read.ReadAt(f[:], size-footerLen); err != nil {
-		return x.tableErr(err)
+		return meta, index, x.tableErr(err)
 	}
 	if binary.LittleEndian.Uint64(f[footerLen-8:]) != tableMagic {
-		return fmt.Errorf("%w %s: bad table magic number", ErrCorrupt, x.name)
+		return meta, index, fmt.Errorf("%w %s: bad table magic number", ErrCorrupt, x.name)
 	}
 	limit := uint64(size - footerLen)
 	b := f[:footerLen-8]
-	for _, what := range []string{"metaindex", "index"} {
-		off, n := binary.Uvarint(b)
-		if n <= 0 {
-			return fmt.Errorf("%w %s: bad %s block handle in the footer", ErrCorrupt, x.name, what)
+	for i, what := range []string{"metaindex", "index"} {
+		h, n := decodeHandle(b)
+		if n == 0 {
+			return meta, index, fmt.Errorf("%w %s: bad %s block handle in the footer", ErrCorrupt, x.name, what)
 		}
-		length, m := binary.Uvarint(b[n:])
-		if m <= 0 {
-			return fmt.Errorf("%w %s: bad %s block handle in the footer", ErrCorrupt, x.name, what)
+		b = b[n:]
+		if h.off > limit || h.length > limit-h.off || trailerLen > limit-h.off-h.length {
+			return meta, index, fmt.Errorf("%w %s: %s block (offset %d, %d bytes) outside the file's %d bytes", ErrCorrupt, x.name, what, h.off, h.length, size)
 		}
-		b = b[n+m:]
-		if off > limit || length > limit-off || trailerLen > limit-off-length {
-			return fmt.Errorf("%w %s: %s block (offset %d, %d bytes) outside the file's %d bytes", ErrCorrupt, x.name, what, off, length, size)
+		if i == 0 {
+			meta = h
+		} else {
+			index = h
 		}
 	}
-	return nil
+	return meta, index, nil
 }
 
 // checkVersion checks the version record: key 0x00, the smallest key a
@@ -254,26 +272,97 @@ func (x *File) checkVersion(size int64) error {
 		return x.tableErr(err)
 	}
 	if n >= 12 && head[0] == 0 && head[1] == 1 && head[2] == 8 && head[3] == TypeVersion {
-		return x.checkVersionValue(head[4:12])
-	}
-	var v []byte
-	notFound := false
-	err = x.guard(func() error {
-		var err error
-		v, err = x.t.Get([]byte{TypeVersion}, nil)
-		if errors.Is(err, lerrors.ErrNotFound) {
-			notFound, err = true, nil
+		if err := x.checkVersionValue(head[4:12]); err != nil {
+			return err
 		}
-		return err
-	})
+		if id, known := packetFileIDAt(head[12:n]); known {
+			x.packetFileID = id
+			return nil
+		}
+		return x.getPacketFileID()
+	}
+	v, err := x.get([]byte{TypeVersion})
 	if err != nil {
 		return err
 	}
-	if notFound {
+	if v == nil {
 		return fmt.Errorf("%w %s: no version record", ErrVersion, x.name)
 	}
-	return x.checkVersionValue(v)
+	if err := x.checkVersionValue(v); err != nil {
+		return err
+	}
+	return x.getPacketFileID()
 }
+
+// packetFileKey is the key of the pair-identity record, which stenotype
+// writes right after the version record: the header of the packet file's
+// first block (packetFileIDLen bytes).
+var packetFileKey = []byte{TypeVersion, 0x01}
+
+const packetFileIDLen = 48
+
+// packetFileIDAt decodes the pair-identity record from b, the bytes that
+// follow the version record's entry at the start of the first block;
+// known is false when b does not settle whether there is one. The entry
+// shares the version key's byte, or none at a restart point.
+func packetFileIDAt(b []byte) (id []byte, known bool) {
+	shared, n0 := binary.Uvarint(b)
+	if n0 <= 0 || shared > 1 {
+		return nil, false
+	}
+	unshared, n1 := binary.Uvarint(b[n0:])
+	if n1 <= 0 {
+		return nil, false
+	}
+	vlen, n2 := binary.Uvarint(b[n0+n1:])
+	m := n0 + n1 + n2
+	if n2 <= 0 || unshared > uint64(len(b)-m) {
+		return nil, false
+	}
+	key := append([]byte{TypeVersion}[:shared], b[m:m+int(unshared)]...)
+	if !bytes.Equal(key, packetFileKey) {
+		// Keys ascend and this one follows the version record: the
+		// record, if any, would be here.
+		return nil, bytes.Compare(key, packetFileKey) > 0
+	}
+	if vlen != packetFileIDLen || uint64(len(b)-m)-unshared < vlen {
+		return nil, false
+	}
+	v := b[m+int(unshared):]
+	return slices.Clone(v[:vlen]), true
+}
+
+// getPacketFileID reads the pair-identity record through goleveldb, for
+// layouts the head does not settle.
+func (x *File) getPacketFileID() error {
+	v, err := x.get(packetFileKey)
+	if err != nil {
+		return err
+	}
+	if v != nil && len(v) != packetFileIDLen {
+		return fmt.Errorf("%w %s: pair-identity record of %d bytes", ErrCorrupt, x.name, len(v))
+	}
+	x.packetFileID = v
+	return nil
+}
+
+// get returns the value of key, nil when the file does not hold it.
+func (x *File) get(key []byte) ([]byte, error) {
+	var v []byte
+	err := x.guard(func() error {
+		var err error
+		v, err = x.t.Get(key, nil)
+		if errors.Is(err, lerrors.ErrNotFound) {
+			v, err = nil, nil
+		}
+		return err
+	})
+	return v, err
+}
+
+// PacketFileID returns the header of the first block of the packet file
+// this index was written for, or nil if the index does not record it.
+func (x *File) PacketFileID() []byte { return x.packetFileID }
 
 func (x *File) checkVersionValue(v []byte) error {
 	if len(v) != 8 {
@@ -287,6 +376,13 @@ func (x *File) checkVersionValue(v []byte) error {
 
 // Name returns the file's path.
 func (x *File) Name() string { return x.name }
+
+// Size returns the file's size in bytes.
+func (x *File) Size() int64 { return x.size }
+
+// MaxPositions bounds how many positions the file's values can hold in
+// all: 4 bytes each.
+func (x *File) MaxPositions() int { return int(x.size / 4) }
 
 // Close releases the file.
 func (x *File) Close() error {
@@ -437,6 +533,25 @@ func mergeInto(dst, a, b []uint32) int {
 	n += copy(dst[n:], a[i:])
 	n += copy(dst[n:], b[j:])
 	return n
+}
+
+// LastProtocolPosition returns the largest position listed under an IP
+// protocol key, or -1 if there is none. Every IP packet has a protocol
+// key, so a scan of the packet file that ends before this position lost
+// packets (the file was cut or its end overwritten). The protocol keys
+// are the file's first keys: this reads a few percent of the index.
+func (x *File) LastProtocolPosition(ctx context.Context) (int64, error) {
+	last := int64(-1)
+	err := x.each(ctx, []byte{TypeProto}, []byte{TypeProto, 0xff}, func(k, v []byte) error {
+		if err := x.positionsErr(k, v); err != nil {
+			return err
+		}
+		for i := 0; i < len(v); i += 4 {
+			last = max(last, int64(binary.BigEndian.Uint32(v[i:])))
+		}
+		return nil
+	})
+	return last, err
 }
 
 // RangeWithin returns the positions in within (sorted, duplicate-free)

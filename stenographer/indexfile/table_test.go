@@ -237,6 +237,22 @@ func ascending(r *rand.Rand, n int) []uint32 {
 // uncompressed table, not its first block (here 80 KB of protocol keys);
 // a Snappy table's head does not parse as an entry, so its first block is
 // read whole through goleveldb, and the version record is still found.
+// openRecorded opens a table of entries written with o, recording its
+// reads; it returns the file, the reads and the table's size.
+func openRecorded(t *testing.T, o opt.Options, entries []kv) (*File, *recordingReader, int) {
+	t.Helper()
+	b, err := tableBytes(o, version2, entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recordingReader{r: bytes.NewReader(b)}
+	x, err := newFile("idx", rec, int64(len(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return x, rec, len(b)
+}
+
 func TestVersionCheckReadsOnlyTheHead(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 7))
 	entries := []kv{
@@ -253,15 +269,7 @@ func TestVersionCheckReadsOnlyTheHead(t *testing.T) {
 		{"snappy", opt.Options{Compression: opt.SnappyCompression}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b, err := tableBytes(tc.o, version2, entries)
-			if err != nil {
-				t.Fatal(err)
-			}
-			rec := &recordingReader{r: bytes.NewReader(b)}
-			x, err := newFile("idx", rec, int64(len(b)))
-			if err != nil {
-				t.Fatal(err)
-			}
+			x, rec, size := openRecorded(t, tc.o, entries)
 			defer x.Close()
 			var fromStart int64 // the longest read at offset 0
 			for _, rd := range rec.reads {
@@ -274,7 +282,7 @@ func TestVersionCheckReadsOnlyTheHead(t *testing.T) {
 					t.Errorf("version check read %d bytes at offset 0, want %d", fromStart, versionHead)
 				}
 				if n := x.BytesRead(); n > 4096 {
-					t.Errorf("opening a %d-byte table read %d bytes", len(b), n)
+					t.Errorf("opening a %d-byte table read %d bytes", size, n)
 				}
 			} else if fromStart <= versionHead {
 				t.Errorf("version check on a Snappy table read %d bytes at offset 0, want the whole first block", fromStart)

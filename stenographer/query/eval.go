@@ -2,6 +2,8 @@ package query
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"slices"
 	"time"
 )
@@ -45,11 +47,24 @@ type Match struct {
 // Empty reports whether nothing in the file can match.
 func (m Match) Empty() bool { return !m.All && len(m.Positions) == 0 }
 
+// ErrTooLarge is returned when a query's lookups in one file produce more
+// positions than its limit allows.
+var ErrTooLarge = errors.New("query: too many positions for one file")
+
 // Evaluate runs the query q against one file's index. Time bounds that the
 // span decides for the whole file are settled here; the rest go into Keep.
 // Lookups stop as soon as an 'and' is known to be empty.
 func Evaluate(ctx context.Context, q Node, idx Index, span Span) (Match, error) {
-	e := &evaluator{ctx: ctx, idx: idx, span: span}
+	return EvaluateLimited(ctx, q, idx, span, 0)
+}
+
+// EvaluateLimited is Evaluate failing with ErrTooLarge once the index
+// lookups have produced more than limit positions in all (0: no limit).
+// A lookup repeated in the query is done, and counted, once. Every set
+// the evaluation holds is a lookup's result or a union or intersection of
+// such results, so memory follows the limit (DESIGN.md states the bound).
+func EvaluateLimited(ctx context.Context, q Node, idx Index, span Span, limit int) (Match, error) {
+	e := &evaluator{ctx: ctx, idx: idx, span: span, limit: limit, seen: map[string][]uint32{}}
 	r, err := e.eval(q)
 	if err != nil {
 		return Match{}, err
@@ -73,10 +88,23 @@ type result struct {
 func (r *result) empty() bool { return !r.all && len(r.set) == 0 }
 
 type evaluator struct {
-	ctx     context.Context
-	idx     Index
-	span    Span
-	lookups int
+	ctx      context.Context
+	idx      Index
+	span     Span
+	lookups  int
+	limit    int                 // on produced; 0: none
+	produced int                 // positions returned by lookups so far
+	seen     map[string][]uint32 // Range results by key range
+}
+
+// charge counts a lookup's result against the limit.
+func (e *evaluator) charge(set []uint32) error {
+	e.lookups++
+	e.produced += len(set)
+	if e.limit > 0 && e.produced > e.limit {
+		return fmt.Errorf("%w: the lookups of %d primitives found more than %d positions", ErrTooLarge, e.lookups, e.limit)
+	}
+	return nil
 }
 
 func (e *evaluator) eval(n Node) (*result, error) {
@@ -85,11 +113,18 @@ func (e *evaluator) eval(n Node) (*result, error) {
 		if err := e.ctx.Err(); err != nil {
 			return nil, err
 		}
+		id := string(n.Lo) + "-" + string(n.Hi)
+		if set, ok := e.seen[id]; ok {
+			return &result{set: set, exact: true}, nil
+		}
 		set, err := e.idx.Range(e.ctx, n.Lo, n.Hi)
 		if err != nil {
 			return nil, err
 		}
-		e.lookups++
+		if err := e.charge(set); err != nil {
+			return nil, err
+		}
+		e.seen[id] = set
 		return &result{set: set, exact: true}, nil
 	case Time:
 		return e.evalTime(n), nil
@@ -117,7 +152,9 @@ func (e *evaluator) evalKeyWithin(k Key, within []uint32) (r *result, narrowed b
 	if err != nil {
 		return nil, false, err
 	}
-	e.lookups++
+	if err := e.charge(set); err != nil {
+		return nil, false, err
+	}
 	return &result{set: set, exact: true}, true, nil
 }
 
@@ -139,11 +176,13 @@ func (e *evaluator) evalTime(t Time) *result {
 }
 
 // evalAnd evaluates index lookups before time bounds and intersects as it
-// goes, smallest set first, stopping at the first empty intersection.
+// goes, smallest set first, stopping at the first empty intersection. Only
+// inexact children are kept, for the per-packet check: a candidate is in
+// every exact child's set already.
 func (e *evaluator) evalAnd(children []Node) (*result, error) {
 	ordered := slices.Clone(children)
 	slices.SortStableFunc(ordered, func(a, b Node) int { return cost(a) - cost(b) })
-	var parts []*result
+	var inexact []*result
 	acc := &result{all: true, exact: true}
 	for _, c := range ordered {
 		var r *result
@@ -157,7 +196,9 @@ func (e *evaluator) evalAnd(children []Node) (*result, error) {
 		if err != nil {
 			return nil, err
 		}
-		parts = append(parts, r)
+		if !r.exact {
+			inexact = append(inexact, r)
+		}
 		switch {
 		case r.all:
 		case acc.all, narrowed:
@@ -172,7 +213,7 @@ func (e *evaluator) evalAnd(children []Node) (*result, error) {
 	}
 	if !acc.exact {
 		acc.keep = func(pos uint32, ts time.Time) bool {
-			for _, p := range parts {
+			for _, p := range inexact {
 				if !p.matches(pos, ts) {
 					return false
 				}
@@ -183,36 +224,48 @@ func (e *evaluator) evalAnd(children []Node) (*result, error) {
 	return acc, nil
 }
 
+// evalOr merges exact children into one set as it goes, so an 'or' of n
+// lookups holds two sets at a time, not n; inexact children are kept for
+// the per-packet check and merged into the candidates at the end.
 func (e *evaluator) evalOr(children []Node) (*result, error) {
-	var parts []*result
-	acc := &result{exact: true}
+	var exactSet []uint32
+	var inexact []*result
+	all := false
 	for _, c := range children {
 		r, err := e.eval(c)
 		if err != nil {
 			return nil, err
 		}
-		if r.all && r.exact {
+		switch {
+		case r.all && r.exact:
 			return &result{all: true, exact: true}, nil
+		case r.exact:
+			exactSet = union(exactSet, r.set)
+		default:
+			inexact = append(inexact, r)
+			all = all || r.all
 		}
-		parts = append(parts, r)
-		acc.all = acc.all || r.all
-		if !acc.all {
+	}
+	if len(inexact) == 0 {
+		return &result{set: exactSet, exact: true}, nil
+	}
+	acc := &result{all: all}
+	if !all {
+		acc.set = exactSet
+		for _, r := range inexact {
 			acc.set = union(acc.set, r.set)
 		}
-		acc.exact = acc.exact && r.exact
 	}
-	if acc.all {
-		acc.set = nil
-	}
-	if !acc.exact {
-		acc.keep = func(pos uint32, ts time.Time) bool {
-			for _, p := range parts {
-				if p.matches(pos, ts) {
-					return true
-				}
-			}
-			return false
+	acc.keep = func(pos uint32, ts time.Time) bool {
+		if _, found := slices.BinarySearch(exactSet, pos); found {
+			return true
 		}
+		for _, p := range inexact {
+			if p.matches(pos, ts) {
+				return true
+			}
+		}
+		return false
 	}
 	return acc, nil
 }
@@ -285,8 +338,8 @@ func union(a, b []uint32) []uint32 {
 	if len(a) == 0 {
 		return b
 	}
-	if len(b) == 0 {
-		return a
+	if len(b) == 0 || (len(a) == len(b) && &a[0] == &b[0]) {
+		return a // a repeated lookup gives the very same set
 	}
 	out := make([]uint32, 0, len(a)+len(b))
 	i, j := 0, 0

@@ -3,6 +3,7 @@ package query
 import (
 	"bytes"
 	"context"
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -87,6 +88,11 @@ func testEvaluate(t *testing.T, idx Index) {
 		{"port 80 or after " + at(45), []uint32{10, 20, 30, 50, 60}, 1},
 		{"(port 80 or after " + at(45) + ") and host 10.0.0.1", []uint32{10, 60}, 2},
 		{"ip=10.0.0.1-10.0.0.2 port=443", []uint32{40, 50}, 2},
+		// Exact and inexact operands of one 'or'; a repeated key is looked up once.
+		{"port 80 or (udp and after " + at(55) + ") or port 443", all, 3},
+		{"(tcp and before " + at(25) + ") or (udp and after " + at(55) + ")", []uint32{10, 20, 60}, 2},
+		{"(port 80 or after " + at(45) + ") or (udp and before " + at(55) + ")", []uint32{10, 20, 30, 50, 60}, 2},
+		{"port 80 or port 80 or (port 80 and after " + at(15) + ")", []uint32{10, 20, 30}, 1},
 	}
 	for _, tc := range tests {
 		q, err := Parse(tc.q, base)
@@ -168,6 +174,30 @@ func TestMayMatch(t *testing.T) {
 		}
 		if got := MayMatch(q, tc.span); got != tc.want {
 			t.Errorf("MayMatch(%q, %v) = %v, want %v", tc.q, tc.span, got, tc.want)
+		}
+	}
+}
+
+// EvaluateLimited fails with ErrTooLarge once the lookups found more
+// positions than the limit; a key repeated in the query counts once.
+func TestEvaluateLimited(t *testing.T) {
+	for _, tc := range []struct {
+		q     string
+		limit int
+		fails bool
+	}{
+		{"tcp or udp", 6, false},
+		{"tcp or udp", 5, true},
+		{"tcp or tcp or (tcp and after 2000-01-01T00:00:00Z)", 4, false},
+		{"tcp or udp", 0, false},
+	} {
+		q, err := Parse(tc.q, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = EvaluateLimited(context.Background(), q, testIndex, Span{}, tc.limit)
+		if tc.fails != errors.Is(err, ErrTooLarge) || (!tc.fails && err != nil) {
+			t.Errorf("%q with limit %d: %v", tc.q, tc.limit, err)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package query
 
 import (
+	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -13,6 +14,7 @@ import (
 // protocol (or proto), last.
 func parseLegacy(text string, now time.Time) (Node, error) {
 	var and []Node
+	primitives := 0
 	for _, term := range lex(text) {
 		if term.text == "(" || term.text == ")" || term.text == "&&" || term.text == "||" {
 			return nil, &SyntaxError{Pos: term.pos, Msg: "'" + term.text + "' is not allowed in a legacy (key=value) query"}
@@ -20,6 +22,9 @@ func parseLegacy(text string, now time.Time) (Node, error) {
 		var or []Node
 		pos := term.pos
 		for _, alt := range strings.Split(term.text, "|") {
+			if primitives++; primitives > MaxPrimitives {
+				return nil, &SyntaxError{Pos: pos, Msg: fmt.Sprintf("more than %d primitives in one query", MaxPrimitives)}
+			}
 			n, err := legacyPrimitive(alt, pos, now)
 			if err != nil {
 				return nil, err

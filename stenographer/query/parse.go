@@ -26,6 +26,15 @@ func (e *SyntaxError) Error() string {
 // Unwrap makes errors.Is(err, ErrSyntax) true.
 func (e *SyntaxError) Unwrap() error { return ErrSyntax }
 
+// Limits on one query, so that no query can exhaust the daemon: the
+// parser recurses once per parenthesis (700 KB of '(' overflowed the
+// stack), and each primitive costs an index lookup per file and a
+// position set held while the file is evaluated.
+const (
+	MaxDepth      = 100
+	MaxPrimitives = 1000
+)
+
 // Parse parses a query in either syntax of SPEC §5. A query containing '='
 // is in the legacy syntax of the first public release. now anchors relative
 // times (`3h ago`, `last=3h`).
@@ -84,10 +93,12 @@ func lex(s string) []token {
 }
 
 type parser struct {
-	toks []token
-	i    int
-	now  time.Time
-	end  int // position reported for "unexpected end"
+	toks       []token
+	i          int
+	now        time.Time
+	end        int // position reported for "unexpected end"
+	depth      int // parentheses open at the current token
+	primitives int
 }
 
 func (p *parser) peek() *token {
@@ -163,6 +174,9 @@ func (p *parser) term() (Node, error) {
 	}
 	switch t.text {
 	case "(":
+		if p.depth++; p.depth > MaxDepth {
+			return nil, p.errAt(t, "parentheses nested deeper than %d levels", MaxDepth)
+		}
 		n, err := p.expr()
 		if err != nil {
 			return nil, err
@@ -170,9 +184,17 @@ func (p *parser) term() (Node, error) {
 		if c := p.next(); c == nil || c.text != ")" {
 			return nil, p.errAt(c, "missing ')' to close '(' at position %d", t.pos)
 		}
+		p.depth--
 		return n, nil
 	case ")":
 		return nil, p.errAt(t, "unexpected ')'")
+	case "and", "or", "&&", "||":
+		return nil, p.errAt(t, "%q needs a primitive before it", t.text)
+	}
+	if p.primitives++; p.primitives > MaxPrimitives {
+		return nil, p.errAt(t, "more than %d primitives in one query", MaxPrimitives)
+	}
+	switch t.text {
 	case "host":
 		return p.host()
 	case "net":
@@ -201,8 +223,6 @@ func (p *parser) term() (Node, error) {
 	case "before", "after":
 		at, err := p.instant(t.text)
 		return Time{Before: t.text == "before", At: at}, err
-	case "and", "or", "&&", "||":
-		return nil, p.errAt(t, "%q needs a primitive before it", t.text)
 	}
 	return nil, p.errAt(t, "unknown primitive %q (expected host, net, port, ip proto, tcp, udp, icmp, vlan, mpls, before, after)", t.text)
 }

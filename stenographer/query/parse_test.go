@@ -2,6 +2,7 @@ package query
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -141,18 +142,24 @@ func TestParseErrors(t *testing.T) {
 		{"port=80 tcp", `invalid query at position 9: expected key=value (ip=, port=, protocol=, last=), got "tcp"`},
 		{"port=80|port=", `invalid query at position 9: expected key=value (ip=, port=, protocol=, last=), got "port="`},
 		{"port=80 (port=1)", "invalid query at position 9: '(' is not allowed in a legacy (key=value) query"},
+		// Limits: nesting (the parser recurses per parenthesis) and size.
+		{strings.Repeat("(", 1<<20), "invalid query at position 101: parentheses nested deeper than 100 levels"},
+		{strings.Repeat("(", 101) + "tcp" + strings.Repeat(")", 101), "invalid query at position 101: parentheses nested deeper than 100 levels"},
+		{strings.Repeat("tcp or ", 16000) + "tcp", "invalid query at position 7001: more than 1000 primitives in one query"},
+		{strings.Repeat("(tcp) and ", 1000) + "udp", "invalid query at position 10001: more than 1000 primitives in one query"},
+		{"port=1" + strings.Repeat("|port=1", 1000), "invalid query at position 7001: more than 1000 primitives in one query"},
 	}
 	for _, tc := range tests {
 		_, err := Parse(tc.in, now)
 		if err == nil {
-			t.Errorf("Parse(%q) succeeded, want error %q", tc.in, tc.want)
+			t.Errorf("Parse(%.40q) succeeded, want error %q", tc.in, tc.want)
 			continue
 		}
 		if !errors.Is(err, ErrSyntax) {
-			t.Errorf("Parse(%q) error %v does not wrap ErrSyntax", tc.in, err)
+			t.Errorf("Parse(%.40q) error %v does not wrap ErrSyntax", tc.in, err)
 		}
 		if err.Error() != tc.want {
-			t.Errorf("Parse(%q)\n got error %q\nwant error %q", tc.in, err.Error(), tc.want)
+			t.Errorf("Parse(%.40q)\n got error %q\nwant error %q", tc.in, err.Error(), tc.want)
 		}
 	}
 }
@@ -172,4 +179,16 @@ func FuzzParse(f *testing.F) {
 		}
 		_ = n.String()
 	})
+}
+
+// The limits allow what they name: 100 nested levels, 1000 primitives.
+func TestParseAtLimits(t *testing.T) {
+	deep := strings.Repeat("(", MaxDepth) + "tcp" + strings.Repeat(")", MaxDepth)
+	wide := strings.Repeat("tcp or ", MaxPrimitives-1) + "tcp"
+	legacy := "port=1" + strings.Repeat("|port=1", MaxPrimitives-1)
+	for _, q := range []string{deep, wide, legacy} {
+		if _, err := Parse(q, now); err != nil {
+			t.Errorf("Parse(%.40q...): %v", q, err)
+		}
+	}
 }

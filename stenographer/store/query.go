@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/stenographer-ng/stenographer/stenographer/blockfile"
+	"github.com/stenographer-ng/stenographer/stenographer/indexfile"
 	"github.com/stenographer-ng/stenographer/stenographer/pcap"
 	"github.com/stenographer-ng/stenographer/stenographer/query"
 )
@@ -104,6 +105,7 @@ type threadSource struct {
 // fileCursor is the progress through one matching file.
 type fileCursor struct {
 	info    FileInfo
+	idx     *indexfile.File
 	pkt     *blockfile.File
 	release func()
 	match   query.Match
@@ -206,8 +208,11 @@ func (t *threadSource) evaluate(f FileInfo, span query.Span) *evaluation {
 			return
 		}
 		before := p.idx.BytesRead()
-		e.match, e.err = query.Evaluate(t.ctx, t.q, p.idx, span)
+		e.match, e.err = query.EvaluateLimited(t.ctx, t.q, p.idx, span, positionLimit(p.idx))
 		e.indexBytes = p.idx.BytesRead() - before
+		if errors.Is(e.err, query.ErrTooLarge) {
+			e.err = fmt.Errorf("store: %s: %w", p.idx.Name(), e.err)
+		}
 		if e.err != nil || e.match.Empty() {
 			release()
 			return
@@ -216,6 +221,13 @@ func (t *threadSource) evaluate(f FileInfo, span query.Span) *evaluation {
 	}()
 	return e
 }
+
+// positionLimit bounds the positions one file's evaluation may look up in
+// all: as many as the whole index can hold (a lookup repeated in the query
+// counts once), at least 64 Ki so small files never refuse a sane query.
+// A query's lookups in one file then hold no more than a few times the
+// index file's size (DESIGN.md).
+func positionLimit(idx *indexfile.File) int { return max(idx.MaxPositions(), 1<<16) }
 
 // schedule starts evaluations until lookahead are pending.
 func (t *threadSource) schedule() {
@@ -264,7 +276,7 @@ func (t *threadSource) openNext() bool {
 			t.fileError(e.info, err)
 			continue
 		}
-		t.cur = &fileCursor{info: e.info, pkt: pkt, release: e.release, match: e.match}
+		t.cur = &fileCursor{info: e.info, idx: e.p.idx, pkt: pkt, release: e.release, match: e.match}
 		if e.match.All {
 			t.cur.scan = pkt.ScanInPlace()
 		}
@@ -297,6 +309,31 @@ func (t *threadSource) fileError(f FileInfo, err error) {
 	t.res.Errors = append(t.res.Errors, err)
 }
 
+// scanEnd returns the damage a finished scan of c's packet file met, and
+// whether the file's index knows of packets after the last one the scan
+// found: a file cut at a block boundary, or whose last blocks were
+// zeroed, looks like a shorter file to the scan.
+func (t *threadSource) scanEnd(c *fileCursor) error {
+	err := c.scan.Err()
+	last, ierr := c.idx.LastProtocolPosition(t.ctx)
+	switch {
+	case ierr != nil && t.ctx.Err() == nil:
+		ierr = fmt.Errorf("store: checking the end of %s: %w", c.pkt.Name(), ierr)
+	case ierr == nil && last > c.scan.LastPosition():
+		ierr = fmt.Errorf("%w %s: its index %s lists a packet at position %d, after the last packet found (at %d) in its %d bytes: the file was cut or its end overwritten",
+			blockfile.ErrCorrupt, c.pkt.Name(), c.idx.Name(), last, c.scan.LastPosition(), c.pkt.Size())
+	default:
+		ierr = nil
+	}
+	switch {
+	case err == nil:
+		return ierr
+	case ierr == nil:
+		return err
+	}
+	return fmt.Errorf("%w; %w", err, ierr)
+}
+
 // fill reads the next batch from the current file, moving past the file
 // when it is exhausted.
 func (t *threadSource) fill() {
@@ -313,7 +350,7 @@ func (t *threadSource) fill() {
 			}
 		}
 		if !full() {
-			if err := c.scan.Err(); err != nil {
+			if err := t.scanEnd(c); err != nil {
 				t.fileError(c.info, err)
 			}
 			t.close()
@@ -333,6 +370,9 @@ func (t *threadSource) fill() {
 		if t.ctx.Err() != nil {
 			t.err = t.ctx.Err()
 			return
+		}
+		if errors.Is(err, blockfile.ErrNotAPacket) {
+			err = fmt.Errorf("%w: index %s gives positions that are not packets of %s: %w", ErrNotAPair, c.idx.Name(), c.pkt.Name(), err)
 		}
 		t.fileError(c.info, err)
 		t.close()

@@ -8,6 +8,8 @@
 package store
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -127,7 +129,10 @@ func scanThread(i int, th Thread) ([]FileInfo, error) {
 	var out []FileInfo
 	for _, e := range pkts {
 		start, ok := ParseName(e.Name())
-		if !ok || !indexed[e.Name()] || !e.Type().IsRegular() {
+		// Anything but a directory is listed, so that a FIFO or device
+		// with a pair's name is reported when a query opens it (the open
+		// refuses non-regular files), not skipped without a word.
+		if !ok || !indexed[e.Name()] || e.IsDir() {
 			continue
 		}
 		info, err := e.Info()
@@ -171,10 +176,45 @@ type pair struct {
 	pktErr    error
 }
 
-// packets opens the packet file on first use.
+// ErrNotAPair is wrapped when a packet file and the index of the same name
+// were not written together (a pair swapped or restored from elsewhere).
+var ErrNotAPair = errors.New("store: packet file and index are not a pair")
+
+// packets opens the packet file on first use and checks that it belongs
+// with the index: positions from another file's index could land inside
+// packets and be served as packets that never existed.
 func (p *pair) packets() (*blockfile.File, error) {
-	p.once.Do(func() { p.pkt, p.pktErr = blockfile.Open(p.pktPath, p.blockSize) })
+	p.once.Do(func() {
+		pkt, err := blockfile.Open(p.pktPath, p.blockSize)
+		if err == nil {
+			if err = p.checkPair(pkt); err != nil {
+				pkt.Close()
+				pkt = nil
+			}
+		}
+		p.pkt, p.pktErr = pkt, err
+	})
 	return p.pkt, p.pktErr
+}
+
+// checkPair compares the packet file's first block header with the one
+// stenotype recorded in the index (one 48-byte read). An index without
+// the record (the reference's, or tests') gets the slower check of every
+// position against its block's chain of packets instead.
+func (p *pair) checkPair(pkt *blockfile.File) error {
+	id := p.idx.PacketFileID()
+	if id == nil {
+		pkt.CheckChains()
+		return nil
+	}
+	h, err := pkt.FirstBlockHeader()
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(h, id) {
+		return fmt.Errorf("%w: %s does not start with the block %s was written for", ErrNotAPair, p.pktPath, p.idx.Name())
+	}
+	return nil
 }
 
 // close runs when no query uses the pair any more.

@@ -10,6 +10,7 @@ BlockCounts IndexBlock(const uint8_t* block, size_t block_size, uint64_t base, I
   PacketView p;
   PacketKeys keys;
   BlockCounts n;
+  if (index != nullptr && base == 0 && block_size >= kBlockHeaderSize) index->SetFirstBlockHeader(block);
   while (r.Next(&p)) {
     if (index != nullptr) {
       ParsePacket(p.data, p.snaplen, p.vlan_stripped() ? (p.vlan_tci & 0x0fff) : -1, &keys);

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "format/block.h"
+
 namespace steno {
 namespace {
 
@@ -82,7 +84,13 @@ void Index::Add(const PacketKeys& k, uint32_t pos) {
   }
 }
 
+void Index::SetFirstBlockHeader(const uint8_t* header) {
+  first_block_header_.assign(reinterpret_cast<const char*>(header), kBlockHeaderSize);
+}
+
 void Index::DropFrom(uint32_t position) {
+  // The first block did not reach the file: there is nothing to identify.
+  if (position == 0) first_block_header_.clear();
   auto cut = [position](Positions* l) {
     l->erase(std::lower_bound(l->begin(), l->end(), position), l->end());
   };

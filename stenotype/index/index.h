@@ -41,6 +41,13 @@ enum KeyType : uint8_t {
   kKeyIPv6 = 0x06,
 };
 
+// The key of the pair-identity record: the packet file's first block
+// header (48 bytes), so that a reader can tell that an index and a packet
+// file of the same name belong together. It sorts after the version
+// record and before every packet key, so readers that only look keys up
+// (the reference's included) never meet it.
+inline constexpr char kPacketFileKey[] = {0x00, 0x01};
+
 using Positions = std::vector<uint32_t>;
 
 // KeyTable maps fixed-size keys (N bytes) to position lists with open
@@ -85,6 +92,12 @@ class Index {
   // that could not be written must not be found by queries.
   void DropFrom(uint32_t position);
 
+  // SetFirstBlockHeader records the header of the block written at offset
+  // 0 (header: kBlockHeaderSize bytes) for the pair-identity record.
+  void SetFirstBlockHeader(const uint8_t* header);
+  // Empty when no first block was recorded (or its write failed).
+  const std::string& first_block_header() const { return first_block_header_; }
+
   // An entry of the index in key order: the full key as written to the file
   // (type byte + big-endian value) and its ascending positions.
   struct Entry {
@@ -103,6 +116,7 @@ class Index {
   KeyTable<4> mpls_;
   KeyTable<16> ipv6_;
   uint64_t packets_ = 0;
+  std::string first_block_header_;
 };
 
 // WriteIndexTable writes index as a LevelDB table into file, syncs and

@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "format/block.h"
+#include "index/block_index.h"
 #include "testutil/read_table.h"
 #include "testutil/shared.h"
 #include "testutil/temp_dir.h"
@@ -87,6 +88,33 @@ TEST(Index, WriteReadRoundTrip) {
   KeyMap want = ToMap(idx);
   want[std::string("\0", 1)] = {2, 0};  // version 2.0 as two BE u32
   EXPECT_EQ(ReadTable(path), want);
+}
+
+// The header of the block indexed at offset 0 becomes the pair-identity
+// record (key 00 01, the 48 header bytes as the value); a first block that
+// was not written (DropFrom(0)) leaves no record.
+TEST(Index, PairIdentityRecord) {
+  std::vector<uint8_t> block(4096);
+  for (size_t i = 0; i < kBlockHeaderSize; ++i) block[i] = static_cast<uint8_t>(0xa0 + i);
+  const std::string header(reinterpret_cast<const char*>(block.data()), kBlockHeaderSize);
+  Index later;
+  IndexBlock(block.data(), block.size(), 4096, &later);
+  EXPECT_TRUE(later.first_block_header().empty());
+  Index idx;
+  IndexBlock(block.data(), block.size(), 0, &idx);
+  EXPECT_EQ(idx.first_block_header(), header);
+  TempDir tmp;
+  std::string path = tmp.path() + "/idx";
+  ASSERT_TRUE(WriteIndexFile(idx, path).ok());
+  KeyMap m = ReadTable(path);
+  std::vector<uint32_t> want;
+  for (size_t i = 0; i < kBlockHeaderSize; i += 4)
+    want.push_back(static_cast<uint32_t>(block[i] << 24 | block[i + 1] << 16 | block[i + 2] << 8 | block[i + 3]));
+  EXPECT_EQ(m[std::string(kPacketFileKey, sizeof(kPacketFileKey))], want);
+  idx.DropFrom(100);
+  EXPECT_EQ(idx.first_block_header(), header);
+  idx.DropFrom(0);
+  EXPECT_TRUE(idx.first_block_header().empty());
 }
 
 TEST(Index, WriteToMissingDirectoryFails) {

@@ -41,6 +41,8 @@ Status WriteIndexTable(const Index& index, leveldb::WritableFile* file, const st
 
   const char version[8] = {0, 0, 0, 2, 0, 0, 0, 0};
   builder.Add(leveldb::Slice("\0", 1), leveldb::Slice(version, sizeof(version)));
+  const std::string& first = index.first_block_header();
+  if (!first.empty()) builder.Add(leveldb::Slice(kPacketFileKey, sizeof(kPacketFileKey)), first);
   std::string value;
   for (const Index::Entry& e : index.SortedEntries()) {
     EncodePositions(*e.positions, &value);

@@ -89,6 +89,8 @@ int DumpIndex(const std::string& path) {
       fputs(out.c_str(), stdout);
       continue;
     }
+    // The pair-identity record describes the packet file, not packets.
+    if (k == leveldb::Slice(kPacketFileKey, sizeof(kPacketFileKey))) continue;
     const char* name = k.size() > 0 ? TypeName(static_cast<uint8_t>(k[0])) : nullptr;
     if (name == nullptr || v.size() % 4 != 0) return Fail("index " + path + ": malformed key or value");
     out = std::string(name) + " " + FormatValue(static_cast<uint8_t>(k[0]), std::string(k.data() + 1, k.size() - 1)) + " ";
