@@ -53,7 +53,7 @@ func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request) {
 		if errors.As(err, new(*http.MaxBytesError)) {
 			err = fmt.Errorf("query longer than %d bytes (serve.MaxQueryBytes)", MaxQueryBytes)
 			o := s.runner.Refuse(req, err)
-			http.Error(w, oneLine(o.Err.Error()), http.StatusRequestEntityTooLarge)
+			http.Error(w, oneLine(o.Err.Error()), http.StatusBadRequest)
 			return
 		}
 		s.refuse(w, s.runner.Refuse(req, fmt.Errorf("reading query: %w", err)))
