@@ -271,4 +271,9 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace steno
 
-int main(int argc, char** argv) { return steno::Main(argc, argv); }
+int main(int argc, char** argv) {
+  // A log reader that went away (the supervisor's pipe closed) must cost
+  // log lines, not the capture: writes then fail with EPIPE instead.
+  signal(SIGPIPE, SIG_IGN);
+  return steno::Main(argc, argv);
+}
