@@ -2,6 +2,8 @@
 
 #include <time.h>
 
+#include <algorithm>
+
 #include "base/logging.h"
 #include "index/block_index.h"
 
@@ -11,6 +13,16 @@ int64_t NowMicros() {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   return static_cast<int64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
+}
+
+// TakeFromCount subtracts packets from the --count budget shared by all
+// threads, never below zero: a load followed by a separate subtraction
+// let two threads both take the last packets, and a budget pushed below
+// zero never reads as "done".
+static void TakeFromCount(std::atomic<int64_t>* remaining, uint64_t packets) {
+  int64_t left = remaining->load();
+  while (left > 0 && !remaining->compare_exchange_weak(left, left - std::min(left, static_cast<int64_t>(packets)))) {
+  }
 }
 
 CaptureThread::CaptureThread(int id, std::unique_ptr<Ring> ring, std::unique_ptr<BlockWriter> writer,
@@ -48,8 +60,7 @@ Status CaptureThread::Run(const std::atomic<bool>* stop, std::atomic<int64_t>* r
       counters_.packets += n.packets;
       counters_.bytes += n.bytes;
       counters_.blocks++;
-      int64_t left = remaining->load();
-      if (left > 0) remaining->fetch_sub(std::min<int64_t>(n.packets, left));
+      TakeFromCount(remaining, n.packets);
       writer_->Submit(block, [ring, block] { ring->Release(block); });
       counters_.blocks_dropped = writer_->stats().blocks_dropped;
     }
