@@ -18,6 +18,7 @@
 #include "app/options.h"
 #include "app/sandbox.h"
 #include "base/logging.h"
+#include "base/version.h"
 #include "capture/filter.h"
 #include "capture/ring.h"
 #include "pcapin/pcap_import.h"
@@ -232,6 +233,10 @@ int Main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
       fputs(Usage().c_str(), stdout);
+      return 0;
+    }
+    if (std::string(argv[i]) == "--version") {
+      fputs(VersionLine("stenotype").c_str(), stdout);
       return 0;
     }
   }
