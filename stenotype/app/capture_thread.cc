@@ -41,13 +41,33 @@ Status CaptureThread::Run(const std::atomic<bool>* stop, std::atomic<int64_t>* r
   // kernel then retires the block it was filling, so a clean stop loses
   // nothing that was already captured.
   int64_t drain_until = 0;
+  int64_t error_since = 0;  // the socket reported an error and no block came since
+  Status gone;
   for (;;) {
     bool stopping = stop->load(std::memory_order_relaxed) || remaining->load(std::memory_order_relaxed) == 0;
     if (stopping && drain_until == 0) drain_until = NowMicros() + (block_timeout_ms_ + 500) * 1000ll;
     if (drain_until != 0 && NowMicros() > drain_until) break;
     counters_.heartbeat++;
-    uint8_t* block = ring->Next(drain_until != 0 ? 100 : poll_ms_);
+    uint8_t* block = nullptr;
+    Status err;
+    Ring::Wait w = ring->Next(drain_until != 0 ? 100 : poll_ms_, &block, &err);
     int64_t now = NowMicros();
+    if (w == Ring::Wait::kError) {
+      counters_.socket_errors++;
+      // One line per outage, not per error.
+      if (error_since == 0) LOG_ERROR << "thread " << id_ << ": " << err.ToString() << "; capture resumes when packets flow again";
+      if (error_since == 0) error_since = now;
+      if (ring->Detached() && gone.ok()) {
+        gone = Status::NotFound("thread " + std::to_string(id_) + ": capture interface removed (" + err.ToString() + ")");
+        LOG_ERROR << gone.ToString() << "; finishing files and stopping";
+        if (drain_until == 0) drain_until = now + (block_timeout_ms_ + 500) * 1000ll;
+      }
+    } else if (w == Ring::Wait::kBlock && error_since != 0 && Ring::LastPacketMicros(block) > error_since) {
+      // (The block the kernel was filling when the link went down retires
+      // later with only older packets.)
+      LOG_INFO << "thread " << id_ << ": capture resumed after " << (now - error_since) / 1000000 << " s";
+      error_since = 0;
+    }
     if (writer_->NeedsRotation(now)) {
       Status s = writer_->Rotate(now);
       if (!s.ok()) LOG_ERROR << "thread " << id_ << ": " << s.ToString();
@@ -70,7 +90,8 @@ Status CaptureThread::Run(const std::atomic<bool>* stop, std::atomic<int64_t>* r
   counters_.files = writer_->stats().files;
   counters_.blocks_dropped = writer_->stats().blocks_dropped;
   index_thread_->Stop();
-  return s;
+  counters_.ended = true;
+  return s.ok() ? gone : s;
 }
 
 }  // namespace steno
