@@ -57,11 +57,14 @@ Status CaptureThread::Run(const std::atomic<bool>* stop, std::atomic<int64_t>* r
       // One line per outage, not per error.
       if (error_since == 0) LOG_ERROR << "thread " << id_ << ": " << err.ToString() << "; capture resumes when packets flow again";
       if (error_since == 0) error_since = now;
-      if (ring->Detached() && gone.ok()) {
-        gone = Status::NotFound("thread " + std::to_string(id_) + ": capture interface removed (" + err.ToString() + ")");
-        LOG_ERROR << gone.ToString() << "; finishing files and stopping";
-        if (drain_until == 0) drain_until = now + (block_timeout_ms_ + 500) * 1000ll;
-      }
+    }
+    // The link goes down before a deleted interface is unregistered, so the
+    // error can come while the socket still looks attached: look again on
+    // every wakeup until packets flow.
+    if (error_since != 0 && w != Ring::Wait::kBlock && gone.ok() && ring->Detached()) {
+      gone = Status::NotFound("thread " + std::to_string(id_) + ": capture interface " + ring->iface() + " was removed");
+      LOG_ERROR << gone.ToString() << "; finishing files and stopping";
+      if (drain_until == 0) drain_until = now + (block_timeout_ms_ + 500) * 1000ll;
     } else if (w == Ring::Wait::kBlock && error_since != 0 && Ring::LastPacketMicros(block) > error_since) {
       // (The block the kernel was filling when the link went down retires
       // later with only older packets.)

@@ -63,6 +63,7 @@ class Ring {
   uint64_t kernel_packets() const { return kernel_packets_; }
   uint64_t kernel_drops() const { return kernel_drops_; }
   size_t block_size() const { return block_size_; }
+  const std::string& iface() const { return iface_; }
 
  private:
   int fd_ = -1;

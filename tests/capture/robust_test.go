@@ -3,6 +3,7 @@ package capture_test
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -42,15 +43,18 @@ func startCapture(t *testing.T, pair *netns.Pair, dir string, threads int, extra
 	return st
 }
 
-// liveFrames returns the generated live pcap and its frames.
-func liveFrames(t *testing.T) (string, []pcapfile.Packet) {
+// liveSetup checks the prerequisites and returns the generated live pcap,
+// its frames and a fresh veth pair.
+func liveSetup(t *testing.T) (string, []pcapfile.Packet, *netns.Pair) {
 	t.Helper()
+	testenv.RequireRoot(t)
+	testenv.RequireTools(t, "tcpreplay", "ip")
 	path := generatedLivePcap(t)
 	f, err := pcapfile.Read(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return path, f.Packets
+	return path, f.Packets, netns.NewPair(t)
 }
 
 // replay sends the pcap once from the sender end and requires every frame
@@ -105,10 +109,7 @@ func clockTicks(t *testing.T) int {
 // counts it in its STATS line; once the link is up again it captures by
 // itself, and the files hold both replays in order.
 func TestLiveLinkFlap(t *testing.T) {
-	testenv.RequireRoot(t)
-	testenv.RequireTools(t, "tcpreplay", "ip")
-	pcap, frames := liveFrames(t)
-	pair := netns.NewPair(t)
+	pcap, frames, pair := liveSetup(t)
 	dir := testenv.OutputDir(t, 1)
 	st := startCapture(t, pair, dir, 1)
 	pid := st.cmd.Process.Pid // `ip netns exec` execs stenotype in place
@@ -157,15 +158,42 @@ func TestLiveLinkFlap(t *testing.T) {
 	checkSequence(t, "both replays, around the outage", append(append([]pcapfile.Packet{}, frames...), frames...), stored.Packets)
 }
 
+// TestLiveInterfaceDeleted deletes the capture interface: no packet can
+// come again (a new socket would need the privileges stenotype dropped),
+// so stenotype finishes its files and exits 1 by itself, for the
+// supervisor to restart it.
+func TestLiveInterfaceDeleted(t *testing.T) {
+	pcap, frames, pair := liveSetup(t)
+	dir := testenv.OutputDir(t, 1)
+	st := startCapture(t, pair, dir, 1)
+	replay(t, pair, pcap, 500, len(frames))
+	waitFor(t, "the replay in STATS", st, 30*time.Second, func() bool {
+		return steno.LastStats(st.stderr.Bytes())[0].Packets >= uint64(len(frames))
+	})
+	if r := testenv.Run(testenv.Deadline, "ip", "-n", pair.CaptureNS, "link", "del", "dev", pair.CaptureIf); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	select {
+	case <-st.done:
+	case <-time.After(time.Minute):
+		t.Fatalf("stenotype still runs a minute after its interface was deleted; stderr:\n%s", testenv.Tail(st.stderr.Bytes(), 3000))
+	}
+	var exit *exec.ExitError
+	if !errors.As(st.err, &exit) || exit.ExitCode() != 1 {
+		t.Errorf("stenotype exit %v after its interface was deleted, want status 1", st.err)
+	}
+	if !bytes.Contains(st.stderr.Bytes(), []byte("capture interface "+pair.CaptureIf+" was removed")) {
+		t.Errorf("no line saying the interface was removed; stderr:\n%s", testenv.Tail(st.stderr.Bytes(), 3000))
+	}
+	checkSequence(t, "packets stored before the interface went", frames, steno.ReadThread(t, dir, 0, blocksizeKB).Packets)
+}
+
 // TestStartNoForeignFrames starts stenotype again and again on a silent
 // veth while the namespace's loopback carries a flood: a socket that sees
 // every interface before it is bound would store loopback frames as if
 // captured on the veth. Nothing may be stored.
 func TestStartNoForeignFrames(t *testing.T) {
-	testenv.RequireRoot(t)
-	testenv.RequireTools(t, "tcpreplay", "ip")
-	pcap, frames := liveFrames(t)
-	pair := netns.NewPair(t)
+	pcap, frames, pair := liveSetup(t)
 	linkSet(t, pair.CaptureNS, "lo", "up")
 	// At most 3 minutes of flood, stopped as soon as the starts are done.
 	const pps = 10000
@@ -201,10 +229,7 @@ func TestStartNoForeignFrames(t *testing.T) {
 // share the budget: stenotype must exit 0 by itself with at least --count
 // packets stored.
 func TestLiveCountTwoThreads(t *testing.T) {
-	testenv.RequireRoot(t)
-	testenv.RequireTools(t, "tcpreplay", "ip")
-	pcap, frames := liveFrames(t)
-	pair := netns.NewPair(t)
+	pcap, frames, pair := liveSetup(t)
 	dir := testenv.OutputDir(t, 2)
 	count := 2 * len(frames)
 	st := startCapture(t, pair, dir, 2, "--count="+strconv.Itoa(count))
@@ -236,10 +261,7 @@ func TestLiveCountTwoThreads(t *testing.T) {
 // capturing and exit 0 on SIGTERM with every sent frame stored (a
 // SIGPIPE would kill it at its next line).
 func TestLiveStderrReaderGone(t *testing.T) {
-	testenv.RequireRoot(t)
-	testenv.RequireTools(t, "tcpreplay", "ip")
-	pcap, frames := liveFrames(t)
-	pair := netns.NewPair(t)
+	pcap, frames, pair := liveSetup(t)
 	dir := testenv.OutputDir(t, 1)
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -305,12 +327,9 @@ func TestLiveStderrReaderGone(t *testing.T) {
 // blocks whose write fails are dropped, counted in the STATS line
 // (blocks_dropped), and capture goes on.
 func TestLiveDiskFull(t *testing.T) {
-	testenv.RequireRoot(t)
-	testenv.RequireTools(t, "tcpreplay", "ip")
-	pcap, frames := liveFrames(t)
+	pcap, frames, pair := liveSetup(t)
 	mnt := testenv.LoopDisk(t, 16)
 	dir := filepath.Join(mnt, "steno")
-	pair := netns.NewPair(t)
 	// Registered after the disk, so it stops before the unmount.
 	st := startCapture(t, pair, dir, 1, "--uid=0", "--gid=0", "--filesize_mb=4")
 	sender := startProc(t, "tcpreplay", pair.Sender("tcpreplay", "-i", pair.SenderIf, "--pps=2000", "--loop=1000", pcap))
