@@ -15,11 +15,7 @@ int64_t NowMicros() {
   return static_cast<int64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
 }
 
-// TakeFromCount subtracts packets from the --count budget shared by all
-// threads, never below zero: a load followed by a separate subtraction
-// let two threads both take the last packets, and a budget pushed below
-// zero never reads as "done".
-static void TakeFromCount(std::atomic<int64_t>* remaining, uint64_t packets) {
+void TakeFromCount(std::atomic<int64_t>* remaining, uint64_t packets) {
   int64_t left = remaining->load();
   while (left > 0 && !remaining->compare_exchange_weak(left, left - std::min(left, static_cast<int64_t>(packets)))) {
   }

@@ -51,6 +51,12 @@ class CaptureThread {
   ThreadCounters counters_;
 };
 
+// TakeFromCount subtracts packets from the --count budget shared by all
+// threads, never below zero, in one atomic step: a load followed by a
+// separate subtraction let two threads both take the last packets, and a
+// budget pushed below zero never reads as "done".
+void TakeFromCount(std::atomic<int64_t>* remaining, uint64_t packets);
+
 // NowMicros is CLOCK_REALTIME in microseconds: file names must follow wall
 // time (a monotonic clock drifts from it and breaks time queries).
 int64_t NowMicros();
