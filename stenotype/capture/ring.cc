@@ -147,12 +147,11 @@ Ring::Wait Ring::Next(int timeout_ms, uint8_t** block, Status* error) {
     if (pfd.revents & (POLLERR | POLLNVAL)) {
       // POLLERR stays set until the error is read, so an unread error
       // makes every poll return at once: read it here, which clears it.
-      int err = 0;
+      int err = EBADF;  // POLLNVAL: the descriptor is not open
       socklen_t len = sizeof(err);
-      if (pfd.revents & POLLNVAL) {
-        err = EBADF;
-      } else if (getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len) != 0) {
-        err = errno;
+      if (!(pfd.revents & POLLNVAL) && getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len) != 0) {
+        *error = Status::FromErrno(errno, "getsockopt(SO_ERROR) on capture socket of", iface_);
+        return Wait::kError;
       }
       if (err != 0) {
         *error = Status::FromErrno(err, "capture socket of", iface_);
@@ -172,7 +171,10 @@ bool Ring::Detached() const {
   struct sockaddr_ll sll;
   memset(&sll, 0, sizeof(sll));
   socklen_t len = sizeof(sll);
-  if (getsockname(fd_, reinterpret_cast<struct sockaddr*>(&sll), &len) != 0) return false;
+  if (getsockname(fd_, reinterpret_cast<struct sockaddr*>(&sll), &len) != 0) {
+    LOG_ERROR << Status::FromErrno(errno, "getsockname on capture socket of", iface_).ToString();
+    return false;
+  }
   return sll.sll_ifindex != ifindex_;
 }
 

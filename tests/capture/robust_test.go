@@ -206,7 +206,7 @@ func TestStartNoForeignFrames(t *testing.T) {
 		return n > 1000
 	})
 	dir := testenv.OutputDir(t, 1)
-	const starts = 15
+	const starts = 10
 	for i := 0; i < starts; i++ {
 		st := startCapture(t, pair, dir, 1)
 		if err := st.stop(t, syscall.SIGTERM, 60*time.Second); err != nil {
