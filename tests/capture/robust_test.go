@@ -104,22 +104,38 @@ func clockTicks(t *testing.T) int {
 }
 
 // TestLiveLinkFlap takes the capture interface down for a few seconds
-// between two replays: while it is down stenotype waits quietly (its CPU
-// time over the outage is measured from /proc), logs the error once and
-// counts it in its STATS line; once the link is up again it captures by
-// itself, and the files hold both replays in order.
+// between two replays, with one thread and with two (fanout): while it is
+// down stenotype waits quietly (its CPU time over the outage is measured
+// from /proc), each thread logs the error once and counts it in its STATS
+// line; once the link is up again it captures by itself, and the files
+// hold both replays (in order, with one thread).
 func TestLiveLinkFlap(t *testing.T) {
-	pcap, frames, pair := liveSetup(t)
-	dir := testenv.OutputDir(t, 1)
-	st := startCapture(t, pair, dir, 1)
+	for _, threads := range []int{1, 2} {
+		t.Run(fmt.Sprintf("threads=%d", threads), func(t *testing.T) { linkFlap(t, threads) })
+	}
+}
+
+func linkFlap(t *testing.T, threads int) {
+	pcap, sent, pair := liveSetup(t)
+	dir := testenv.OutputDir(t, threads)
+	st := startCapture(t, pair, dir, threads)
 	pid := st.cmd.Process.Pid // `ip netns exec` execs stenotype in place
 	if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err != nil || strings.TrimSpace(string(comm)) != "stenotype" {
 		t.Fatalf("pid %d is %q (%v), not stenotype", pid, comm, err)
 	}
-	stats := func() steno.Stats { return steno.LastStats(st.stderr.Bytes())[0] }
+	// stats sums a field over the threads' last STATS lines.
+	stats := func(field func(steno.Stats) uint64, min uint64) bool {
+		var sum uint64
+		last := steno.LastStats(st.stderr.Bytes())
+		for i := 0; i < threads; i++ {
+			sum += field(last[i])
+		}
+		return sum >= min
+	}
+	packets := func(s steno.Stats) uint64 { return s.Packets }
 
-	replay(t, pair, pcap, 500, len(frames))
-	waitFor(t, "the first replay in STATS", st, 30*time.Second, func() bool { return stats().Packets >= uint64(len(frames)) })
+	replay(t, pair, pcap, 500, len(sent))
+	waitFor(t, "the first replay in STATS", st, 30*time.Second, func() bool { return stats(packets, uint64(len(sent))) })
 
 	linkSet(t, pair.CaptureNS, pair.CaptureIf, "down")
 	const outage = 4 * time.Second
@@ -130,32 +146,47 @@ func TestLiveLinkFlap(t *testing.T) {
 	if cpu > 0.25*wall {
 		t.Errorf("stenotype used %.2f CPU s while the link was down for %.2f s: it spins instead of waiting", cpu, wall)
 	}
-	waitFor(t, "a socket error in STATS", st, 30*time.Second, func() bool { return stats().SocketErrors >= 1 })
+	waitFor(t, "a socket error in every thread's STATS", st, 30*time.Second, func() bool {
+		last := steno.LastStats(st.stderr.Bytes())
+		for i := 0; i < threads; i++ {
+			if last[i].SocketErrors < 1 {
+				return false
+			}
+		}
+		return true
+	})
 
 	linkSet(t, pair.CaptureNS, pair.CaptureIf, "up")
 	waitFor(t, "the link to come back (LOWER_UP)", st, 30*time.Second, func() bool {
 		r := testenv.Run(testenv.Deadline, "ip", "-n", pair.SenderNS, "link", "show", "dev", pair.SenderIf)
 		return r.Err == nil && bytes.Contains(r.Stdout, []byte("LOWER_UP"))
 	})
-	replay(t, pair, pcap, 500, len(frames))
-	waitFor(t, "the second replay in STATS", st, 30*time.Second, func() bool { return stats().Packets >= uint64(2*len(frames)) })
+	replay(t, pair, pcap, 500, len(sent))
+	waitFor(t, "the second replay in STATS", st, 30*time.Second, func() bool { return stats(packets, uint64(2*len(sent))) })
 	if err := st.stop(t, syscall.SIGTERM, 60*time.Second); err != nil {
 		t.Errorf("stenotype exit after SIGTERM: %v; stderr:\n%s", err, testenv.Tail(st.stderr.Bytes(), 3000))
 	}
 	stderr := st.stderr.Bytes()
-	if n := bytes.Count(stderr, []byte("Network is down")); n != 1 {
-		t.Errorf("%d log lines about the link going down, want 1; stderr:\n%s", n, testenv.Tail(stderr, 3000))
+	if n := bytes.Count(stderr, []byte("Network is down")); n != threads {
+		t.Errorf("%d log lines about the link going down, want one per thread (%d); stderr:\n%s", n, threads, testenv.Tail(stderr, 3000))
 	}
-	if !bytes.Contains(stderr, []byte("capture resumed")) {
+	if n := bytes.Count(stderr, []byte("capture resumed")); n < 1 {
 		t.Errorf("no 'capture resumed' line; stderr:\n%s", testenv.Tail(stderr, 3000))
 	}
-	final := steno.LastStats(stderr)[0]
-	t.Logf("final STATS: %+v", final)
-	if final.SocketErrors < 1 {
-		t.Errorf("final STATS: socket_errors=%d, want at least 1", final.SocketErrors)
+	t.Logf("final STATS: %+v", steno.LastStats(stderr))
+	want := append(append([]pcapfile.Packet{}, sent...), sent...)
+	var all [][]byte
+	for i := 0; i < threads; i++ {
+		s := steno.ReadThread(t, dir, i, blocksizeKB)
+		if threads == 1 {
+			checkSequence(t, "both replays, around the outage", want, s.Packets)
+		}
+		checkSubsequence(t, fmt.Sprintf("thread %d", i), want, s.Packets)
+		all = append(all, frames(s.Packets)...)
 	}
-	stored := steno.ReadThread(t, dir, 0, blocksizeKB)
-	checkSequence(t, "both replays, around the outage", append(append([]pcapfile.Packet{}, frames...), frames...), stored.Packets)
+	if a, b := equalMultiset(frames(want), all); a != 0 || b != 0 {
+		t.Errorf("threads together: %d replayed frames missing, %d stored frames not replayed", a, b)
+	}
 }
 
 // TestLiveInterfaceDeleted deletes the capture interface: no packet can
