@@ -30,13 +30,7 @@ func TestLinkFlap(t *testing.T) {
 		must(t, testenv.Run(testenv.Deadline, "ip", "-n", pair.CaptureNS, "link", "set", "dev", pair.CaptureIf, state))
 	}
 	link("down")
-	socketErrors := func() float64 {
-		m, err := d.Metrics()
-		if err != nil {
-			return 0
-		}
-		return m["stenographer_capture_socket_errors_total"]
-	}
+	socketErrors := func() float64 { return metric(d, "stenographer_capture_socket_errors_total") }
 	if !d.Poll(time.Minute, func() bool { return socketErrors() >= 1 }) {
 		t.Fatalf("stenographer_capture_socket_errors_total = %v a minute after the link went down; log:\n%s", socketErrors(), d.LogTail())
 	}

@@ -48,13 +48,7 @@ func TestWriteErrorsInMetrics(t *testing.T) {
 	}
 
 	sender := startSender(t, pair, "tcpreplay", "-i", pair.SenderIf, "--pps=500", "--loop=100000", generatedPcap(t))
-	dropped := func() float64 {
-		m, err := d.Metrics()
-		if err != nil {
-			return 0
-		}
-		return m["stenographer_dropped_blocks_total"]
-	}
+	dropped := func() float64 { return metric(d, "stenographer_dropped_blocks_total") }
 	if !d.Poll(2*time.Minute, func() bool { return dropped() >= 1 }) {
 		t.Fatalf("stenographer_dropped_blocks_total = %v two minutes into capturing onto a full disk (tcpreplay: %s); log:\n%s",
 			dropped(), testenv.Tail([]byte(sender.output()), 300), d.LogTail())
