@@ -18,6 +18,7 @@
 #include "app/options.h"
 #include "app/sandbox.h"
 #include "base/logging.h"
+#include "base/version.h"
 #include "capture/filter.h"
 #include "capture/ring.h"
 #include "pcapin/pcap_import.h"
@@ -80,13 +81,24 @@ class SignalWatcher {
   std::atomic<bool>* stop_;
 };
 
-void PrintStats(int thread, uint64_t packets, uint64_t bytes, uint64_t drops, uint64_t blocks, uint64_t files,
-                double mbps) {
-  char line[256];
-  snprintf(line, sizeof(line), "STATS thread=%d packets=%llu bytes=%llu drops=%llu blocks=%llu files=%llu mbps=%.2f",
-           thread, static_cast<unsigned long long>(packets), static_cast<unsigned long long>(bytes),
-           static_cast<unsigned long long>(drops), static_cast<unsigned long long>(blocks),
-           static_cast<unsigned long long>(files), mbps);
+// StatsLine is one thread's totals since start, printed as a STATS line
+// (the supervisor turns them into metrics).
+struct StatsLine {
+  int thread = 0;
+  uint64_t packets = 0, bytes = 0, drops = 0, blocks = 0, files = 0;
+  double mbps = 0;
+  uint64_t blocks_dropped = 0, socket_errors = 0;
+};
+
+void PrintStats(const StatsLine& l) {
+  char line[320];
+  snprintf(line, sizeof(line),
+           "STATS thread=%d packets=%llu bytes=%llu drops=%llu blocks=%llu files=%llu mbps=%.2f blocks_dropped=%llu "
+           "socket_errors=%llu",
+           l.thread, static_cast<unsigned long long>(l.packets), static_cast<unsigned long long>(l.bytes),
+           static_cast<unsigned long long>(l.drops), static_cast<unsigned long long>(l.blocks),
+           static_cast<unsigned long long>(l.files), l.mbps, static_cast<unsigned long long>(l.blocks_dropped),
+           static_cast<unsigned long long>(l.socket_errors));
   LOG_INFO << line;
 }
 
@@ -107,7 +119,13 @@ int Import(const Options& o, std::atomic<bool>* stop, SignalWatcher* signals) {
   }
   Status c = writer.Close();
   index_thread.Stop();
-  PrintStats(0, stats.packets, stats.bytes, 0, stats.blocks, writer.stats().files, 0);
+  StatsLine line;
+  line.packets = stats.packets;
+  line.bytes = stats.bytes;
+  line.blocks = stats.blocks;
+  line.files = writer.stats().files;
+  line.blocks_dropped = writer.stats().blocks_dropped;
+  PrintStats(line);
   if (!s.ok() || !c.ok() || index_thread.failed() > 0) {
     LOG_ERROR << "import of " << o.pcap_in << " incomplete: " << (s.ok() ? c.ToString() : s.ToString());
     return 1;
@@ -183,7 +201,17 @@ int Capture(const Options& o, const Identity& id, std::atomic<bool>* stop, Signa
       uint64_t bytes = c.bytes.load();
       double mbps = secs > 0 ? (bytes - last_bytes[i]) / secs / 1e6 : 0;
       last_bytes[i] = bytes;
-      PrintStats(static_cast<int>(i), c.packets, bytes, threads[i]->ring()->kernel_drops(), c.blocks, c.files, mbps);
+      StatsLine line;
+      line.thread = static_cast<int>(i);
+      line.packets = c.packets;
+      line.bytes = bytes;
+      line.drops = threads[i]->ring()->kernel_drops();
+      line.blocks = c.blocks;
+      line.files = c.files;
+      line.mbps = mbps;
+      line.blocks_dropped = c.blocks_dropped;
+      line.socket_errors = c.socket_errors;
+      PrintStats(line);
     }
   };
   bool all_done = false;
@@ -191,6 +219,9 @@ int Capture(const Options& o, const Identity& id, std::atomic<bool>* stop, Signa
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     signals->Poll();
     all_done = remaining.load() == 0 || stop->load();
+    // A thread that ended on its own (its interface is gone) stops the
+    // others too, so the supervisor sees the exit and restarts capture.
+    for (auto& t : threads) all_done = all_done || t->counters().ended.load();
     auto now = std::chrono::steady_clock::now();
     double secs = std::chrono::duration<double>(now - last_stats).count();
     uint64_t blocks_total = 0;
@@ -229,11 +260,14 @@ int Capture(const Options& o, const Identity& id, std::atomic<bool>* stop, Signa
 }
 
 int Main(int argc, char** argv) {
-  signal(SIGPIPE, SIG_IGN);  // an orphan whose daemon died must outlive its next log line
   Options o;
   for (int i = 1; i < argc; ++i) {
     if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
       fputs(Usage().c_str(), stdout);
+      return 0;
+    }
+    if (std::string(argv[i]) == "--version") {
+      fputs(VersionLine("stenotype").c_str(), stdout);
       return 0;
     }
   }
@@ -273,4 +307,9 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace steno
 
-int main(int argc, char** argv) { return steno::Main(argc, argv); }
+int main(int argc, char** argv) {
+  // A log reader that went away (the supervisor's pipe closed) must cost
+  // log lines, not the capture: writes then fail with EPIPE instead.
+  signal(SIGPIPE, SIG_IGN);
+  return steno::Main(argc, argv);
+}

@@ -29,6 +29,14 @@ var (
 		Name: "stenographer_dropped_packets_total",
 		Help: "Packets the kernel dropped before stenotype read them, per thread.",
 	}, []string{"thread"})
+	droppedBlocks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "stenographer_dropped_blocks_total",
+		Help: "Blocks of packets stenotype could not write (e.g. disk full, ENOSPC) and dropped, per thread.",
+	}, []string{"thread"})
+	socketErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "stenographer_capture_socket_errors_total",
+		Help: "Errors stenotype's capture socket reported, e.g. the interface going down (ENETDOWN), per thread.",
+	}, []string{"thread"})
 	filesDeleted = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "stenographer_files_deleted_total",
 		Help: "File pairs deleted by disk cleanup, per thread and reason (disk_free, max_files).",
@@ -37,34 +45,48 @@ var (
 		Name: "stenographer_stenotype_restarts_total",
 		Help: "Times stenotype was (re)started.",
 	})
-	processCollectors = []prometheus.Collector{capturedPackets, capturedBytes, droppedPackets, filesDeleted, stenotypeRestarts}
+	processCollectors = []prometheus.Collector{capturedPackets, capturedBytes, droppedPackets, droppedBlocks, socketErrors, filesDeleted, stenotypeRestarts}
 )
 
 func init() {
 	prometheus.MustRegister(processCollectors...)
 }
 
+// StenotypeStats are the totals of one STATS line of a thread.
+type StenotypeStats struct {
+	Packets, Bytes, Drops uint64
+	BlocksDropped         uint64 // blocks whose write failed
+	SocketErrors          uint64 // errors of the capture socket (link down)
+}
+
+func (s StenotypeStats) counts() []uint64 {
+	return []uint64{s.Packets, s.Bytes, s.Drops, s.BlocksDropped, s.SocketErrors}
+}
+
 // stenotype's STATS lines carry totals since the process started; the
 // counters above need deltas, and a restart starts the totals from zero.
 var (
 	statsMu   sync.Mutex
-	lastStats = map[int][3]uint64{}
+	lastStats = map[int]StenotypeStats{}
 )
 
 // RecordStenotypeStats takes one STATS line's totals for a thread. A total
 // below the previous one means stenotype restarted and counts from zero.
-func RecordStenotypeStats(thread int, packets, bytes, drops uint64) {
+func RecordStenotypeStats(thread int, cur StenotypeStats) {
 	statsMu.Lock()
 	defer statsMu.Unlock()
-	prev := lastStats[thread]
-	cur := [3]uint64{packets, bytes, drops}
-	if packets < prev[0] || bytes < prev[1] || drops < prev[2] {
-		prev = [3]uint64{}
+	prev := lastStats[thread].counts()
+	now := cur.counts()
+	for i := range now {
+		if now[i] < prev[i] {
+			prev = StenotypeStats{}.counts()
+			break
+		}
 	}
 	t := strconv.Itoa(thread)
-	capturedPackets.WithLabelValues(t).Add(float64(cur[0] - prev[0]))
-	capturedBytes.WithLabelValues(t).Add(float64(cur[1] - prev[1]))
-	droppedPackets.WithLabelValues(t).Add(float64(cur[2] - prev[2]))
+	for i, c := range []*prometheus.CounterVec{capturedPackets, capturedBytes, droppedPackets, droppedBlocks, socketErrors} {
+		c.WithLabelValues(t).Add(float64(now[i] - prev[i]))
+	}
 	lastStats[thread] = cur
 }
 

@@ -13,13 +13,16 @@ import (
 	"github.com/stenographer-ng/stenographer/stenographer/metrics"
 )
 
-// statsRE matches stenotype's STATS line (totals since it started).
-var statsRE = regexp.MustCompile(`STATS thread=(\d+) packets=(\d+) bytes=(\d+) drops=(\d+)`)
+// statsRE matches stenotype's STATS line (totals since it started). The
+// trailing counters came later and are optional, so an older stenotype's
+// lines still count.
+var statsRE = regexp.MustCompile(`STATS thread=(\d+) packets=(\d+) bytes=(\d+) drops=(\d+)` +
+	`(?: .*?blocks_dropped=(\d+))?(?: .*?socket_errors=(\d+))?`)
 
 // stats is one STATS line.
 type stats struct {
-	thread                int
-	packets, bytes, drops uint64
+	thread int
+	metrics.StenotypeStats
 }
 
 func parseStats(line string) (stats, bool) {
@@ -32,7 +35,10 @@ func parseStats(line string) (stats, bool) {
 	if s.thread, err = strconv.Atoi(m[1]); err != nil {
 		return stats{}, false
 	}
-	for i, p := range []*uint64{&s.packets, &s.bytes, &s.drops} {
+	for i, p := range []*uint64{&s.Packets, &s.Bytes, &s.Drops, &s.BlocksDropped, &s.SocketErrors} {
+		if m[i+2] == "" {
+			continue
+		}
 		if *p, err = strconv.ParseUint(m[i+2], 10, 64); err != nil {
 			return stats{}, false
 		}
@@ -101,7 +107,7 @@ func (o *runOutput) line(stream string, l string) {
 		return
 	}
 	if s, ok := parseStats(l); ok {
-		metrics.RecordStenotypeStats(s.thread, s.packets, s.bytes, s.drops)
+		metrics.RecordStenotypeStats(s.thread, s.StenotypeStats)
 		o.mu.Lock()
 		o.stats[s.thread] = s
 		o.statsAt[s.thread] = o.now()

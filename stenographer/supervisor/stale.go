@@ -58,7 +58,7 @@ func (t *staleTracker) check(now time.Time) string {
 			continue
 		}
 		st, at, ok := t.out.threadStats(i)
-		if ok && at.After(t.since[i]) && st.packets == t.base[i].packets && st.drops == t.base[i].drops {
+		if ok && at.After(t.since[i]) && st.Packets == t.base[i].Packets && st.Drops == t.base[i].Drops {
 			t.log.Debug("thread idle: no packets and no new file", "thread", i, "for", now.Sub(t.since[i]).Round(time.Second))
 			t.since[i] = now
 			continue

@@ -3,6 +3,7 @@ package supervisor
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/stenographer-ng/stenographer/stenographer/metrics"
 	"github.com/stenographer-ng/stenographer/stenographer/store"
 )
 
@@ -84,12 +86,43 @@ func TestFlagValue(t *testing.T) {
 }
 
 func TestParseStats(t *testing.T) {
-	got, ok := parseStats("2026-01-01T00:00:00.000Z I main.cc:86] STATS thread=1 packets=10 bytes=2000 drops=3 blocks=1 files=1 mbps=0.01")
-	if want := (stats{1, 10, 2000, 3}); !ok || got != want {
-		t.Errorf("parseStats = %+v, %v; want %+v", got, ok, want)
+	for _, tc := range []struct {
+		line string
+		want stats
+	}{
+		{"2026-01-01T00:00:00.000Z I main.cc:86] STATS thread=1 packets=10 bytes=2000 drops=3 blocks=1 files=1 mbps=0.01",
+			stats{1, metrics.StenotypeStats{Packets: 10, Bytes: 2000, Drops: 3}}},
+		{"2026-01-01T00:00:00.000Z I main.cc:86] STATS thread=2 packets=10 bytes=2000 drops=3 blocks=1 files=1 mbps=0.01 blocks_dropped=4 socket_errors=5",
+			stats{2, metrics.StenotypeStats{Packets: 10, Bytes: 2000, Drops: 3, BlocksDropped: 4, SocketErrors: 5}}},
+	} {
+		if got, ok := parseStats(tc.line); !ok || got != tc.want {
+			t.Errorf("parseStats(%q) = %+v, %v; want %+v", tc.line, got, ok, tc.want)
+		}
 	}
 	if _, ok := parseStats("I main.cc] started"); ok {
 		t.Error("parseStats accepted a non-STATS line")
+	}
+}
+
+// TestStatsMetrics feeds STATS lines as stenotype prints them through the
+// output path: write errors and socket errors reach /metrics per thread,
+// as deltas of the lines' totals, and a restart's smaller totals count
+// from zero.
+func TestStatsMetrics(t *testing.T) {
+	out := newRunOutput(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	const prefix = "2026-01-01T00:00:00.000Z I main.cc:86] STATS thread=7 packets=100 bytes=6000 drops=0 blocks=3 files=1 mbps=0.01 "
+	base := map[string]float64{}
+	for _, n := range []string{"stenographer_dropped_blocks_total", "stenographer_capture_socket_errors_total"} {
+		base[n] = gatherCounter(t, n, "7")
+	}
+	out.line("stderr", prefix+"blocks_dropped=2 socket_errors=1")
+	out.line("stderr", prefix+"blocks_dropped=5 socket_errors=1")
+	metrics.StenotypeStarted()
+	out.line("stderr", prefix+"blocks_dropped=1 socket_errors=2")
+	for n, want := range map[string]float64{"stenographer_dropped_blocks_total": 6, "stenographer_capture_socket_errors_total": 3} {
+		if got := gatherCounter(t, n, "7") - base[n]; got != want {
+			t.Errorf("%s{thread=\"7\"} grew by %v, want %v", n, got, want)
+		}
 	}
 }
 

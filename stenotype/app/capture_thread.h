@@ -17,8 +17,11 @@
 namespace steno {
 
 struct ThreadCounters {
-  std::atomic<uint64_t> packets{0}, bytes{0}, blocks{0}, files{0}, blocks_dropped{0};
+  std::atomic<uint64_t> packets{0}, bytes{0}, blocks{0}, files{0};
+  std::atomic<uint64_t> blocks_dropped{0};  // write errors (e.g. ENOSPC)
+  std::atomic<uint64_t> socket_errors{0};   // e.g. ENETDOWN: the link went down
   std::atomic<uint64_t> heartbeat{0};
+  std::atomic<bool> ended{false};  // Run returned (stopped, or its interface is gone)
 };
 
 class CaptureThread {
@@ -27,7 +30,10 @@ class CaptureThread {
                 std::unique_ptr<IndexThread> index_thread, int poll_ms, int block_timeout_ms);
 
   // Run captures until *stop is set or *remaining (shared by all threads;
-  // negative = forever) reaches zero, then finishes its files.
+  // negative = forever) reaches zero, then finishes its files. A link that
+  // goes down is waited for; an interface that is deleted ends the run
+  // with an error (only a new socket, which needs privileges stenotype no
+  // longer has, could capture on its successor).
   Status Run(const std::atomic<bool>* stop, std::atomic<int64_t>* remaining);
 
   int id() const { return id_; }
@@ -44,6 +50,12 @@ class CaptureThread {
   const int block_timeout_ms_;
   ThreadCounters counters_;
 };
+
+// TakeFromCount subtracts packets from the --count budget shared by all
+// threads, never below zero, in one atomic step: a load followed by a
+// separate subtraction let two threads both take the last packets, and a
+// budget pushed below zero never reads as "done".
+void TakeFromCount(std::atomic<int64_t>* remaining, uint64_t packets);
 
 // NowMicros is CLOCK_REALTIME in microseconds: file names must follow wall
 // time (a monotonic clock drifts from it and breaks time queries).

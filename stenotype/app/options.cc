@@ -30,7 +30,8 @@ std::string Usage() {
          "flags: --count --blocks --blocksize_kb --aiops --filesize_mb --fileage_sec --blockage_sec\n"
          "       --fanout_type --fanout_id --uid --gid --no_index --index_nicelevel --filter=HEX\n"
          "       --filter_expr=EXPR --seccomp=none|trace|kill --preallocate_file_mb --no_watchdogs\n"
-         "       --no_promisc --stats_blocks --stats_sec -v -q\n";
+         "       --no_promisc --stats_blocks --stats_sec -v -q\n"
+         "       stenotype --version | --help\n";
 }
 
 Status ParseOptions(int argc, char** argv, Options* o) {

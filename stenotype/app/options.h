@@ -22,7 +22,9 @@ struct Options {
   int filesize_mb = 4096;
   int fileage_sec = 60;
   int blockage_sec = 10;
-  std::string fanout_type = "lb";  // reference default: PACKET_FANOUT_LB
+  // The reference's default: load balancing, and a member whose ring is
+  // full passes packets to the next instead of dropping them.
+  std::string fanout_type = "lb,rollover";
   int fanout_id = 0;               // 0: derived from the pid
   std::string uid, gid;
   bool no_index = false;

@@ -1,9 +1,12 @@
 #include "app/options.h"
 
 #include <gtest/gtest.h>
+#include <linux/if_packet.h>
 
 #include <string>
 #include <vector>
+
+#include "capture/filter.h"
 
 namespace steno {
 namespace {
@@ -28,6 +31,9 @@ TEST(Options, Defaults) {
   EXPECT_EQ(o.fileage_sec, 60);
   EXPECT_EQ(o.blockage_sec, 10);
   EXPECT_EQ(o.seccomp, "kill");
+  uint32_t fanout = 0;
+  ASSERT_TRUE(ParseFanout(o.fanout_type, &fanout).ok());
+  EXPECT_EQ(fanout, static_cast<uint32_t>(PACKET_FANOUT_LB | PACKET_FANOUT_FLAG_ROLLOVER));
 }
 
 TEST(Options, Forms) {

@@ -87,7 +87,7 @@ Status InstallSeccomp(const std::string& mode) {
       "fsync", "fdatasync", "ftruncate", "fallocate", "getdents64", "mkdir", "mkdirat", "fcntl",
       "mmap", "munmap", "mremap", "mprotect", "madvise", "brk",
       "io_setup", "io_submit", "io_getevents", "io_destroy", "io_pgetevents",
-      "poll", "ppoll", "getsockopt", "futex", "clock_gettime", "gettimeofday", "nanosleep",
+      "poll", "ppoll", "getsockopt", "getsockname", "futex", "clock_gettime", "gettimeofday", "nanosleep",
       "clock_nanosleep", "sched_yield", "getpid", "gettid", "getuid", "geteuid", "getgid", "getegid",
       "setpriority", "getpriority", "clone", "clone3", "set_robust_list", "rseq", "rt_sigaction",
       "rt_sigprocmask", "rt_sigreturn", "sigaltstack", "tgkill", "getrandom", "exit", "exit_group",

@@ -34,25 +34,37 @@ static Status IgnoreLoopbackEchoes(int fd, const std::string& iface) {
   return Status::OK();
 }
 
+static Status AttachFilter(int fd, const std::vector<struct sock_filter>& filter, const std::string& iface) {
+  struct sock_fprog prog;
+  prog.len = static_cast<unsigned short>(filter.size());
+  prog.filter = const_cast<struct sock_filter*>(filter.data());
+  if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) != 0)
+    return Status::FromErrno(errno, "setsockopt(SO_ATTACH_FILTER) on", iface);
+  return Status::OK();
+}
+
+// Open lets no frame into the ring before the socket is bound to the
+// interface and has joined its fanout group. The socket is created with
+// protocol 0, so it receives nothing until bind (created with ETH_P_ALL it
+// would take every interface's frames until then); a drop-all filter then
+// covers the moment between bind and the fanout join, when the socket
+// would get copies of the frames the group's members already get. The
+// real filter replaces it last.
 Status Ring::Open(const RingOptions& o, std::unique_ptr<Ring>* out) {
   unsigned ifindex = if_nametoindex(o.iface.c_str());
   if (ifindex == 0) return Status::NotFound("interface " + o.iface + " does not exist");
   auto r = std::make_unique<Ring>();
   r->iface_ = o.iface;
+  r->ifindex_ = static_cast<int>(ifindex);
   r->block_size_ = o.block_size;
   r->blocks_ = o.blocks;
-  r->fd_ = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
+  r->fd_ = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
   if (r->fd_ < 0) return Status::FromErrno(errno, "socket(AF_PACKET) for", o.iface);
   int v = TPACKET_V3;
   if (setsockopt(r->fd_, SOL_PACKET, PACKET_VERSION, &v, sizeof(v)) != 0)
     return Status::FromErrno(errno, "setsockopt(PACKET_VERSION) on", o.iface);
-  if (!o.filter.empty()) {
-    struct sock_fprog prog;
-    prog.len = static_cast<unsigned short>(o.filter.size());
-    prog.filter = const_cast<struct sock_filter*>(o.filter.data());
-    if (setsockopt(r->fd_, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) != 0)
-      return Status::FromErrno(errno, "setsockopt(SO_ATTACH_FILTER) on", o.iface);
-  }
+  static const std::vector<struct sock_filter> kDropAll = {{BPF_RET | BPF_K, 0, 0, 0}};
+  RETURN_IF_ERROR(AttachFilter(r->fd_, kDropAll, o.iface));
   RETURN_IF_ERROR(IgnoreLoopbackEchoes(r->fd_, o.iface));
   struct tpacket_req3 req;
   memset(&req, 0, sizeof(req));
@@ -94,6 +106,13 @@ Status Ring::Open(const RingOptions& o, std::unique_ptr<Ring>* out) {
     if (setsockopt(r->fd_, SOL_PACKET, PACKET_FANOUT, &arg, sizeof(arg)) != 0)
       return Status::FromErrno(errno, "setsockopt(PACKET_FANOUT id " + std::to_string(o.fanout_id) + ") on", o.iface);
   }
+  if (!o.filter.empty()) {
+    RETURN_IF_ERROR(AttachFilter(r->fd_, o.filter, o.iface));
+  } else {
+    int unused = 0;  // the kernel wants an int-sized argument it ignores
+    if (setsockopt(r->fd_, SOL_SOCKET, SO_DETACH_FILTER, &unused, sizeof(unused)) != 0)
+      return Status::FromErrno(errno, "setsockopt(SO_DETACH_FILTER) on", o.iface);
+  }
   LOG_INFO << "ring on " << o.iface << ": " << o.blocks << " blocks of " << o.block_size / 1024 << " KiB ("
            << r->map_size_ / (1 << 20) << " MiB), block timeout " << o.block_timeout_ms << " ms"
            << (o.fanout ? ", fanout id " + std::to_string(o.fanout_id) : "");
@@ -106,22 +125,57 @@ Ring::~Ring() {
   if (fd_ >= 0) close(fd_);
 }
 
-uint8_t* Ring::Next(int timeout_ms) {
-  uint8_t* block = map_ + static_cast<size_t>(cursor_) * block_size_;
-  auto* desc = reinterpret_cast<struct tpacket_block_desc*>(block);
+Ring::Wait Ring::Next(int timeout_ms, uint8_t** block, Status* error) {
+  uint8_t* b = map_ + static_cast<size_t>(cursor_) * block_size_;
+  auto* desc = reinterpret_cast<struct tpacket_block_desc*>(b);
   for (int attempt = 0; attempt < 2; ++attempt) {
     uint32_t status = __atomic_load_n(&desc->hdr.bh1.block_status, __ATOMIC_ACQUIRE);
     if (status & TP_STATUS_USER) {
       cursor_ = (cursor_ + 1) % blocks_;
-      return block;
+      *block = b;
+      return Wait::kBlock;
     }
     if (attempt == 1) break;
-    struct pollfd pfd = {fd_, POLLIN | POLLERR, 0};
+    struct pollfd pfd = {fd_, POLLIN, 0};
     int n = poll(&pfd, 1, timeout_ms);
-    if (n < 0 && errno != EINTR) LOG_ERROR << Status::FromErrno(errno, "poll", iface_).ToString();
-    if (n <= 0) return nullptr;
+    if (n < 0) {
+      if (errno == EINTR) return Wait::kTimeout;
+      *error = Status::FromErrno(errno, "poll on capture socket of", iface_);
+      return Wait::kError;
+    }
+    if (n == 0) return Wait::kTimeout;
+    if (pfd.revents & (POLLERR | POLLNVAL)) {
+      // POLLERR stays set until the error is read, so an unread error
+      // makes every poll return at once: read it here, which clears it.
+      int err = EBADF;  // POLLNVAL: the descriptor is not open
+      socklen_t len = sizeof(err);
+      if (!(pfd.revents & POLLNVAL) && getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len) != 0) {
+        *error = Status::FromErrno(errno, "getsockopt(SO_ERROR) on capture socket of", iface_);
+        return Wait::kError;
+      }
+      if (err != 0) {
+        *error = Status::FromErrno(err, "capture socket of", iface_);
+        return Wait::kError;
+      }
+    }
   }
-  return nullptr;
+  return Wait::kTimeout;
+}
+
+int64_t Ring::LastPacketMicros(const uint8_t* block) {
+  const auto* desc = reinterpret_cast<const struct tpacket_block_desc*>(block);
+  return static_cast<int64_t>(desc->hdr.bh1.ts_last_pkt.ts_sec) * 1000000 + desc->hdr.bh1.ts_last_pkt.ts_nsec / 1000;
+}
+
+bool Ring::Detached() const {
+  struct sockaddr_ll sll;
+  memset(&sll, 0, sizeof(sll));
+  socklen_t len = sizeof(sll);
+  if (getsockname(fd_, reinterpret_cast<struct sockaddr*>(&sll), &len) != 0) {
+    LOG_ERROR << Status::FromErrno(errno, "getsockname on capture socket of", iface_).ToString();
+    return false;
+  }
+  return sll.sll_ifindex != ifindex_;
 }
 
 void Ring::Release(uint8_t* block) {

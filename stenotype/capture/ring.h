@@ -39,9 +39,21 @@ class Ring {
   Ring(const Ring&) = delete;
   Ring& operator=(const Ring&) = delete;
 
-  // Next returns the next filled block, waiting up to timeout_ms; nullptr
-  // when none arrived (or on EINTR).
-  uint8_t* Next(int timeout_ms);
+  enum class Wait {
+    kBlock,    // *block is the next filled block
+    kTimeout,  // nothing within timeout_ms (or a signal interrupted the wait)
+    kError,    // the socket reported an error, now read and cleared: *error
+  };
+  // Next waits up to timeout_ms for the next filled block. An error such as
+  // ENETDOWN (the link went down) is returned once; the kernel reattaches
+  // the socket when the link comes back up, so the caller keeps calling
+  // Next, which then blocks quietly until packets flow again.
+  Wait Next(int timeout_ms, uint8_t** block, Status* error);
+  // Detached reports whether the socket no longer belongs to its interface
+  // (the interface was deleted): no packets will ever come again.
+  bool Detached() const;
+  // LastPacketMicros is the capture time of a filled block's last packet.
+  static int64_t LastPacketMicros(const uint8_t* block);
   // Release returns a block to the kernel.
   void Release(uint8_t* block);
 
@@ -51,6 +63,7 @@ class Ring {
   uint64_t kernel_packets() const { return kernel_packets_; }
   uint64_t kernel_drops() const { return kernel_drops_; }
   size_t block_size() const { return block_size_; }
+  const std::string& iface() const { return iface_; }
 
  private:
   int fd_ = -1;
@@ -59,6 +72,7 @@ class Ring {
   size_t block_size_ = 0;
   int blocks_ = 0;
   int cursor_ = 0;
+  int ifindex_ = 0;
   std::string iface_;
   uint64_t kernel_packets_ = 0, kernel_drops_ = 0;
 };

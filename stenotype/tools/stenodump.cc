@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "base/version.h"
 #include "format/block.h"
 #include "index/block_index.h"
 #include "index/index.h"
@@ -208,6 +209,7 @@ int Reindex(const std::string& path, size_t block_size, const std::string& out_p
 int Usage() {
   fprintf(stderr,
           "usage: stenodump index FILE\n"
+          "       stenodump --version\n"
           "       stenodump packets [--blocksize_kb=N] PKTFILE [OUT.pcap]\n"
           "       stenodump positions [--blocksize_kb=N] PKTFILE\n"
           "       stenodump reindex [--blocksize_kb=N] PKTFILE OUTINDEX\n");
@@ -215,6 +217,10 @@ int Usage() {
 }
 
 int Main(int argc, char** argv) {
+  if (argc == 2 && std::string(argv[1]) == "--version") {
+    fputs(VersionLine("stenodump").c_str(), stdout);
+    return 0;
+  }
   if (argc < 3) return Usage();
   std::string cmd = argv[1];
   size_t block_size = 1 << 20;

@@ -31,41 +31,11 @@ const (
 	queryTimeout = 2 * time.Minute
 )
 
-// smallDisk makes, formats and loop-mounts an ext4 image of sizeMB; it is
-// unmounted (and its loop device released) at test end, after the daemon
-// registered later has been stopped.
+// smallDisk is a loop-mounted ext4 of sizeMB, unmounted at test end after
+// the daemon registered later has been stopped.
 func smallDisk(t *testing.T, sizeMB int) string {
 	t.Helper()
-	testenv.RequireTools(t, "mkfs.ext4", "mount", "umount", "losetup", "truncate")
-	base := testenv.DiskTempDir(t)
-	img, mnt := filepath.Join(base, "disk.img"), filepath.Join(base, "mnt")
-	if err := os.Mkdir(mnt, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	must(t, testenv.Run(time.Minute, "truncate", "-s", fmt.Sprintf("%dM", sizeMB), img))
-	must(t, testenv.Run(time.Minute, "mkfs.ext4", "-q", "-F", "-m", "0", img))
-	must(t, testenv.Run(time.Minute, "mount", "-o", "loop", img, mnt))
-	t.Cleanup(func() {
-		var err error
-		for i := 0; i < 20; i++ {
-			if err = testenv.Run(time.Minute, "umount", mnt).Err; err == nil {
-				break
-			}
-			time.Sleep(500 * time.Millisecond)
-		}
-		if err != nil {
-			t.Errorf("cleanup: %v", err)
-		}
-		// mount -o loop sets autoclear; release anything left regardless.
-		if out, err := exec.Command("losetup", "-j", img).Output(); err == nil {
-			for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-				if dev, _, ok := strings.Cut(l, ":"); ok && dev != "" {
-					_ = exec.Command("losetup", "-d", dev).Run()
-				}
-			}
-		}
-	})
-	return mnt
+	return testenv.LoopDisk(t, sizeMB)
 }
 
 // raceBinary builds cmd/stenographer with -race into a temporary

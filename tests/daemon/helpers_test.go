@@ -232,3 +232,13 @@ func must(t testing.TB, r testenv.Result) []byte {
 	}
 	return r.Stdout
 }
+
+// metric returns the daemon's current value of a metric (summed over its
+// labels), 0 when /metrics cannot be read.
+func metric(d *daemon.Daemon, name string) float64 {
+	m, err := d.Metrics()
+	if err != nil {
+		return 0
+	}
+	return m[name]
+}

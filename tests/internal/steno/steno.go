@@ -275,9 +275,11 @@ type Stats struct {
 	Thread                               int
 	Packets, Bytes, Drops, Blocks, Files uint64
 	Mbps                                 float64
+	BlocksDropped, SocketErrors          uint64 // write errors; capture socket errors (link down)
 }
 
-var statsRE = regexp.MustCompile(`STATS thread=(\d+) packets=(\d+) bytes=(\d+) drops=(\d+) blocks=(\d+) files=(\d+) mbps=([0-9.eE+-]+|nan|inf)`)
+var statsRE = regexp.MustCompile(`STATS thread=(\d+) packets=(\d+) bytes=(\d+) drops=(\d+) blocks=(\d+) files=(\d+) mbps=([0-9.eE+-]+|nan|inf)` +
+	`(?: blocks_dropped=(\d+))?(?: socket_errors=(\d+))?`)
 
 // ParseStats returns every STATS line in stderr, in order.
 func ParseStats(stderr []byte) []Stats {
@@ -291,6 +293,8 @@ func ParseStats(stderr []byte) []Stats {
 		s.Blocks, _ = strconv.ParseUint(m[5], 10, 64)
 		s.Files, _ = strconv.ParseUint(m[6], 10, 64)
 		s.Mbps, _ = strconv.ParseFloat(m[7], 64)
+		s.BlocksDropped, _ = strconv.ParseUint(m[8], 10, 64)
+		s.SocketErrors, _ = strconv.ParseUint(m[9], 10, 64)
 		out = append(out, s)
 	}
 	return out

@@ -54,9 +54,10 @@ func TestParsePositionsAndStats(t *testing.T) {
 	}
 	log := "I stuff\nSTATS thread=0 packets=10 bytes=600 drops=0 blocks=1 files=0 mbps=0.005\n" +
 		"STATS thread=1 packets=3 bytes=180 drops=2 blocks=1 files=0 mbps=0\n" +
-		"STATS thread=0 packets=12 bytes=700 drops=1 blocks=2 files=1 mbps=1.5\n"
+		"STATS thread=0 packets=12 bytes=700 drops=1 blocks=2 files=1 mbps=1.50 blocks_dropped=4 socket_errors=5\n"
 	last := LastStats([]byte(log))
-	if len(last) != 2 || last[0].Packets != 12 || last[0].Drops != 1 || last[1].Drops != 2 || last[0].Mbps != 1.5 {
+	if len(last) != 2 || last[0].Packets != 12 || last[0].Drops != 1 || last[1].Drops != 2 || last[0].Mbps != 1.5 ||
+		last[0].BlocksDropped != 4 || last[0].SocketErrors != 5 || last[1].BlocksDropped != 0 {
 		t.Errorf("LastStats: %+v", last)
 	}
 	if n := len(ParseStats([]byte(strings.ReplaceAll(log, "STATS", "X")))); n != 0 {
