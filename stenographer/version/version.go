@@ -14,7 +14,8 @@ var (
 	Commit  = "unknown" // full commit hash
 )
 
-// String is the one line --version prints.
+// String is the one line --version prints, in the form stenotype and
+// stenodump use too.
 func String(prog string) string {
-	return fmt.Sprintf("%s %s (commit %s, %s)", prog, Version, Commit, runtime.Version())
+	return fmt.Sprintf("%s version %s commit %s (%s)", prog, Version, Commit, runtime.Version())
 }

@@ -184,7 +184,8 @@ struct FaultRig {
 std::set<uint32_t> IndexedPositions(const std::string& path) {
   std::set<uint32_t> out;
   for (const auto& [key, positions] : ReadTable(path)) {
-    if (key != std::string("\0", 1)) out.insert(positions.begin(), positions.end());
+    // Keys of type 0x00 (version, pair identity) hold no positions.
+    if (!key.empty() && key[0] != '\0') out.insert(positions.begin(), positions.end());
   }
   return out;
 }

@@ -32,9 +32,9 @@ func TestVersion(t *testing.T) {
 			continue
 		}
 		line := strings.TrimSpace(string(r.Stdout))
-		m := regexp.MustCompile(`^` + name + ` (\S+) \(commit (\S+), go\S+\)$`).FindStringSubmatch(line)
+		m := regexp.MustCompile(`^` + name + ` version (\S+) commit (\S+) \(go\S+\)$`).FindStringSubmatch(line)
 		if m == nil {
-			t.Errorf("%s --version printed %q; want \"%s VERSION (commit HASH, goX.Y)\"", name, line, name)
+			t.Errorf("%s --version printed %q; want \"%s version VERSION commit HASH (goX.Y)\"", name, line, name)
 			continue
 		}
 		if inGit && (m[1] == "unknown" || !regexp.MustCompile(`^[0-9a-f]{40}$`).MatchString(m[2])) {
