@@ -60,9 +60,9 @@ gotest: build
 # the index-file reader.
 GOFUZZ_SECONDS ?= 15
 gofuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(GOFUZZ_SECONDS)s ./stenographer/query
-	$(GO) test -run '^$$' -fuzz '^FuzzScan$$' -fuzztime $(GOFUZZ_SECONDS)s ./stenographer/blockfile
-	$(GO) test -run '^$$' -fuzz '^FuzzTable$$' -fuzztime $(GOFUZZ_SECONDS)s ./stenographer/indexfile
+	tests/gofuzz.sh $(GOFUZZ_SECONDS) FuzzParse ./stenographer/query
+	tests/gofuzz.sh $(GOFUZZ_SECONDS) FuzzScan ./stenographer/blockfile
+	tests/gofuzz.sh $(GOFUZZ_SECONDS) FuzzTable ./stenographer/indexfile
 
 # asan builds build/asan/stenotype before gotest runs TestSanitizers, which
 # must then not skip.
