@@ -101,7 +101,7 @@ func TestQueueBound(t *testing.T) {
 	for i := range n {
 		ids = append(ids, submit(t, s.m, "alice", fmt.Sprintf("port %d", 1000+i)).ID)
 	}
-	waitFor(t, "two jobs running", func() bool { r, _, _ := f.stats(); return r == bound })
+	waitFor(t, "two jobs running", func() bool { r, _, _ := f.stats(); return r >= bound })
 	if got := metric(t, reg, "stenofleet_jobs_running"); got != bound {
 		t.Errorf("stenofleet_jobs_running %v, want %d", got, bound)
 	}
