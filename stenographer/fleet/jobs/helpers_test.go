@@ -49,6 +49,7 @@ type fakeFleet struct {
 	mu           sync.Mutex
 	running, max int
 	calls        []string
+	sensorArgs   [][]string
 	// gate, when set, holds each run after its first packet until a value
 	// is received or the context ends.
 	gate chan struct{}
@@ -61,6 +62,7 @@ func (f *fakeFleet) Run(ctx context.Context, query string, sensors []string, w i
 	f.running++
 	f.max = max(f.max, f.running)
 	f.calls = append(f.calls, query)
+	f.sensorArgs = append(f.sensorArgs, sensors)
 	gate := f.gate
 	names := f.sensors
 	f.mu.Unlock()
