@@ -39,4 +39,10 @@
 // (ExpireTime after they finished) and, oldest first, while the spool's
 // file system has less than ExpireSpace bytes free; queued and running
 // jobs never expire.
+//
+// # Metrics
+//
+// stenofleet_jobs_queued, stenofleet_jobs_running, stenofleet_spool_bytes
+// (completed results only), stenofleet_jobs_finished_total{outcome} and
+// stenofleet_jobs_expired_total{reason}, registered on Config.Registerer.
 package jobs
