@@ -564,3 +564,48 @@ func TestHashPassword(t *testing.T) {
 		}
 	}
 }
+
+func TestLoginRateLimitHoldsUnderParallelGuesses(t *testing.T) {
+	f := newFixture(t)
+	const guesses = 8 * maxUserFailures
+	statuses := make(chan int, guesses)
+	var wg sync.WaitGroup
+	for i := 0; i < guesses; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := f.client(nil)
+			r, err := f.do(c, f.loginForm("alice", fmt.Sprintf("guess %d", i)))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			statuses <- r.status
+		}()
+	}
+	wg.Wait()
+	close(statuses)
+	counts := map[int]int{}
+	for s := range statuses {
+		counts[s]++
+	}
+	if counts[http.StatusUnauthorized] != maxUserFailures || counts[http.StatusTooManyRequests] != guesses-maxUserFailures {
+		t.Errorf("%d parallel guesses: statuses %v, want %d checked and the rest refused", guesses, counts, maxUserFailures)
+	}
+}
+
+func TestFailedLoginPadded(t *testing.T) {
+	f := newFixture(t)
+	f.auth.failDelay = 300 * time.Millisecond
+	c := f.client(nil)
+	for _, user := range []string{"alice", "mallory"} {
+		start := time.Now()
+		if r := f.mustDo(c, f.loginForm(user, "guess")); r.status != http.StatusUnauthorized {
+			t.Fatalf("%s: status %d", user, r.status)
+		}
+		// Only the lower bound is asserted: a loaded machine may take longer.
+		if d := time.Since(start); d < f.auth.failDelay {
+			t.Errorf("failed login for %s answered after %v, before the %v padding", user, d, f.auth.failDelay)
+		}
+	}
+}

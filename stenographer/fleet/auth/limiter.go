@@ -50,6 +50,13 @@ func (l *limiter) fail(key string, now time.Time) {
 	w.failures++
 }
 
+// refund takes back one failure charged to key.
+func (l *limiter) refund(key string) {
+	if w := l.keys[key]; w != nil && w.failures > 0 {
+		w.failures--
+	}
+}
+
 func (l *limiter) clear(key string) { delete(l.keys, key) }
 
 func (l *limiter) prune(now time.Time) {

@@ -62,9 +62,18 @@ func (a *Auth) login(w http.ResponseWriter, r *http.Request) {
 	addr := clientAddr(r)
 	now := a.cfg.Now()
 
+	key := limiterKey(user)
+
+	// The attempt is charged before the hash is checked and refunded on
+	// success, so parallel guesses cannot all pass the check before any of
+	// them counts.
 	a.mu.Lock()
-	uBlocked, uUntil := a.byUser.blocked(user, now)
+	uBlocked, uUntil := a.byUser.blocked(key, now)
 	aBlocked, aUntil := a.byAddr.blocked(addr, now)
+	if !uBlocked && !aBlocked {
+		a.byUser.fail(key, now)
+		a.byAddr.fail(addr, now)
+	}
 	hash, known := a.users[user]
 	if !known {
 		hash = a.dummy
@@ -75,7 +84,7 @@ func (a *Auth) login(w http.ResponseWriter, r *http.Request) {
 		if aUntil.After(until) {
 			until = aUntil
 		}
-		a.cfg.Logger.Warn("auth: login refused, too many failures", "user", user, "addr", addr, "until", until)
+		a.cfg.Logger.Warn("auth: login refused, too many failures", "user", key, "addr", addr, "until", until)
 		w.Header().Set("Retry-After", strconv.Itoa(int(until.Sub(now).Seconds())+1))
 		http.Error(w, "too many failed logins; try again later", http.StatusTooManyRequests)
 		return
@@ -84,11 +93,7 @@ func (a *Auth) login(w http.ResponseWriter, r *http.Request) {
 	// The hash is checked even for unknown users so both fail equally slowly.
 	ok := bcrypt.CompareHashAndPassword(hash, []byte(pw)) == nil && known
 	if !ok {
-		a.mu.Lock()
-		a.byUser.fail(user, now)
-		a.byAddr.fail(addr, now)
-		a.mu.Unlock()
-		a.cfg.Logger.Warn("auth: login failed", "user", user, "addr", addr, "known_user", known)
+		a.cfg.Logger.Warn("auth: login failed", "user", key, "addr", addr, "known_user", known)
 		a.waitUntil(r, start.Add(a.failDelay))
 		renderLogin(w, http.StatusUnauthorized, "Wrong user name or password.")
 		return
@@ -96,7 +101,8 @@ func (a *Auth) login(w http.ResponseWriter, r *http.Request) {
 
 	s := &session{id: newSessionID(), user: user, hash: string(hash), expires: now.Add(a.cfg.SessionTTL)}
 	a.mu.Lock()
-	a.byUser.clear(user)
+	a.byUser.clear(key)
+	a.byAddr.refund(addr)
 	a.pruneSessions(now)
 	a.sessions[sessionKey(s.id)] = s
 	a.mu.Unlock()
@@ -112,6 +118,15 @@ func (a *Auth) login(w http.ResponseWriter, r *http.Request) {
 		SameSite: http.SameSiteStrictMode,
 	})
 	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+// limiterKey bounds what a failed login may make the limiter hold.
+func limiterKey(user string) string {
+	const max = 256
+	if len(user) > max {
+		return user[:max]
+	}
+	return user
 }
 
 // waitUntil pads a failed login to a fixed duration, so its timing does not
