@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -18,6 +19,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/stenographer-ng/stenographer/stenographer/tlsconfig"
 	"github.com/stenographer-ng/stenographer/stenographer/tlsconfig/testcerts"
 )
 
@@ -88,15 +90,13 @@ func newFixture(t *testing.T) *fixture {
 		fmt.Fprintf(w, "user=%s csrf=%s", User(r), CSRFToken(r))
 	})))
 	f.srv = httptest.NewUnstartedServer(mux)
-	serverCert, err := tls.LoadX509KeyPair(certs.Server.Cert, certs.Server.Key)
+	f.srv.TLS, err = tlsconfig.Server(certs.CA, certs.Server.Cert, certs.Server.Key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.srv.TLS = &tls.Config{
-		Certificates: []tls.Certificate{serverCert},
-		ClientAuth:   tls.VerifyClientCertIfGiven, // browsers come without one
-		ClientCAs:    pool(t, certs.CA),
-	}
+	// As stenofleet must: browsers come without a certificate.
+	f.srv.TLS.ClientAuth = tls.VerifyClientCertIfGiven
+	f.srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshakes are expected
 	f.srv.StartTLS()
 	t.Cleanup(f.srv.Close)
 	return f
@@ -215,6 +215,14 @@ func (f *fixture) login(c *http.Client, user, pw string) (*http.Cookie, string) 
 		f.t.Fatalf("after login %s: status %d body %q", user, page.status, page.body)
 	}
 	return r.cookies[0], token
+}
+
+// loggedIn returns a fixture, a client and alice's session cookie and token.
+func loggedIn(t *testing.T) (*fixture, *http.Client, *http.Cookie, string) {
+	f := newFixture(t)
+	c := f.client(nil)
+	ck, token := f.login(c, "alice", alicePW)
+	return f, c, ck, token
 }
 
 func TestUnauthenticatedRefused(t *testing.T) {
@@ -343,9 +351,7 @@ func TestLogin(t *testing.T) {
 }
 
 func TestCSRF(t *testing.T) {
-	f := newFixture(t)
-	c := f.client(nil)
-	ck, token := f.login(c, "alice", alicePW)
+	f, c, ck, token := loggedIn(t)
 	_, bobToken := f.login(c, "bob", bobPW)
 	for _, tc := range []struct {
 		name   string
@@ -377,9 +383,7 @@ func TestCSRF(t *testing.T) {
 }
 
 func TestSessionExpires(t *testing.T) {
-	f := newFixture(t)
-	c := f.client(nil)
-	ck, _ := f.login(c, "alice", alicePW)
+	f, c, ck, _ := loggedIn(t)
 	f.clock.Add(time.Hour - time.Second)
 	if r := f.mustDo(c, request{cookie: ck}); r.status != http.StatusOK {
 		t.Fatalf("just before expiry: status %d", r.status)
@@ -391,9 +395,7 @@ func TestSessionExpires(t *testing.T) {
 }
 
 func TestLogout(t *testing.T) {
-	f := newFixture(t)
-	c := f.client(nil)
-	ck, token := f.login(c, "alice", alicePW)
+	f, c, ck, token := loggedIn(t)
 	other, _ := f.login(c, "alice", alicePW)
 
 	if r := f.mustDo(c, request{method: http.MethodGet, path: LogoutPath, cookie: ck}); r.status != http.StatusMethodNotAllowed {
