@@ -172,19 +172,8 @@ func CSRFToken(r *http.Request) string {
 // Middleware passes on only authenticated requests, with the user in their
 // context (see User).
 func (a *Auth) Middleware(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.TLS == nil {
-			http.Error(w, "stenofleet is served over TLS only", http.StatusForbidden)
-			return
-		}
+	return a.guard(func(w http.ResponseWriter, r *http.Request) {
 		if user, ok := certUser(r); ok {
-			// A browser presents a client certificate to cross-site requests
-			// too, so certificates get the Origin/Sec-Fetch-Site check that
-			// sessions get from their token.
-			if err := a.origin.Check(r); err != nil {
-				http.Error(w, "cross-origin request refused", http.StatusForbidden)
-				return
-			}
 			next.ServeHTTP(w, withIdentity(r, identity{user: user}))
 			return
 		}
@@ -200,6 +189,27 @@ func (a *Auth) Middleware(next http.Handler) http.Handler {
 			return
 		}
 		next.ServeHTTP(w, withIdentity(r, identity{user: s.user, csrf: token}))
+	})
+}
+
+// guard refuses what no handler here serves: plain HTTP, and unsafe
+// requests a browser marks (Sec-Fetch-Site, Origin) as cross-origin. The
+// latter matters most for certificates, which a browser presents to
+// cross-site requests too and which have no CSRF token; for sessions and
+// the login form (an attacker logging the browser in as himself) it backs
+// up SameSite=Strict and the token.
+func (a *Auth) guard(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil {
+			http.Error(w, "stenofleet is served over TLS only", http.StatusForbidden)
+			return
+		}
+		if err := a.origin.Check(r); err != nil {
+			a.cfg.Logger.Warn("auth: cross-origin request refused", "method", r.Method, "path", r.URL.Path, "addr", r.RemoteAddr)
+			http.Error(w, "cross-origin request refused", http.StatusForbidden)
+			return
+		}
+		h(w, r)
 	})
 }
 

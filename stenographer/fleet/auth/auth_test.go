@@ -292,9 +292,9 @@ func TestClientCertificates(t *testing.T) {
 
 func TestNoTLSRefused(t *testing.T) {
 	f := newFixture(t)
-	for _, h := range []http.Handler{f.auth.Middleware(http.NotFoundHandler()), f.auth.LoginHandler()} {
+	for _, h := range []http.Handler{f.auth.Middleware(http.NotFoundHandler()), f.auth.LoginHandler(), f.auth.LogoutHandler()} {
 		w := httptest.NewRecorder()
-		h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "http://stenofleet/", nil))
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "http://stenofleet/", nil))
 		if w.Code != http.StatusForbidden {
 			t.Errorf("plain HTTP: status %d, want 403", w.Code)
 		}
@@ -368,6 +368,7 @@ func TestCSRF(t *testing.T) {
 		{"PUT without", request{method: http.MethodPut}, http.StatusForbidden},
 		{"DELETE without", request{method: http.MethodDelete}, http.StatusForbidden},
 		{"DELETE right", request{method: http.MethodDelete, header: map[string]string{csrfHeader: token}}, http.StatusOK},
+		{"POST right but cross-site", request{method: http.MethodPost, header: map[string]string{csrfHeader: token, "Sec-Fetch-Site": "cross-site"}}, http.StatusForbidden},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.rq.cookie = ck

@@ -21,11 +21,7 @@ const maxLoginBody = 4 << 10
 
 // LoginHandler serves the login form on GET and checks it on POST.
 func (a *Auth) LoginHandler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.TLS == nil {
-			http.Error(w, "stenofleet is served over TLS only", http.StatusForbidden)
-			return
-		}
+	return a.guard(func(w http.ResponseWriter, r *http.Request) {
 		switch r.Method {
 		case http.MethodGet, http.MethodHead:
 			renderLogin(w, http.StatusOK, "")
@@ -48,11 +44,6 @@ func renderLogin(w http.ResponseWriter, status int, msg string) {
 
 func (a *Auth) login(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	// Refuses a cross-site form posting an attacker's credentials (login CSRF).
-	if err := a.origin.Check(r); err != nil {
-		http.Error(w, "cross-origin request refused", http.StatusForbidden)
-		return
-	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxLoginBody)
 	if err := r.ParseForm(); err != nil {
 		http.Error(w, "bad login form", http.StatusBadRequest)
@@ -157,7 +148,7 @@ func clientAddr(r *http.Request) string {
 // LogoutHandler ends the request's session (POST, with its CSRF token) and
 // sends the browser to the login page.
 func (a *Auth) LogoutHandler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return a.guard(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", "POST")
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
