@@ -306,7 +306,9 @@ func TestLogin(t *testing.T) {
 	c := f.client(nil)
 
 	page := f.mustDo(c, request{path: LoginPath})
-	if page.status != http.StatusOK || !strings.Contains(page.body, `name="password"`) || strings.Contains(page.body, "http") && strings.Contains(page.body, "src=") {
+	// A self-contained form: nothing fetched from elsewhere, posting back here.
+	if page.status != http.StatusOK || !strings.Contains(page.body, `name="password"`) || !strings.Contains(page.body, `action="`+LoginPath+`"`) ||
+		strings.Contains(page.body, "src=") || strings.Contains(page.body, "href=") || page.header.Get("Content-Security-Policy") == "" {
 		t.Errorf("login page: status %d body %q", page.status, page.body)
 	}
 
@@ -417,6 +419,26 @@ func TestLogout(t *testing.T) {
 	}
 	if r := f.mustDo(c, request{cookie: other}); r.status != http.StatusOK {
 		t.Errorf("logout ended the user's other session: status %d", r.status)
+	}
+}
+
+func TestSessionsPerUserBounded(t *testing.T) {
+	f := newFixture(t)
+	c := f.client(nil)
+	var cookies []*http.Cookie
+	for i := 0; i <= maxSessionsPerUser; i++ {
+		ck, _ := f.login(c, "alice", alicePW)
+		cookies = append(cookies, ck)
+		f.clock.Add(time.Second) // orders the sessions by age
+	}
+	bob, _ := f.login(c, "bob", bobPW)
+	if r := f.mustDo(c, request{cookie: cookies[0]}); r.status != http.StatusUnauthorized {
+		t.Errorf("oldest of %d sessions: status %d, want 401", len(cookies), r.status)
+	}
+	for _, ck := range append(cookies[1:], bob) {
+		if r := f.mustDo(c, request{cookie: ck}); r.status != http.StatusOK {
+			t.Errorf("newer session: status %d", r.status)
+		}
 	}
 }
 

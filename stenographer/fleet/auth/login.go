@@ -39,7 +39,8 @@ func renderLogin(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
-	loginPage.Execute(w, msg) // a failed write means the client left
+	// A failed write means the client left.
+	loginPage.Execute(w, struct{ Action, Error string }{LoginPath, msg})
 }
 
 func (a *Auth) login(w http.ResponseWriter, r *http.Request) {
@@ -94,8 +95,7 @@ func (a *Auth) login(w http.ResponseWriter, r *http.Request) {
 	a.mu.Lock()
 	a.byUser.clear(key)
 	a.byAddr.refund(addr)
-	a.pruneSessions(now)
-	a.sessions[sessionKey(s.id)] = s
+	a.addSession(s, now)
 	a.mu.Unlock()
 	a.cfg.Logger.Info("auth: login", "user", user, "addr", addr)
 	http.SetCookie(w, &http.Cookie{

@@ -52,12 +52,29 @@ func (a *Auth) lookup(id string, now time.Time) *session {
 	return s
 }
 
-// pruneSessions drops expired sessions so abandoned logins do not
-// accumulate. REQUIRES: a.mu held.
-func (a *Auth) pruneSessions(now time.Time) {
-	for k, s := range a.sessions {
-		if !now.Before(s.expires) {
+// maxSessionsPerUser bounds the memory one user's logins hold: beyond it
+// the oldest session ends.
+const maxSessionsPerUser = 16
+
+// addSession stores s, first dropping expired sessions so abandoned logins
+// do not accumulate, and the user's oldest beyond maxSessionsPerUser.
+// REQUIRES: a.mu held.
+func (a *Auth) addSession(s *session, now time.Time) {
+	var oldest [32]byte
+	n := 0
+	for k, o := range a.sessions {
+		switch {
+		case !now.Before(o.expires):
 			delete(a.sessions, k)
+		case o.user == s.user:
+			if n == 0 || o.expires.Before(a.sessions[oldest].expires) {
+				oldest = k
+			}
+			n++
 		}
 	}
+	if n >= maxSessionsPerUser {
+		delete(a.sessions, oldest)
+	}
+	a.sessions[sessionKey(s.id)] = s
 }
