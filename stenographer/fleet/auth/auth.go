@@ -17,8 +17,17 @@
 // file. Reload re-reads it; sessions of users removed or whose hash changed
 // end then.
 //
-// Mount LoginHandler at LoginPath and LogoutHandler at LogoutPath outside
-// Middleware, and everything else inside it.
+// Sessions live in memory only (a restart logs everyone out), end
+// SessionTTL after login, and number at most 16 per user. A user may fail
+// to log in 5 times and an address 20 times in 15 minutes; further tries
+// get 429 until the window ends. A failed login is answered after a fixed
+// delay (1s), whether the user exists or not.
+//
+// Serve with tls.Config.ClientAuth = tls.VerifyClientCertIfGiven (browsers
+// come without a certificate; a certificate that does not verify still
+// fails the handshake). Mount LoginHandler at LoginPath and LogoutHandler
+// at LogoutPath outside Middleware, and everything else inside it.
+// Handlers behind Middleware put CSRFToken(r) into their pages' forms.
 package auth
 
 import (
