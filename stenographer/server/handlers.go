@@ -43,7 +43,7 @@ func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request) {
 	req := serve.Request{Transport: metrics.TransportHTTP,
 		Log: s.log.With("remote", r.RemoteAddr)}
 	var err error
-	req.Limits, err = parseLimits(r.Header)
+	req.Limits, err = ParseLimits(r.Header)
 	if err != nil {
 		s.refuse(w, s.runner.Refuse(req, err))
 		return
@@ -130,9 +130,9 @@ func (f *flushWriter) Write(p []byte) (int, error) {
 
 func (f *flushWriter) Flush() error { return f.rc.Flush() }
 
-// parseLimits reads the limit headers: absent means no limit; present,
+// ParseLimits reads the limit headers (stenofleet relays them too): absent means no limit; present,
 // each must be one non-negative decimal integer (0 is no limit).
-func parseLimits(h http.Header) (pcap.Limits, error) {
+func ParseLimits(h http.Header) (pcap.Limits, error) {
 	var l pcap.Limits
 	for _, f := range []struct {
 		name string
