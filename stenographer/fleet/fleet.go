@@ -368,7 +368,7 @@ func (s *source) open(ctx context.Context, q Request, answered chan<- *source) {
 // stenofleet's certificate shows up as a bare "remote error".
 func describe(err error) error {
 	var re tls.AlertError
-	if errors.As(err, &re) {
+	if errors.As(err, &re) || strings.Contains(err.Error(), "remote error: tls:") {
 		return fmt.Errorf("TLS: the sensor refused stenofleet's client certificate (%w)", err)
 	}
 	var ce *tls.CertificateVerificationError
