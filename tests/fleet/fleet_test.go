@@ -141,6 +141,17 @@ func TestFleet(t *testing.T) {
 	}
 	e.startFleet()
 
+	// The merge is only tested if the sensors' packets interleave in time.
+	all := e.union(t, "host "+sharedHost, e.sensors)
+	switches := 0
+	for i := 1; i < len(all); i++ {
+		if all[i].Data[4] != all[i-1].Data[4] { // the sensor number in the source MAC
+			switches++
+		}
+	}
+	if switches < 10 {
+		t.Fatalf("the sensors' packets hardly interleave (%d switches in %d packets): the merge is not exercised", switches, len(all))
+	}
 	queries := []string{"host " + sharedHost, "udp and port 53", "tcp", "net 10.1.1.0/24", "host 10.1.2.3 or host 10.1.0.1"}
 	t.Run("merged equals union", func(t *testing.T) {
 		for _, q := range queries {
