@@ -235,6 +235,8 @@ func (s *Server) run(w http.ResponseWriter, r *http.Request, text string, _ []st
 	h.Set("Trailer", strings.Join([]string{server.TrailerTruncated, server.TrailerPackets, server.TrailerBytes,
 		TrailerMissing, TrailerSensorFileErrors, TrailerSensorTruncated}, ", "))
 	rc := http.NewResponseController(w)
+	// A client that stops reading must not hold the sensors' streams open.
+	defer server.InterruptWrites(r.Context(), rc)()
 	start := time.Now()
 	rep, err := s.fleet.Query(r.Context(), req, &flushWriter{w: w, rc: rc})
 	log := s.log.With("user", req.User, "query", text, "sensors", req.Sensors,

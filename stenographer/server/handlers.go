@@ -70,7 +70,7 @@ func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request) {
 		h.Set(HeaderCapture, down)
 	}
 	rc := http.NewResponseController(w)
-	defer interruptWrites(ctx, rc)()
+	defer InterruptWrites(ctx, rc)()
 	o := s.runner.Run(ctx, req, &flushWriter{w: w, rc: rc})
 	switch o.Outcome {
 	case metrics.OutcomeBadQuery, metrics.OutcomeBusy:
@@ -90,11 +90,11 @@ func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// interruptWrites makes a write blocked on a client that stopped reading
+// InterruptWrites (also used by stenofleet) makes a write blocked on a client that stopped reading
 // fail once ctx is done: cancelling a context alone does not interrupt
 // it, an expired write deadline does. Call the returned func before the
 // handler returns; after it, the response is never touched.
-func interruptWrites(ctx context.Context, rc *http.ResponseController) (stop func()) {
+func InterruptWrites(ctx context.Context, rc *http.ResponseController) (stop func()) {
 	var mu sync.Mutex
 	finished := false
 	stopAfter := context.AfterFunc(ctx, func() {
