@@ -43,7 +43,7 @@ func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request) {
 	req := serve.Request{Transport: metrics.TransportHTTP,
 		Log: s.log.With("remote", r.RemoteAddr)}
 	var err error
-	req.Limits, err = parseLimits(r.Header)
+	req.Limits, err = ParseLimits(r.Header)
 	if err != nil {
 		s.refuse(w, s.runner.Refuse(req, err))
 		return
@@ -70,7 +70,7 @@ func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request) {
 		h.Set(HeaderCapture, down)
 	}
 	rc := http.NewResponseController(w)
-	defer interruptWrites(ctx, rc)()
+	defer InterruptWrites(ctx, rc)()
 	o := s.runner.Run(ctx, req, &flushWriter{w: w, rc: rc})
 	switch o.Outcome {
 	case metrics.OutcomeBadQuery, metrics.OutcomeBusy:
@@ -90,11 +90,11 @@ func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// interruptWrites makes a write blocked on a client that stopped reading
+// InterruptWrites (also used by stenofleet) makes a write blocked on a client that stopped reading
 // fail once ctx is done: cancelling a context alone does not interrupt
 // it, an expired write deadline does. Call the returned func before the
 // handler returns; after it, the response is never touched.
-func interruptWrites(ctx context.Context, rc *http.ResponseController) (stop func()) {
+func InterruptWrites(ctx context.Context, rc *http.ResponseController) (stop func()) {
 	var mu sync.Mutex
 	finished := false
 	stopAfter := context.AfterFunc(ctx, func() {
@@ -130,9 +130,9 @@ func (f *flushWriter) Write(p []byte) (int, error) {
 
 func (f *flushWriter) Flush() error { return f.rc.Flush() }
 
-// parseLimits reads the limit headers: absent means no limit; present,
+// ParseLimits reads the limit headers (stenofleet relays them too): absent means no limit; present,
 // each must be one non-negative decimal integer (0 is no limit).
-func parseLimits(h http.Header) (pcap.Limits, error) {
+func ParseLimits(h http.Header) (pcap.Limits, error) {
 	var l pcap.Limits
 	for _, f := range []struct {
 		name string

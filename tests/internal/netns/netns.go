@@ -197,3 +197,43 @@ func alive(pid int) bool {
 	_, err := os.Stat(fmt.Sprintf("/proc/%d", pid))
 	return err == nil
 }
+
+// NewNamespace creates one more namespace (role names it: "stt-PID-N-role")
+// with lo up and IPv6 off, removed at test end. Tests that need a node
+// beside the pairs (stenofleet reaching three sensors) use it with Link.
+func NewNamespace(t testing.TB, role string) string {
+	t.Helper()
+	testenv.RequireRoot(t)
+	SweepStale(t)
+	ns := fmt.Sprintf("%s-%d-%d-%s", Prefix, os.Getpid(), counter.Add(1), role)
+	mustIP(t, "netns", "add", ns)
+	t.Cleanup(func() {
+		if namespaceExists(ns) {
+			if r := testenv.Run(testenv.Deadline, "ip", "netns", "del", ns); r.Err != nil {
+				t.Errorf("cleanup: %v", r.Err)
+			}
+		}
+	})
+	r := testenv.Run(testenv.Deadline, "ip", "netns", "exec", ns, "sysctl", "-q", "-w",
+		"net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
+	if r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	mustIP(t, "-n", ns, "link", "set", "lo", "up")
+	return ns
+}
+
+// Link joins namespaces a and b with a veth pair and gives the ends the
+// addresses addrA and addrB (CIDR form, e.g. 10.77.1.2/24). The ends go
+// with their namespaces.
+func Link(t testing.TB, a, b, addrA, addrB string) {
+	t.Helper()
+	n := counter.Add(1)
+	ifA := fmt.Sprintf("%s%dx%da", Prefix, os.Getpid(), n)
+	ifB := fmt.Sprintf("%s%dx%db", Prefix, os.Getpid(), n)
+	mustIP(t, "link", "add", ifA, "netns", a, "type", "veth", "peer", "name", ifB, "netns", b)
+	for _, e := range []struct{ ns, ifc, addr string }{{a, ifA, addrA}, {b, ifB, addrB}} {
+		mustIP(t, "-n", e.ns, "addr", "add", e.addr, "dev", e.ifc)
+		mustIP(t, "-n", e.ns, "link", "set", e.ifc, "up")
+	}
+}

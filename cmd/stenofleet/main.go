@@ -1,0 +1,68 @@
+// Command stenofleet is the multi-sensor front end: analysts send one
+// query (the sensor language on POST /query, or Docket's GET /pcap/... and
+// POST /api/ forms) and get one PCAP merged from every selected sensor.
+//
+// Exit status: 0 after a clean stop (SIGTERM/SIGINT), 2 for a bad command
+// line or config file, 1 for any other failure (certificates, listening).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/stenographer-ng/stenographer/stenographer/fleet"
+	"github.com/stenographer-ng/stenographer/stenographer/fleet/config"
+	"github.com/stenographer-ng/stenographer/stenographer/version"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stderr)) }
+
+func run(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("stenofleet", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "/etc/stenofleet/config.yaml", "configuration file (Docket's YAML, or JSON)")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	verbose := fs.Bool("v", false, "debug logging")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *showVersion {
+		fmt.Fprintln(os.Stdout, version.String("stenofleet"))
+		return 0
+	}
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		log.Error("bad configuration", "err", err)
+		return 2
+	}
+	f, err := fleet.New(cfg, fleet.Options{Logger: log})
+	if err != nil {
+		log.Error("loading the sensors' client certificates", "err", err)
+		return 1
+	}
+	srv, err := fleet.NewServer(cfg, f, log)
+	if err != nil {
+		log.Error("server", "err", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := srv.Serve(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		log.Error("serving", "err", err)
+		return 1
+	}
+	log.Info("stopped")
+	return 0
+}

@@ -1,0 +1,79 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+const docket = `
+stenographer_instances:
+  - { host: 127.0.0.1, sensor: sensor-001, port: 1234, key: /k.pem, cert: /c.pem, ca: /ca.pem }
+  - host: 10.0.0.2
+    sensor: dmz-1
+    key: /k.pem
+    cert: /c.pem
+    ca: /ca.pem
+    tags: [dmz]
+SPOOL_DIR: /var/spool/stenofleet/
+EXPIRE_TIME: 172800
+EXPIRE_SPACE: 500M
+QUERY_TIMEOUT: 720
+TLS_CERT: /s.pem
+TLS_KEY: /sk.pem
+CLIENT_CA: /ca.pem
+`
+
+func TestDocketYAML(t *testing.T) {
+	c, err := Parse([]byte(docket))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Sensors) != 2 || c.Sensors[0].Name != "sensor-001" || c.Sensors[1].Port != DefaultSensorPort ||
+		c.Sensors[1].Tags[0] != "dmz" || c.Sensors[0].ServerName != "127.0.0.1" {
+		t.Errorf("sensors: %+v", c.Sensors)
+	}
+	if c.SpoolDir != "/var/spool/stenofleet/" || time.Duration(c.ExpireTime) != 48*time.Hour ||
+		c.ExpireSpace != 500<<20 || time.Duration(c.SensorTimeout) != 12*time.Minute || c.Listen != DefaultListen {
+		t.Errorf("config: %+v", c)
+	}
+}
+
+func TestJSON(t *testing.T) {
+	c, err := Parse([]byte(`{"stenographer_instances": [{"host": "h", "sensor": "s", "key": "k", "cert": "c", "ca": "a"}],
+  "TLS_CERT": "x", "TLS_KEY": "y", "CLIENT_CA": "z", "SENSOR_TIMEOUT": "30s"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if time.Duration(c.SensorTimeout) != 30*time.Second {
+		t.Errorf("SENSOR_TIMEOUT = %v", c.SensorTimeout)
+	}
+}
+
+func TestErrorsNameTheKey(t *testing.T) {
+	for _, c := range []struct{ edit, key string }{
+		{"SPOOL_DIRR: /x\n", "SPOOL_DIRR"},
+		{"EXPIRE_TIME: soon\n", "EXPIRE_TIME"},
+		{"EXPIRE_SPACE: lots\n", "EXPIRE_SPACE"},
+		{"LISTEN: nowhere\n", "LISTEN"},
+		{"SENSOR_TIMEOUT: 5s\n", "SENSOR_TIMEOUT"},
+	} {
+		_, err := Parse([]byte(docket + c.edit))
+		if err == nil || !strings.Contains(err.Error(), c.key) {
+			t.Errorf("%q: error %v does not name %s", c.edit, err, c.key)
+		}
+	}
+	for _, c := range []struct{ text, key string }{
+		{strings.Replace(docket, "port: 1234", "port: 99999", 1), "port"},
+		{strings.Replace(docket, "port: 1234", "prot: 1234", 1), "prot"},
+		{strings.Replace(docket, "sensor: dmz-1", "sensor: sensor-001", 1), "sensor"},
+		{strings.Replace(docket, "TLS_CERT: /s.pem", "", 1), "TLS_CERT"},
+		{`{"stenographer_instances": [], "bogus": 1}`, "bogus"},
+		{`{"stenographer_instances": [{"host": "h", "sensor": "s", "port": "x"}]}`, "port"},
+	} {
+		_, err := Parse([]byte(c.text))
+		if err == nil || !strings.Contains(err.Error(), c.key) {
+			t.Errorf("error %v does not name %s", err, c.key)
+		}
+	}
+}

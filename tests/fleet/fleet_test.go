@@ -1,0 +1,526 @@
+// Package fleet_test runs stenofleet in front of three real sensors
+// (stenographer + stenotype, each capturing its own veth in its own
+// namespaces) and checks the merged results against what each sensor
+// returns alone.
+//
+// Topology: a "fleet" namespace holds stenofleet; a veth from it to each
+// sensor's capture namespace (10.77.i.1 ↔ 10.77.i.2) carries the HTTPS
+// queries. Sensors listen on 0.0.0.0 there, so the harness still reaches
+// them on 127.0.0.1, and stenofleet checks their certificates for
+// 127.0.0.1 (server_name). Capture is on the pair's veth only, so the
+// query link adds no frames to what the sensors record.
+package fleet_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+
+	"github.com/stenographer-ng/stenographer/tests/internal/daemon"
+	"github.com/stenographer-ng/stenographer/tests/internal/netns"
+	"github.com/stenographer-ng/stenographer/tests/internal/pcapfile"
+	"github.com/stenographer-ng/stenographer/tests/internal/testenv"
+)
+
+const (
+	perSensor  = 40
+	fleetAddr  = "127.0.0.1:9443"
+	sharedHost = "10.9.9.9"
+)
+
+// frames builds sensor i's traffic: UDP and TCP between 10.1.i.x and the
+// shared host, so "host 10.9.9.9" hits every sensor and "net 10.1.i.0/24"
+// one.
+func frames(t *testing.T, i int) []pcapfile.Packet {
+	var out []pcapfile.Packet
+	for j := 0; j < perSensor; j++ {
+		eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, byte(i), 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, byte(i), 2},
+			EthernetType: layers.EthernetTypeIPv4}
+		ip := &layers.IPv4{Version: 4, TTL: 64, SrcIP: net.IPv4(10, 1, byte(i), byte(1+j%4)), DstIP: net.ParseIP(sharedHost).To4()}
+		var l4 gopacket.SerializableLayer
+		if j%2 == 0 {
+			ip.Protocol = layers.IPProtocolUDP
+			u := &layers.UDP{SrcPort: layers.UDPPort(2000 + j), DstPort: 53}
+			u.SetNetworkLayerForChecksum(ip)
+			l4 = u
+		} else {
+			ip.Protocol = layers.IPProtocolTCP
+			c := &layers.TCP{SrcPort: layers.TCPPort(3000 + j), DstPort: 80, SYN: true, Window: 1024}
+			c.SetNetworkLayerForChecksum(ip)
+			l4 = c
+		}
+		buf := gopacket.NewSerializeBuffer()
+		payload := gopacket.Payload(bytes.Repeat([]byte{byte(i), byte(j)}, 20+j))
+		if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
+			eth, ip, l4, payload); err != nil {
+			t.Fatal(err)
+		}
+		d := append([]byte(nil), buf.Bytes()...)
+		out = append(out, pcapfile.Packet{Time: time.Unix(1700000000, int64(j)*1000), WireLen: len(d), Data: d})
+	}
+	return out
+}
+
+type sensorNode struct {
+	name string
+	pair *netns.Pair
+	d    *daemon.Daemon
+}
+
+type fleetEnv struct {
+	t       *testing.T
+	ns      string
+	sensors []*sensorNode
+	client  *http.Client // alice, from the analysts' CA
+	dir     string
+	log     *testenv.SyncBuffer
+	cmd     *exec.Cmd
+}
+
+func TestFleet(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireTools(t, "ip", "tcpreplay", "tcpdump")
+	e := &fleetEnv{t: t, dir: t.TempDir(), log: &testenv.SyncBuffer{}}
+	e.ns = netns.NewNamespace(t, "fleet")
+
+	// Three sensors, started together; their readiness is awaited after.
+	for i := 0; i < 3; i++ {
+		pair := netns.NewPair(t)
+		netns.Link(t, pair.CaptureNS, e.ns, fmt.Sprintf("10.77.%d.2/24", i), fmt.Sprintf("10.77.%d.1/24", i))
+		d := daemon.Start(t, pair, daemon.Options{NoWait: true, Edit: func(c *daemon.Config) { c.Host = "0.0.0.0" }})
+		e.sensors = append(e.sensors, &sensorNode{name: fmt.Sprintf("sensor-%d", i), pair: pair, d: d})
+	}
+	for _, s := range e.sensors {
+		s.d.WaitFor("HTTPS to answer and stenotype to report", 90*time.Second, func() bool {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			code, _, err := s.d.Get(ctx, "/debug/stats")
+			return err == nil && code == http.StatusOK && bytes.Contains(s.d.Log(), []byte("STATS thread="))
+		})
+	}
+	// Each sensor captures its own traffic, replayed at the same time so
+	// the sensors' timestamps interleave.
+	errs := make(chan error, 3)
+	for i, s := range e.sensors {
+		file := filepath.Join(e.dir, s.name+".pcap")
+		if err := pcapfile.Write(file, frames(t, i)); err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			r := s.pair.RunSender(2*time.Minute, "tcpreplay", "-i", s.pair.SenderIf, "--pps=100", file)
+			errs <- r.Err
+		}()
+	}
+	for range e.sensors {
+		if err := <-errs; err != nil {
+			t.Fatalf("tcpreplay: %v", err)
+		}
+	}
+	for _, s := range e.sensors {
+		s.waitCount(t, "host "+sharedHost, perSensor)
+	}
+	e.startFleet()
+
+	// The merge is only tested if the sensors' packets interleave in time.
+	all := e.union(t, "host "+sharedHost, e.sensors)
+	switches := 0
+	for i := 1; i < len(all); i++ {
+		if all[i].Data[4] != all[i-1].Data[4] { // the sensor number in the source MAC
+			switches++
+		}
+	}
+	if switches < 10 {
+		t.Fatalf("the sensors' packets hardly interleave (%d switches in %d packets): the merge is not exercised", switches, len(all))
+	}
+	queries := []string{"host " + sharedHost, "udp and port 53", "tcp", "net 10.1.1.0/24", "host 10.1.2.3 or host 10.1.0.1"}
+	t.Run("merged equals union", func(t *testing.T) {
+		for _, q := range queries {
+			want := e.union(t, q, e.sensors)
+			got := e.query(t, "/query?sensors=good", q, http.StatusOK)
+			e.samePackets(t, q, got.Packets, want)
+		}
+	})
+	t.Run("sensor selection by tag and name", func(t *testing.T) {
+		q := "host " + sharedHost
+		got := e.query(t, "/query?sensors=dmz", q, http.StatusOK)
+		e.samePackets(t, "dmz", got.Packets, e.union(t, q, e.sensors[:1]))
+		got = e.query(t, "/query?sensors=core,sensor-0", q, http.StatusOK)
+		e.samePackets(t, "core,sensor-0", got.Packets, e.union(t, q, e.sensors))
+		e.query(t, "/query?sensors=nosuch", q, http.StatusBadRequest)
+	})
+	t.Run("docket GET and POST", func(t *testing.T) {
+		want := e.union(t, "host "+sharedHost+" and udp", e.sensors)
+		e.samePackets(t, "GET /pcap", e.get(t, "/pcap/host/"+sharedHost+"/udp/?sensors=good", http.StatusOK).Packets, want)
+		form := url.Values{"host": {sharedHost}, "proto-name": {"udp"}}
+		e.samePackets(t, "POST /api/ form", e.post(t, "/api/?sensors=good", "application/x-www-form-urlencoded",
+			form.Encode(), http.StatusOK).Packets, want)
+		e.samePackets(t, "POST /api/ JSON", e.post(t, "/api/?sensors=good", "application/json",
+			`{"host": "`+sharedHost+`", "proto-name": "udp"}`, http.StatusOK).Packets, want)
+		want = e.union(t, "net 10.1.0.0/24 and port 53 and after 600m ago", e.sensors)
+		e.samePackets(t, "GET /pcap net", e.get(t, "/pcap/net/10.1.0.0/24/port/53/after/10h/?sensors=good", http.StatusOK).Packets, want)
+		e.get(t, "/pcap/host/not-an-ip/", http.StatusBadRequest)
+	})
+	t.Run("limits", func(t *testing.T) {
+		r := e.do(t, "POST", "/query?sensors=good", "", "host "+sharedHost, map[string]string{"Steno-Limit-Packets": "7"})
+		if r.status != http.StatusOK || len(parse(t, r.body).Packets) != 7 || r.trailer.Get("Steno-Truncated") != "true" {
+			t.Errorf("limit 7: status %d, %d bytes, trailers %v", r.status, len(r.body), r.trailer)
+		}
+	})
+	t.Run("every sensor refuses", func(t *testing.T) {
+		r := e.do(t, "POST", "/query?sensors=good", "", "host 1.2.3.4 and (", nil)
+		if r.status != http.StatusBadRequest || !strings.Contains(string(r.body), "refused") {
+			t.Errorf("bad query: status %d: %s", r.status, r.body)
+		}
+	})
+	t.Run("bad client certificate", func(t *testing.T) {
+		r := e.do(t, "POST", "/query?sensors=good,bad", "", "host "+sharedHost, nil)
+		miss := r.trailer.Get("Steno-Missing-Sensors")
+		if r.status != http.StatusOK || !strings.Contains(miss, "sensor-badcert=") || !strings.Contains(miss, "certificate") ||
+			strings.Contains(miss, "sensor-0") {
+			t.Errorf("status %d, Steno-Missing-Sensors %q", r.status, miss)
+		}
+		e.samePackets(t, "good,bad", parse(t, r.body).Packets, e.union(t, "host "+sharedHost, e.sensors))
+	})
+	t.Run("access", func(t *testing.T) {
+		e.refused(t, nil, "no client certificate")
+		other := newCA(t, e.dir, "other")
+		cf, kf := other.issue("mallory", false)
+		kp, err := tls.LoadX509KeyPair(cf, kf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.refused(t, []tls.Certificate{kp}, "a certificate from another CA")
+		if !strings.Contains(string(e.log.Bytes()), "user=alice") {
+			t.Errorf("queries are not logged with the user; log:\n%s", testenv.Tail(e.log.Bytes(), 2000))
+		}
+	})
+	t.Run("stats and metrics", func(t *testing.T) {
+		var st []map[string]any
+		if err := json.Unmarshal(e.get(t, "/stats", http.StatusOK).raw, &st); err != nil {
+			t.Fatal(err)
+		}
+		if len(st) != 4 {
+			t.Fatalf("stats: %d entries, want 4: %v", len(st), st)
+		}
+		for _, s := range st {
+			name, _ := s["sensor"].(string)
+			_, hasErr := s["error"]
+			_, hasFiles := s["current_files"]
+			if (name == "sensor-badcert") != hasErr || (name != "sensor-badcert" && !hasFiles) {
+				t.Errorf("stats entry %v", s)
+			}
+		}
+		m := string(e.get(t, "/metrics", http.StatusOK).raw)
+		for _, want := range []string{`stenofleet_queries_total{outcome="ok"}`, `stenofleet_queries_total{outcome="partial"}`,
+			`stenofleet_sensor_errors_total{kind="error",sensor="sensor-badcert"}`, "stenofleet_bytes_served_total",
+			`stenofleet_sensor_query_seconds_count{sensor="sensor-1"}`} {
+			if !strings.Contains(m, want) {
+				t.Errorf("/metrics lacks %s", want)
+			}
+		}
+	})
+	t.Run("one sensor stopped", func(t *testing.T) {
+		e.sensors[2].d.Stop()
+		q := "host " + sharedHost
+		r := e.do(t, "POST", "/query?sensors=good", "", q, nil)
+		miss := r.trailer.Get("Steno-Missing-Sensors")
+		if r.status != http.StatusOK || !strings.HasPrefix(miss, "sensor-2=") || strings.Contains(miss, ",") {
+			t.Fatalf("status %d, Steno-Missing-Sensors %q", r.status, miss)
+		}
+		e.samePackets(t, "two sensors", parse(t, r.body).Packets, e.union(t, q, e.sensors[:2]))
+	})
+}
+
+// startFleet writes stenofleet's config (the three sensors tagged, plus
+// one with a client certificate the sensors do not trust) and starts it
+// in the fleet namespace.
+func (e *fleetEnv) startFleet() {
+	t := e.t
+	analysts := newCA(t, e.dir, "analysts")
+	srvCert, srvKey := analysts.issue("stenofleet", true)
+	aliceCert, aliceKey := analysts.issue("alice", false)
+	rogue := newCA(t, e.dir, "rogue")
+	badCert, badKey := rogue.issue("stenofleet-client", false)
+	var b strings.Builder
+	b.WriteString("stenographer_instances:\n")
+	tags := []string{"[dmz, good]", "[core, good]", "[core, good]"}
+	for i, s := range e.sensors {
+		cd := s.d.CertDir
+		fmt.Fprintf(&b, "  - { host: 10.77.%d.2, sensor: %s, port: %d, key: %s, cert: %s, ca: %s, server_name: 127.0.0.1, tags: %s }\n",
+			i, s.name, daemon.HTTPSPort, filepath.Join(cd, "client_key.pem"), filepath.Join(cd, "client_cert.pem"),
+			filepath.Join(cd, "ca_cert.pem"), tags[i])
+	}
+	cd := e.sensors[0].d.CertDir
+	fmt.Fprintf(&b, "  - { host: 10.77.0.2, sensor: sensor-badcert, port: %d, key: %s, cert: %s, ca: %s, server_name: 127.0.0.1, tags: [bad] }\n",
+		daemon.HTTPSPort, badKey, badCert, filepath.Join(cd, "ca_cert.pem"))
+	fmt.Fprintf(&b, "SPOOL_DIR: %s\nEXPIRE_TIME: 3600\nLISTEN: %s\nTLS_CERT: %s\nTLS_KEY: %s\nCLIENT_CA: %s\nSENSOR_TIMEOUT: 60s\n",
+		filepath.Join(e.dir, "spool"), fleetAddr, srvCert, srvKey, analysts.File)
+	cfg := filepath.Join(e.dir, "stenofleet.yaml")
+	if err := os.WriteFile(cfg, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.cmd = netns.Command(e.ns, testenv.Binary(t, "stenofleet"), "--config="+cfg)
+	e.cmd.Stdout, e.cmd.Stderr = e.log, e.log
+	e.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := e.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { e.cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		syscall.Kill(-e.cmd.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			syscall.Kill(-e.cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("stenofleet log:\n%s", testenv.Tail(e.log.Bytes(), 6000))
+		}
+	})
+
+	pool, err := caPool(analysts.File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := tls.LoadX509KeyPair(aliceCert, aliceKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.client = e.httpClient(&tls.Config{RootCAs: pool, ServerName: "127.0.0.1", Certificates: []tls.Certificate{kp}})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := e.client.Get("https://" + fleetAddr + "/metrics")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		select {
+		case <-done:
+			t.Fatalf("stenofleet exited: %s", e.log.Bytes())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stenofleet does not answer: %v\n%s", err, e.log.Bytes())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func caPool(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("no certificate in %s", file)
+	}
+	return pool, nil
+}
+
+func (e *fleetEnv) httpClient(c *tls.Config) *http.Client {
+	ns := "/var/run/netns/" + e.ns
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: c, DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return daemon.DialInNS(ctx, ns, network, addr)
+		}}}
+}
+
+// refused checks that a client with certs gets no answer.
+func (e *fleetEnv) refused(t *testing.T, certs []tls.Certificate, what string) {
+	t.Helper()
+	pool, err := caPool(filepath.Join(e.dir, "analysts_ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := e.httpClient(&tls.Config{RootCAs: pool, ServerName: "127.0.0.1", Certificates: certs})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "POST", "https://"+fleetAddr+"/query", strings.NewReader("host "+sharedHost))
+	resp, err := c.Do(req)
+	if err == nil {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		t.Errorf("%s: status %d, %d bytes; want the TLS handshake refused", what, resp.StatusCode, len(body))
+	}
+}
+
+type answer struct {
+	status  int
+	body    []byte
+	raw     []byte
+	trailer http.Header
+}
+
+func (e *fleetEnv) do(t *testing.T, method, path, ctype, body string, hdr map[string]string) answer {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, "https://"+fleetAddr+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := e.client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: reading: %v", method, path, err)
+	}
+	return answer{status: resp.StatusCode, body: b, raw: b, trailer: resp.Trailer}
+}
+
+func (e *fleetEnv) expect(t *testing.T, a answer, what string, status int) answer {
+	t.Helper()
+	if a.status != status {
+		t.Fatalf("%s: status %d, want %d: %s", what, a.status, status, testenv.Tail(a.body, 300))
+	}
+	if status == http.StatusOK && a.trailer.Get("Steno-Missing-Sensors") != "" && !strings.Contains(what, "bad") {
+		t.Errorf("%s: Steno-Missing-Sensors %q", what, a.trailer.Get("Steno-Missing-Sensors"))
+	}
+	return a
+}
+
+func (e *fleetEnv) query(t *testing.T, path, q string, status int) *pcapfile.File {
+	t.Helper()
+	a := e.expect(t, e.do(t, "POST", path, "", q, nil), "POST "+path+" "+q, status)
+	if status != http.StatusOK {
+		return nil
+	}
+	e.tcpdumpReads(t, q, a.body)
+	return parse(t, a.body)
+}
+
+type got struct {
+	*pcapfile.File
+	raw []byte
+}
+
+func (e *fleetEnv) get(t *testing.T, path string, status int) got {
+	t.Helper()
+	a := e.expect(t, e.do(t, "GET", path, "", "", nil), "GET "+path, status)
+	g := got{raw: a.body}
+	if status == http.StatusOK && !strings.HasPrefix(path, "/stats") && !strings.HasPrefix(path, "/metrics") {
+		g.File = parse(t, a.body)
+	}
+	return g
+}
+
+func (e *fleetEnv) post(t *testing.T, path, ctype, body string, status int) got {
+	t.Helper()
+	a := e.expect(t, e.do(t, "POST", path, ctype, body, nil), "POST "+path+" "+body, status)
+	return got{File: parse(t, a.body), raw: a.body}
+}
+
+func parse(t *testing.T, b []byte) *pcapfile.File {
+	t.Helper()
+	f, err := pcapfile.Parse(b)
+	if err != nil {
+		t.Fatalf("not a PCAP (%d bytes): %v", len(b), err)
+	}
+	return f
+}
+
+// union is what the sensors return alone for q, merged in timestamp order
+// (ties in sensor order, as stenofleet's merge breaks them).
+func (e *fleetEnv) union(t *testing.T, q string, sensors []*sensorNode) []pcapfile.Packet {
+	t.Helper()
+	var all []pcapfile.Packet
+	for _, s := range sensors {
+		all = append(all, parse(t, s.d.MustQuery(q, nil)).Packets...)
+	}
+	sort.SliceStable(all, func(i, j int) bool { return all[i].Time.Before(all[j].Time) })
+	if len(all) == 0 {
+		t.Fatalf("%q: no sensor returns a packet; the test checks nothing", q)
+	}
+	return all
+}
+
+func (e *fleetEnv) samePackets(t *testing.T, what string, gotP, want []pcapfile.Packet) {
+	t.Helper()
+	if len(gotP) != len(want) {
+		t.Errorf("%s: %d packets, want %d", what, len(gotP), len(want))
+		return
+	}
+	for i := range want {
+		g, w := gotP[i], want[i]
+		if !g.Time.Equal(w.Time) || g.WireLen != w.WireLen || !bytes.Equal(g.Data, w.Data) {
+			t.Errorf("%s: packet %d is %v/%d/%x, want %v/%d/%x", what, i, g.Time, g.WireLen, g.Data[:min(len(g.Data), 40)],
+				w.Time, w.WireLen, w.Data[:min(len(w.Data), 40)])
+			return
+		}
+	}
+}
+
+var tcpdumpLine = regexp.MustCompile(`(?m)^\d\d:\d\d:\d\d\.\d+ `)
+
+// tcpdumpReads has the real tcpdump read the merged result.
+func (e *fleetEnv) tcpdumpReads(t *testing.T, what string, data []byte) {
+	t.Helper()
+	f := filepath.Join(e.dir, "merged-"+strconv.Itoa(len(data))+".pcap")
+	if err := os.WriteFile(f, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := testenv.Run(testenv.Deadline, "tcpdump", "-n", "-r", f)
+	if r.Err != nil {
+		t.Fatalf("%s: tcpdump -r: %v", what, r.Err)
+	}
+	if n, want := len(tcpdumpLine.FindAll(r.Stdout, -1)), len(parse(t, data).Packets); n != want {
+		t.Errorf("%s: tcpdump prints %d packets, the file holds %d", what, n, want)
+	}
+}
+
+// waitCount polls a sensor until q returns want packets.
+func (s *sensorNode) waitCount(t *testing.T, q string, want int) {
+	t.Helper()
+	n := -1
+	ok := s.d.Poll(90*time.Second, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		r, err := s.d.Query(ctx, q, nil)
+		if err != nil || r.Status != http.StatusOK {
+			return false
+		}
+		f, err := pcapfile.Parse(r.Body)
+		if err != nil {
+			return false
+		}
+		n = len(f.Packets)
+		return n >= want
+	})
+	if !ok || n != want {
+		t.Fatalf("%s: %q returns %d packets, want %d", s.name, q, n, want)
+	}
+}
