@@ -16,9 +16,11 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/stenographer-ng/stenographer/stenographer/fleet"
 	"github.com/stenographer-ng/stenographer/stenographer/fleet/config"
+	"github.com/stenographer-ng/stenographer/stenographer/fleet/jobs"
 	"github.com/stenographer-ng/stenographer/stenographer/version"
 )
 
@@ -47,6 +49,9 @@ func run(args []string, stderr io.Writer) int {
 		log.Error("bad configuration", "err", err)
 		return 2
 	}
+	for _, w := range cfg.Warnings {
+		log.Warn("configuration", "config", *cfgPath, "warning", w)
+	}
 	f, err := fleet.New(cfg, fleet.Options{Logger: log})
 	if err != nil {
 		log.Error("loading the sensors' client certificates", "err", err)
@@ -59,7 +64,26 @@ func run(args []string, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := srv.Serve(ctx); err != nil && !errors.Is(err, context.Canceled) {
+	jobsDone := make(chan struct{})
+	if cfg.SpoolDir == "" {
+		close(jobsDone)
+		log.Info("no SPOOL_DIR: the job API (/q/, /status/, /ids, /urls) is off")
+	} else {
+		m, err := jobs.New(jobs.Config{SpoolDir: cfg.SpoolDir, Run: f.JobRunner(),
+			TimeWindow: time.Duration(cfg.TimeWindow), ExpireTime: time.Duration(cfg.ExpireTime),
+			ExpireSpace: int64(cfg.ExpireSpace), CleanupInterval: time.Duration(cfg.CleanupTime),
+			Logger: log, Registerer: f.Metrics().Registry()})
+		if err != nil {
+			log.Error("job spool", "SPOOL_DIR", cfg.SpoolDir, "err", err)
+			return 1
+		}
+		srv.MountJobs(m)
+		go func() { m.Run(ctx); close(jobsDone) }()
+	}
+	err = srv.Serve(ctx)
+	stop()
+	<-jobsDone // a job cut short stays Running on disk and is re-run at the next start
+	if err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("serving", "err", err)
 		return 1
 	}

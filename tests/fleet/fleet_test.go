@@ -26,6 +26,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -239,6 +240,46 @@ func TestFleet(t *testing.T) {
 			}
 		}
 	})
+	t.Run("jobs", func(t *testing.T) {
+		submit := func(path string) map[string]string {
+			var j map[string]string
+			if err := json.Unmarshal(e.getRaw(t, path, http.StatusOK), &j); err != nil {
+				t.Fatalf("GET %s: %v", path, err)
+			}
+			return j
+		}
+		j := submit("/q/host/" + sharedHost + "/udp/?sensors=good")
+		if again := submit("/q/udp/host/" + sharedHost + "/?sensors=good"); again["id"] != j["id"] {
+			t.Errorf("the same clauses in another order: job %s, want %s", again["id"], j["id"])
+		}
+		if !strings.Contains(j["query"], " and after ") || j["url"] != "/"+j["id"]+"/merged.pcap" {
+			t.Errorf("job %v: want resolved time bounds in query and url /<id>/merged.pcap", j)
+		}
+		deadline := time.Now().Add(2 * time.Minute)
+		for {
+			var st map[string]struct{ State string }
+			if err := json.Unmarshal(e.getRaw(t, "/status/"+j["id"], http.StatusOK), &st); err != nil {
+				t.Fatal(err)
+			}
+			if st[j["id"]].State == "Completed" {
+				break
+			}
+			if st[j["id"]].State == "Failed" || time.Now().After(deadline) {
+				t.Fatalf("job %s: state %q", j["id"], st[j["id"]].State)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		res := e.get(t, j["url"], http.StatusOK)
+		stream := e.query(t, "/query?sensors=good", j["query"], http.StatusOK)
+		e.samePackets(t, "job result", res.Packets, stream.Packets)
+		e.samePackets(t, "job result", res.Packets, e.union(t, "host "+sharedHost+" and udp", e.sensors))
+		e.tcpdumpReads(t, "job result", res.raw)
+		var ids []string
+		if err := json.Unmarshal(e.getRaw(t, "/ids", http.StatusOK), &ids); err != nil || !slices.Contains(ids, j["id"]) {
+			t.Errorf("/ids = %v (%v), want %s listed", ids, err, j["id"])
+		}
+		e.getRaw(t, "/no-such-job/merged.pcap", http.StatusNotFound)
+	})
 	t.Run("one sensor stopped", func(t *testing.T) {
 		e.sensors[2].d.Stop()
 		q := "host " + sharedHost
@@ -436,6 +477,12 @@ func (e *fleetEnv) get(t *testing.T, path string, status int) got {
 		g.File = parse(t, a.body)
 	}
 	return g
+}
+
+// getRaw is a GET whose answer is not a PCAP (JSON, or an error).
+func (e *fleetEnv) getRaw(t *testing.T, path string, status int) []byte {
+	t.Helper()
+	return e.expect(t, e.do(t, "GET", path, "", "", nil), "GET "+path, status).body
 }
 
 func (e *fleetEnv) post(t *testing.T, path, ctype, body string, status int) got {

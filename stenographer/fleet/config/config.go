@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -52,6 +53,69 @@ type Config struct {
 	ExpireTime  Duration `yaml:"EXPIRE_TIME" json:"EXPIRE_TIME"`
 	ExpireSpace Size     `yaml:"EXPIRE_SPACE" json:"EXPIRE_SPACE"`
 	CleanupTime Duration `yaml:"CLEANUP_TIME" json:"CLEANUP_TIME"`
+
+	// The spellings of Docket's deployment templates: the same settings.
+	SensorsUpper  []Sensor `yaml:"STENOGRAPHER_INSTANCES" json:"STENOGRAPHER_INSTANCES"`
+	CleanupPeriod Duration `yaml:"CLEANUP_PERIOD" json:"CLEANUP_PERIOD"`
+
+	// Docket's keys for Flask, Celery, logging and its web server, which
+	// one Go process has no use for; accepted so Docket's file works
+	// unchanged, and named in Warnings.
+	DocketOnly `yaml:",inline"`
+
+	// Warnings are said once at start (not read from the file).
+	Warnings []string `yaml:"-" json:"-"`
+}
+
+// DocketOnly holds the Docket keys stenofleet accepts and ignores.
+type DocketOnly struct {
+	Debug            any `yaml:"DEBUG" json:"DEBUG"`
+	Testing          any `yaml:"TESTING" json:"TESTING"`
+	SecretKey        any `yaml:"SECRET_KEY" json:"SECRET_KEY"`
+	SessionCookie    any `yaml:"SESSION_COOKIE_NAME" json:"SESSION_COOKIE_NAME"`
+	UseXSendfile     any `yaml:"USE_X_SENDFILE" json:"USE_X_SENDFILE"`
+	LoggerName       any `yaml:"LOGGER_NAME" json:"LOGGER_NAME"`
+	CeleryURL        any `yaml:"CELERY_URL" json:"CELERY_URL"`
+	WebRoot          any `yaml:"WEB_ROOT" json:"WEB_ROOT"`
+	PcapWebRoot      any `yaml:"PCAP_WEB_ROOT" json:"PCAP_WEB_ROOT"`
+	LogLevel         any `yaml:"LOG_LEVEL" json:"LOG_LEVEL"`
+	LogMsgFormat     any `yaml:"LOG_MSG_FORMAT" json:"LOG_MSG_FORMAT"`
+	LogDateFormat    any `yaml:"LOG_DATE_FORMAT" json:"LOG_DATE_FORMAT"`
+	LogDateUTC       any `yaml:"LOG_DATE_UTC" json:"LOG_DATE_UTC"`
+	LogFile          any `yaml:"LOG_FILE" json:"LOG_FILE"`
+	LogFileLevel     any `yaml:"LOG_FILE_LEVEL" json:"LOG_FILE_LEVEL"`
+	LogFileMsgFormat any `yaml:"LOG_FILE_MSG_FORMAT" json:"LOG_FILE_MSG_FORMAT"`
+	LogFileDate      any `yaml:"LOG_FILE_DATE_FORMAT" json:"LOG_FILE_DATE_FORMAT"`
+	EmptyResult      any `yaml:"EMPTY_RESULT" json:"EMPTY_RESULT"`
+	QueryFile        any `yaml:"QUERY_FILE" json:"QUERY_FILE"`
+	NoRedis          any `yaml:"DOCKET_NO_REDIS" json:"DOCKET_NO_REDIS"`
+	LongAgo          any `yaml:"LONG_AGO" json:"LONG_AGO"`
+	IdleTime         any `yaml:"IDLE_TIME" json:"IDLE_TIME"`
+	IdleSleep        any `yaml:"IDLE_SLEEP" json:"IDLE_SLEEP"`
+	StatTimeout      any `yaml:"STAT_TIMEOUT" json:"STAT_TIMEOUT"`
+	LockTimeout      any `yaml:"LOCK_TIMEOUT" json:"LOCK_TIMEOUT"`
+	WeightThreshold  any `yaml:"WEIGHT_THRESHOLD" json:"WEIGHT_THRESHOLD"`
+	WeightTotal      any `yaml:"WEIGHT_TOTAL" json:"WEIGHT_TOTAL"`
+	WeightIPs        any `yaml:"WEIGHT_IPS" json:"WEIGHT_IPS"`
+	WeightNets       any `yaml:"WEIGHT_NETS" json:"WEIGHT_NETS"`
+	WeightPorts      any `yaml:"WEIGHT_PORTS" json:"WEIGHT_PORTS"`
+	WeightHours      any `yaml:"WEIGHT_HOURS" json:"WEIGHT_HOURS"`
+	DateFormat       any `yaml:"DATE_FORMAT" json:"DATE_FORMAT"`
+	UUIDFormat       any `yaml:"UUID_FORMAT" json:"UUID_FORMAT"`
+	FreeBytes        any `yaml:"FREE_BYTES" json:"FREE_BYTES"`
+	FreeNodes        any `yaml:"FREE_NODES" json:"FREE_NODES"`
+}
+
+// ignored names the DocketOnly keys the file set.
+func (d DocketOnly) ignored() []string {
+	var out []string
+	v := reflect.ValueOf(d)
+	for i := range v.NumField() {
+		if !v.Field(i).IsNil() {
+			out = append(out, strings.Split(v.Type().Field(i).Tag.Get("json"), ",")[0])
+		}
+	}
+	return out
 }
 
 // Sensor is one entry of stenographer_instances: where a sensor's HTTPS
@@ -171,6 +235,21 @@ func lineOf(data []byte, off int64) int {
 }
 
 func (c *Config) check() error {
+	if len(c.SensorsUpper) > 0 {
+		if len(c.Sensors) > 0 {
+			return &Error{Key: "STENOGRAPHER_INSTANCES", Err: errors.New("given as well as stenographer_instances; give one")}
+		}
+		c.Sensors, c.SensorsUpper = c.SensorsUpper, nil
+	}
+	if c.CleanupPeriod != 0 {
+		if c.CleanupTime != 0 && c.CleanupTime != c.CleanupPeriod {
+			return &Error{Key: "CLEANUP_PERIOD", Err: errors.New("differs from CLEANUP_TIME (the same setting); give one")}
+		}
+		c.CleanupTime = c.CleanupPeriod
+	}
+	if keys := c.DocketOnly.ignored(); len(keys) > 0 {
+		c.Warnings = append(c.Warnings, "Docket keys with no meaning here, ignored: "+strings.Join(keys, ", "))
+	}
 	if c.Listen == "" {
 		c.Listen = DefaultListen
 	}

@@ -77,3 +77,66 @@ func TestErrorsNameTheKey(t *testing.T) {
 		}
 	}
 }
+
+// Docket's production template, as its deployment role writes it (the
+// upper-case STENOGRAPHER_INSTANCES, Flask, Celery and logging keys,
+// CLEANUP_PERIOD), plus only the three keys of stenofleet's own TLS.
+const docketProd = `---
+STENOGRAPHER_INSTANCES:
+  - { host: 127.0.0.1, sensor: sensor-001, port: 1234, key: /k.pem, cert: /c.pem, ca: /ca.pem }
+DEBUG: false
+TESTING: false
+SECRET_KEY: CHANGE_THIS
+SESSION_COOKIE_NAME: DOCKET_SESSION
+CELERY_URL: redis://localhost:6379
+SPOOL_DIR: /var/spool/docket/
+WEB_ROOT: /api
+PCAP_WEB_ROOT: /results
+LOGGER_NAME: docket
+LOG_LEVEL: info
+LOG_MSG_FORMAT: "[%(processName)-8s:%(thread)d] %(message)s"
+LOG_DATE_FORMAT: '%FT%T.%fZ'
+LOG_DATE_UTC: True
+LOG_FILE: /var/log/docket/docket.log
+TIME_WINDOW: 60
+EMPTY_RESULT: 25B
+MERGED_NAME: merged
+QUERY_FILE: query
+DOCKET_NO_REDIS: false
+IDLE_TIME: 5.0
+IDLE_SLEEP: 2.0
+STAT_TIMEOUT: 3.0
+QUERY_TIMEOUT: 720.0
+LOCK_TIMEOUT: 2.0
+EXPIRE_SPACE: 500MB
+EXPIRE_TIME: 48h
+CLEANUP_PERIOD: 1h
+DATE_FORMAT: '%FT%T'
+UUID_FORMAT: false
+FREE_BYTES: 200MB
+FREE_NODES: 10111
+TLS_CERT: /s.pem
+TLS_KEY: /sk.pem
+CLIENT_CA: /ca.pem
+`
+
+func TestDocketProductionTemplate(t *testing.T) {
+	c, err := Parse([]byte(docketProd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Sensors) != 1 || c.Sensors[0].Name != "sensor-001" {
+		t.Errorf("STENOGRAPHER_INSTANCES: %+v", c.Sensors)
+	}
+	if time.Duration(c.CleanupTime) != time.Hour || time.Duration(c.ExpireTime) != 48*time.Hour ||
+		c.ExpireSpace != 500<<20 || time.Duration(c.TimeWindow) != time.Minute {
+		t.Errorf("CLEANUP_PERIOD %v, EXPIRE_TIME %v, EXPIRE_SPACE %d, TIME_WINDOW %v", c.CleanupTime, c.ExpireTime, c.ExpireSpace, c.TimeWindow)
+	}
+	if len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "CELERY_URL") || !strings.Contains(c.Warnings[0], "FREE_NODES") {
+		t.Errorf("warnings %q, want one naming the ignored Docket keys", c.Warnings)
+	}
+	both := strings.Replace(docketProd, "DEBUG: false\n", "stenographer_instances: [{host: h, sensor: s, key: k, cert: c, ca: a}]\n", 1)
+	if _, err := Parse([]byte(both)); err == nil || !strings.Contains(err.Error(), "STENOGRAPHER_INSTANCES") {
+		t.Errorf("both spellings of the sensors: %v", err)
+	}
+}
