@@ -3,6 +3,7 @@ package fleet
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/stenographer-ng/stenographer/stenographer/fleet/auth"
 	"github.com/stenographer-ng/stenographer/stenographer/fleet/config"
 	"github.com/stenographer-ng/stenographer/stenographer/fleet/docket"
 	"github.com/stenographer-ng/stenographer/stenographer/server"
@@ -68,6 +70,9 @@ type Server struct {
 	cfg   *config.Config
 	log   *slog.Logger
 	auth  Authenticator
+	// login, when PASSWORD_FILE is set, takes over authentication from
+	// auth: certificates or password sessions.
+	login *auth.Auth
 	mux   *http.ServeMux
 
 	mu    sync.Mutex
@@ -75,12 +80,25 @@ type Server struct {
 	ready chan struct{}
 }
 
-// NewServer loads stenofleet's certificate and the analysts' CA.
+// NewServer sets up the API; with PASSWORD_FILE it loads the passwords
+// and serves the login page at /login and /logout.
 func NewServer(cfg *config.Config, f *Fleet, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{fleet: f, cfg: cfg, log: log, auth: CertUser, mux: http.NewServeMux(), ready: make(chan struct{})}
+	if cfg.PasswordFile != "" {
+		a, err := auth.New(auth.Config{PasswordFile: cfg.PasswordFile, Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("fleet: PASSWORD_FILE %s: %w", cfg.PasswordFile, err)
+		}
+		s.login = a
+		// With methods, as the job API's catch-all "GET /" has them.
+		s.mux.Handle("GET "+auth.LoginPath, a.LoginHandler())
+		s.mux.Handle("POST "+auth.LoginPath, a.LoginHandler())
+		s.mux.Handle("POST "+auth.LogoutPath, a.LogoutHandler())
+		s.Handle("GET /session", http.HandlerFunc(s.handleSession))
+	}
 	s.Handle("POST /query", http.HandlerFunc(s.handleQuery))
 	s.Handle("GET /pcap/{terms...}", http.HandlerFunc(s.handlePcap))
 	s.Handle("POST /api/", http.HandlerFunc(s.handleAPI))
@@ -89,12 +107,19 @@ func NewServer(cfg *config.Config, f *Fleet, log *slog.Logger) (*Server, error) 
 	return s, nil
 }
 
-// SetAuthenticator replaces the certificate CN check (before Serve).
+// SetAuthenticator replaces the certificate CN check (before Serve); it
+// has no effect when PASSWORD_FILE is set.
 func (s *Server) SetAuthenticator(a Authenticator) { s.auth = a }
 
 // Handle mounts h at pattern (http.ServeMux syntax) behind the same
 // authentication as every other handler; the user is in User(ctx).
 func (s *Server) Handle(pattern string, h http.Handler) {
+	if s.login != nil {
+		s.mux.Handle(pattern, s.login.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), userKey{}, auth.User(r))))
+		})))
+		return
+	}
 	s.mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		user, ok := s.auth(r)
 		if !ok {
@@ -124,6 +149,11 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("fleet: CLIENT_CA/TLS_CERT/TLS_KEY: %w", err)
+	}
+	if s.login != nil {
+		// Browsers come without a certificate; one that is shown must
+		// still verify against CLIENT_CA.
+		tc.ClientAuth = tls.VerifyClientCertIfGiven
 	}
 	base, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
@@ -354,4 +384,12 @@ func (sn *sensor) stats(ctx context.Context, timeout time.Duration) (map[string]
 		return nil, fmt.Errorf("GET /debug/stats: %w", err)
 	}
 	return st, nil
+}
+
+// handleSession answers GET /session with the user and the CSRF token the
+// page must send on POSTs ("" for certificate users, who need none).
+func (s *Server) handleSession(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	json.NewEncoder(w).Encode(map[string]string{"user": User(r.Context()), "csrf": auth.CSRFToken(r)})
 }

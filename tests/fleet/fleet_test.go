@@ -21,6 +21,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"net/url"
 	"os"
 	"os/exec"
@@ -37,6 +38,7 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 
+	"github.com/stenographer-ng/stenographer/stenographer/fleet/auth"
 	"github.com/stenographer-ng/stenographer/tests/internal/daemon"
 	"github.com/stenographer-ng/stenographer/tests/internal/netns"
 	"github.com/stenographer-ng/stenographer/tests/internal/pcapfile"
@@ -279,6 +281,7 @@ func TestFleet(t *testing.T) {
 			t.Errorf("/ids = %v (%v), want %s listed", ids, err, j["id"])
 		}
 		e.getRaw(t, "/no-such-job/merged.pcap", http.StatusNotFound)
+		t.Run("password access", func(t *testing.T) { e.passwordAccess(t, j["id"]) })
 	})
 	t.Run("one sensor stopped", func(t *testing.T) {
 		e.sensors[2].d.Stop()
@@ -314,8 +317,20 @@ func (e *fleetEnv) startFleet() {
 	cd := e.sensors[0].d.CertDir
 	fmt.Fprintf(&b, "  - { host: 10.77.0.2, sensor: sensor-badcert, port: %d, key: %s, cert: %s, ca: %s, server_name: 127.0.0.1, tags: [bad] }\n",
 		daemon.HTTPSPort, badKey, badCert, filepath.Join(cd, "ca_cert.pem"))
-	fmt.Fprintf(&b, "SPOOL_DIR: %s\nEXPIRE_TIME: 3600\nLISTEN: %s\nTLS_CERT: %s\nTLS_KEY: %s\nCLIENT_CA: %s\nSENSOR_TIMEOUT: 60s\n",
-		filepath.Join(e.dir, "spool"), fleetAddr, srvCert, srvKey, analysts.File)
+	pwFile := filepath.Join(e.dir, "passwords")
+	var pw strings.Builder
+	for _, u := range []string{"alice", "bob"} {
+		h, err := auth.HashPassword(u + "-secret")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&pw, "%s:%s\n", u, h)
+	}
+	if err := os.WriteFile(pwFile, []byte(pw.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(&b, "SPOOL_DIR: %s\nEXPIRE_TIME: 3600\nLISTEN: %s\nTLS_CERT: %s\nTLS_KEY: %s\nCLIENT_CA: %s\nSENSOR_TIMEOUT: 60s\nPASSWORD_FILE: %s\n",
+		filepath.Join(e.dir, "spool"), fleetAddr, srvCert, srvKey, analysts.File, pwFile)
 	cfg := filepath.Join(e.dir, "stenofleet.yaml")
 	if err := os.WriteFile(cfg, []byte(b.String()), 0o600); err != nil {
 		t.Fatal(err)
@@ -391,14 +406,21 @@ func (e *fleetEnv) httpClient(c *tls.Config) *http.Client {
 		}}}
 }
 
-// refused checks that a client with certs gets no answer.
+// refused checks that a client with certs gets no answer: the handshake
+// fails, or (no certificate, where browsers may log in) 401.
 func (e *fleetEnv) refused(t *testing.T, certs []tls.Certificate, what string) {
 	t.Helper()
 	pool, err := caPool(filepath.Join(e.dir, "analysts_ca.pem"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := e.httpClient(&tls.Config{RootCAs: pool, ServerName: "127.0.0.1", Certificates: certs})
+	tc := &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
+	if len(certs) > 0 {
+		// Sent whatever CAs the server names: a client picking by them
+		// would send none, which is the 401 case.
+		tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &certs[0], nil }
+	}
+	c := e.httpClient(tc)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, "POST", "https://"+fleetAddr+"/query", strings.NewReader("host "+sharedHost))
@@ -406,7 +428,9 @@ func (e *fleetEnv) refused(t *testing.T, certs []tls.Certificate, what string) {
 	if err == nil {
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		t.Errorf("%s: status %d, %d bytes; want the TLS handshake refused", what, resp.StatusCode, len(body))
+		if len(certs) > 0 || resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("%s: status %d, %d bytes; want the TLS handshake refused or 401", what, resp.StatusCode, len(body))
+		}
 	}
 }
 
@@ -569,5 +593,100 @@ func (s *sensorNode) waitCount(t *testing.T, q string, want int) {
 	})
 	if !ok || n != want {
 		t.Fatalf("%s: %q returns %d packets, want %d", s.name, q, n, want)
+	}
+}
+
+// browser is a client without a certificate, keeping cookies as a browser
+// does, that does not follow redirects (the test looks at them).
+func (e *fleetEnv) browser(t *testing.T) *http.Client {
+	t.Helper()
+	pool, err := caPool(filepath.Join(e.dir, "analysts_ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := e.httpClient(&tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
+	c.Jar, err = cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	c.Timeout = 2 * time.Minute
+	return c
+}
+
+// send is one request from c; it returns the status and the body.
+func send(t *testing.T, c *http.Client, method, path string, body string, hdr map[string]string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, "https://"+fleetAddr+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: reading: %v", method, path, err)
+	}
+	return resp.StatusCode, b
+}
+
+// logIn posts the login form and returns the session's CSRF token from
+// GET /session.
+func (e *fleetEnv) logIn(t *testing.T, c *http.Client, user, password string) string {
+	t.Helper()
+	form := url.Values{"user": {user}, "password": {password}}.Encode()
+	ct := map[string]string{"Content-Type": "application/x-www-form-urlencoded"}
+	if code, b := send(t, c, "POST", "/login", form, ct); code != http.StatusSeeOther {
+		t.Fatalf("login %s: status %d, want 303: %s", user, code, testenv.Tail(b, 300))
+	}
+	code, b := send(t, c, "GET", "/session", "", nil)
+	var s struct{ User, CSRF string }
+	if err := json.Unmarshal(b, &s); code != http.StatusOK || err != nil || s.User != user || s.CSRF == "" {
+		t.Fatalf("GET /session: status %d %s (%v), want user %s and a CSRF token", code, b, err, user)
+	}
+	return s.CSRF
+}
+
+// passwordAccess: the ways a browser is refused, and the way it gets in.
+func (e *fleetEnv) passwordAccess(t *testing.T, aliceJob string) {
+	c := e.browser(t)
+	if code, _ := send(t, c, "GET", "/stats", "", nil); code != http.StatusUnauthorized {
+		t.Errorf("GET /stats with no certificate and no session: status %d, want 401", code)
+	}
+	form := url.Values{"user": {"alice"}, "password": {"wrong"}}.Encode()
+	if code, _ := send(t, c, "POST", "/login", form, map[string]string{"Content-Type": "application/x-www-form-urlencoded"}); code != http.StatusUnauthorized {
+		t.Errorf("wrong password: status %d, want 401", code)
+	}
+	csrf := e.logIn(t, c, "alice", "alice-secret")
+	q := "host " + sharedHost
+	if code, _ := send(t, c, "POST", "/query?sensors=good", q, nil); code != http.StatusForbidden {
+		t.Errorf("POST /query on a session without the CSRF token: status %d, want 403", code)
+	}
+	code, b := send(t, c, "POST", "/query?sensors=good", q, map[string]string{"X-CSRF-Token": csrf})
+	if code != http.StatusOK {
+		t.Fatalf("POST /query on a session: status %d: %s", code, testenv.Tail(b, 300))
+	}
+	e.samePackets(t, "session query", parse(t, b).Packets, e.union(t, q, e.sensors))
+	if code, _ := send(t, c, "GET", "/status/"+aliceJob, "", nil); code != http.StatusOK {
+		t.Errorf("alice's own job by password: status %d, want 200", code)
+	}
+	bob := e.browser(t)
+	e.logIn(t, bob, "bob", "bob-secret")
+	for _, p := range []string{"/status/" + aliceJob, "/" + aliceJob + "/merged.pcap"} {
+		if code, _ := send(t, bob, "GET", p, "", nil); code != http.StatusForbidden {
+			t.Errorf("bob reads alice's job at %s: status %d, want 403", p, code)
+		}
+	}
+	if code, _ := send(t, c, "POST", "/logout", "", map[string]string{"X-CSRF-Token": csrf}); code >= 400 {
+		t.Errorf("logout: status %d", code)
+	}
+	if code, _ := send(t, c, "GET", "/stats", "", nil); code != http.StatusUnauthorized {
+		t.Errorf("GET /stats after logout: status %d, want 401", code)
 	}
 }

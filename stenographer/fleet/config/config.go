@@ -41,6 +41,9 @@ type Config struct {
 	TLSCert  string `yaml:"TLS_CERT" json:"TLS_CERT"`   // server certificate shown to analysts
 	TLSKey   string `yaml:"TLS_KEY" json:"TLS_KEY"`     // its key
 	ClientCA string `yaml:"CLIENT_CA" json:"CLIENT_CA"` // CA that signs analysts' client certificates
+	// PasswordFile ("user:bcrypt-hash" lines, htpasswd -B) lets browsers
+	// log in with a password; without it only client certificates get in.
+	PasswordFile string `yaml:"PASSWORD_FILE" json:"PASSWORD_FILE"`
 	// SensorTimeout bounds one sensor's part of a query; QUERY_TIMEOUT
 	// (Docket's name) is the same key.
 	SensorTimeout Duration `yaml:"SENSOR_TIMEOUT" json:"SENSOR_TIMEOUT"`
