@@ -2,8 +2,10 @@ package fleet
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
+	"strings"
 
 	"github.com/stenographer-ng/stenographer/stenographer/fleet/docket"
 	"github.com/stenographer-ng/stenographer/stenographer/fleet/jobs"
@@ -23,11 +25,19 @@ func (f *Fleet) JobRunner() jobs.RunFunc {
 	}
 }
 
-// MountJobs serves Docket's asynchronous API (GET /q/<terms>, /status/<id>,
+// MountJobs serves Docket's asynchronous API (GET /q/<terms> or
+// /q/query/<sensor-language text>, /status/<id>,
 // /<id>/merged.pcap, /ids, /urls) from m, behind the server's
 // authentication; a job belongs to the user who submitted it.
 func (s *Server) MountJobs(m *jobs.Manager) {
 	h := m.Handler(func(path string) ([]string, error) {
+		// /q/query/<text>: the sensor language as one clause, for the page.
+		if text, ok := strings.CutPrefix(path, "/query/"); ok {
+			if strings.TrimSpace(text) == "" {
+				return nil, errors.New("empty query")
+			}
+			return []string{"(" + text + ")"}, nil
+		}
 		q, err := docket.FromPath(path)
 		if err != nil {
 			return nil, err

@@ -22,6 +22,7 @@ import (
 	"github.com/stenographer-ng/stenographer/stenographer/fleet/auth"
 	"github.com/stenographer-ng/stenographer/stenographer/fleet/config"
 	"github.com/stenographer-ng/stenographer/stenographer/fleet/docket"
+	"github.com/stenographer-ng/stenographer/stenographer/fleet/web"
 	"github.com/stenographer-ng/stenographer/stenographer/server"
 	"github.com/stenographer-ng/stenographer/stenographer/tlsconfig"
 )
@@ -97,8 +98,13 @@ func NewServer(cfg *config.Config, f *Fleet, log *slog.Logger) (*Server, error) 
 		s.mux.Handle("GET "+auth.LoginPath, a.LoginHandler())
 		s.mux.Handle("POST "+auth.LoginPath, a.LoginHandler())
 		s.mux.Handle("POST "+auth.LogoutPath, a.LogoutHandler())
-		s.Handle("GET /session", http.HandlerFunc(s.handleSession))
 	}
+	s.Handle("GET /session", http.HandlerFunc(s.handleSession))
+	s.Handle("GET /sensors", http.HandlerFunc(s.handleSensors))
+	s.Handle("POST /preview", http.HandlerFunc(s.handlePreview))
+	page := web.Handler()
+	s.Handle("GET /{$}", page)
+	s.Handle("GET /ui/", page)
 	s.Handle("POST /query", http.HandlerFunc(s.handleQuery))
 	s.Handle("GET /pcap/{terms...}", http.HandlerFunc(s.handlePcap))
 	s.Handle("POST /api/", http.HandlerFunc(s.handleAPI))
