@@ -13,7 +13,7 @@ FUZZ_SECONDS ?= 60
 DEB_PACKAGES := build-essential pkg-config clang libclang-rt-14-dev \
   libleveldb-dev libsnappy-dev libaio-dev libseccomp-dev libpcap-dev libgtest-dev \
   tcpdump tcpreplay tshark iproute2 openssl jq curl ethtool libcap2-bin \
-  python3-grpc-tools strace shellcheck
+  python3-grpc-tools strace shellcheck chromium
 
 .PHONY: deps build test bench run install unit asan fuzz-smoke gofuzz gotest vet clean
 deps:
@@ -67,6 +67,8 @@ gofuzz:
 # asan builds build/asan/stenotype before gotest runs TestSanitizers, which
 # must then not skip.
 test: export STENO_REQUIRE_ASAN := 1
+test: export STENO_REQUIRE_CHROMIUM := 1
+test: export STENO_ARTIFACTS := $(CURDIR)/build/test-artifacts
 test: build unit asan fuzz-smoke gofuzz vet gotest
 
 bench: build

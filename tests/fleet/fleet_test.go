@@ -283,6 +283,37 @@ func TestFleet(t *testing.T) {
 		e.getRaw(t, "/no-such-job/merged.pcap", http.StatusNotFound)
 		t.Run("password access", func(t *testing.T) { e.passwordAccess(t, j["id"]) })
 	})
+	t.Run("preview", func(t *testing.T) {
+		var p struct {
+			Packets []struct {
+				Time     time.Time
+				Sensor   string
+				Src      string
+				Protocol string
+				Length   int
+			}
+		}
+		a := e.expect(t, e.do(t, "POST", "/preview?sensors=good", "", "host "+sharedHost, nil), "POST /preview", http.StatusOK)
+		if err := json.Unmarshal(a.body, &p); err != nil {
+			t.Fatalf("POST /preview: %v: %s", err, testenv.Tail(a.body, 300))
+		}
+		want := e.union(t, "host "+sharedHost, e.sensors)[:50]
+		if len(p.Packets) != len(want) {
+			t.Fatalf("preview: %d packets, want %d", len(p.Packets), len(want))
+		}
+		for i, w := range want {
+			g := p.Packets[i]
+			if !g.Time.Equal(w.Time) || g.Length != w.WireLen || g.Sensor != fmt.Sprintf("sensor-%d", w.Data[4]) || g.Src == "" ||
+				(g.Protocol != "udp" && g.Protocol != "tcp") {
+				t.Errorf("preview packet %d: %+v, want time %v, length %d, sensor-%d", i, g, w.Time, w.WireLen, w.Data[4])
+			}
+		}
+		r := e.do(t, "POST", "/preview?sensors=good", "", "host 1.2.3.4 and (", nil)
+		if r.status != http.StatusBadRequest || !strings.Contains(string(r.body), "refused") {
+			t.Errorf("preview of a bad query: status %d: %s", r.status, r.body)
+		}
+	})
+	t.Run("web page", func(t *testing.T) { e.webPage(t) })
 	t.Run("one sensor stopped", func(t *testing.T) {
 		e.sensors[2].d.Stop()
 		q := "host " + sharedHost
