@@ -31,7 +31,9 @@ func (f *Fleet) JobRunner() jobs.RunFunc {
 // authentication; a job belongs to the user who submitted it.
 func (s *Server) MountJobs(m *jobs.Manager) {
 	h := m.Handler(func(path string) ([]string, error) {
-		// /q/query/<text>: the sensor language as one clause, for the page.
+		// /q/query/<text>: the sensor language as one clause, for the
+		// page; parenthesized since clauses are AND-ed in sorted order and
+		// and/or have equal precedence.
 		if text, ok := strings.CutPrefix(path, "/query/"); ok {
 			if strings.TrimSpace(text) == "" {
 				return nil, errors.New("empty query")

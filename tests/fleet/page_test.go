@@ -187,6 +187,23 @@ func (e *fleetEnv) webPage(t *testing.T) {
 		t.Errorf("a bad query shows %q, want the sensors' reason", errText[0])
 	}
 
+	do("a job",
+		chromedp.SetValue(css("#q"), "udp"),
+		chromedp.Click(css("#job-btn")),
+		chromedp.WaitVisible(css(`#jobs tbody tr.job a[href$="/merged.pcap"]`)))
+	// The page refreshes the list until the job completes.
+	var jobs []string
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		jobs = eval("job rows", `[...document.querySelectorAll("#jobs tbody tr.job")].filter(r => r.cells[1].textContent.startsWith("((udp)) and after ")).map(r => r.cells[2].textContent + " " + r.cells[4].textContent)`)
+		if len(jobs) == 1 && jobs[0] == "Completed (partial) merged.pcap" || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if len(jobs) != 1 || jobs[0] != "Completed (partial) merged.pcap" {
+		t.Errorf("the page's job for udp: rows %q, want one completed (partial: sensor-badcert) with its link", jobs)
+	}
+
 	do("click-to-PCAP",
 		chromedp.Navigate(base+"/?q=udp&sensors=sensor-1&run=1"),
 		chromedp.WaitVisible(css("#preview tbody tr.packet")))

@@ -123,13 +123,18 @@ async function runJob() {
   }
 }
 
+let jobTimer;
+
 async function loadJobs() {
   const ids = await (await api("/ids")).json();
   const tbody = $("#jobs tbody");
   const rows = [];
+  let pending = false;
   for (const id of ids || []) {
     const st = (await (await api("/status/" + encodeURIComponent(id))).json())[id];
+    pending = pending || st.state === "Queued" || st.state === "Running";
     const tr = document.createElement("tr");
+    tr.className = "job";
     const cell = (v) => { const td = document.createElement("td"); td.textContent = v; tr.append(td); return td; };
     cell(id.slice(0, 12));
     cell(st.query);
@@ -146,6 +151,9 @@ async function loadJobs() {
     rows.push(tr);
   }
   tbody.replaceChildren(...rows);
+  // Refresh while a job is still to finish.
+  clearTimeout(jobTimer);
+  if (pending) jobTimer = setTimeout(() => loadJobs().catch((e) => showError(e.message)), 2000);
 }
 
 async function loadStats() {
