@@ -148,6 +148,19 @@ func (e *fleetEnv) webPage(t *testing.T) {
 		return v
 	}
 	css := func(s string) chromedp.CSS { return chromedp.CSS(s) }
+	dir := artifactDir(t)
+	screenshot := func(name string) {
+		t.Helper()
+		shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // 100: PNG
+		if err != nil {
+			fail("screenshot", err)
+		}
+		f := filepath.Join(dir, "stenofleet-"+name+".png")
+		if err := os.WriteFile(f, shot, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("screenshot: %s", f)
+	}
 
 	do("log in",
 		chromedp.Navigate(base+"/"),
@@ -204,6 +217,8 @@ func (e *fleetEnv) webPage(t *testing.T) {
 		t.Errorf("the page's job for udp: rows %q, want one completed (partial: sensor-badcert) with its link", jobs)
 	}
 
+	screenshot("query")
+
 	do("click-to-PCAP",
 		chromedp.Navigate(base+"/?q=udp&sensors=sensor-1&run=1"),
 		chromedp.WaitVisible(css("#preview tbody tr.packet")))
@@ -227,13 +242,5 @@ func (e *fleetEnv) webPage(t *testing.T) {
 			t.Errorf("sensor page %q lacks %q", sensors, want)
 		}
 	}
-	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
-	if err != nil {
-		fail("screenshot", err)
-	}
-	f := filepath.Join(artifactDir(t), "stenofleet-sensors.jpg")
-	if err := os.WriteFile(f, shot, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshot of the sensor page: %s", f)
+	screenshot("sensors")
 }
