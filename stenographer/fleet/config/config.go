@@ -209,7 +209,10 @@ func jsonError(data []byte, err error) error {
 	return fmt.Errorf("config: %w", err)
 }
 
-var yamlLine = regexp.MustCompile(`line (\d+): (.*)`)
+var (
+	yamlLine    = regexp.MustCompile(`line (\d+): (.*)`)
+	yamlUnknown = regexp.MustCompile(`field (\S+) not found`)
+)
 
 // yamlError names the key of the line the YAML decoder reports: its
 // messages name the Go type, not the key, for a bad value.
@@ -227,7 +230,7 @@ func yamlError(data []byte, err error) error {
 			key = l[:i]
 		}
 	}
-	if f := regexp.MustCompile(`field (\S+) not found`).FindStringSubmatch(m[2]); f != nil {
+	if f := yamlUnknown.FindStringSubmatch(m[2]); f != nil {
 		key = f[1]
 	}
 	return &Error{Key: key, Line: n, Err: err}
