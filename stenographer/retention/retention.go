@@ -291,6 +291,9 @@ func (c *Cleaner) delete(f store.FileInfo, reason string, why ...any) (map[uint6
 
 func round(pct float64) float64 { return float64(int(pct*100+0.5)) / 100 }
 
+// FreeSpace is the default StatFS, for others that report the disks.
+func FreeSpace(path string) (Disk, error) { return statFS(path) }
+
 func statFS(path string) (Disk, error) {
 	var s syscall.Statfs_t
 	if err := syscall.Statfs(path, &s); err != nil {

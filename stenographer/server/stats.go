@@ -76,7 +76,7 @@ func NewCollector(st *store.Store, capture CaptureState) prometheus.Collector {
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{storedFiles, storedBytes, oldestAge, captureUp, captureDownSince} {
+	for _, d := range []*prometheus.Desc{storedFiles, storedBytes, oldestAge, captureUp, captureDownSince, diskFree} {
 		ch <- d
 	}
 }
@@ -103,6 +103,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 				float64(since.UnixNano())/1e9, label)
 		}
 	}
+	collectDiskFree(c.st, ch)
 }
 
 func boolGauge(b bool) float64 {
@@ -134,6 +135,15 @@ type statsJSON struct {
 	Threads []ThreadStat                   `json:"threads"`
 	Queries map[string]metrics.QueryCounts `json:"queries"`
 	Aged    int64                          `json:"aged_files"`
+	Disks   []diskFreeJSON                 `json:"disk_free"`
+}
+
+type diskFreeJSON struct {
+	Thread int    `json:"thread"`
+	Kind   string `json:"kind"`
+	Dir    string `json:"directory"`
+	Free   uint64 `json:"free_bytes"`
+	Err    string `json:"error,omitempty"`
 }
 
 type captureJSON struct {
@@ -153,11 +163,21 @@ func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
 			capture.DownSince = since
 		}
 	}
+	frees := DiskFrees(s.cfg.Store)
 	if wantsJSON(r) {
-		writeJSON(w, statsJSON{now, capture, threads, queries, metrics.AgedFiles()})
+		disks := make([]diskFreeJSON, len(frees))
+		for i, d := range frees {
+			disks[i] = diskFreeJSON{Thread: d.Thread, Kind: d.Kind, Dir: d.Dir, Free: d.Free}
+			if d.Err != nil {
+				disks[i].Err = d.Err.Error()
+			}
+		}
+		writeJSON(w, statsJSON{now, capture, threads, queries, metrics.AgedFiles(), disks})
 		return
 	}
-	writeText(w, statsLines(threads, queries, capture))
+	v := statsLines(threads, queries, capture)
+	diskFreeLines(frees, v)
+	writeText(w, v)
 }
 
 // statsLines are /debug/stats as the reference serves it: sorted
@@ -165,7 +185,8 @@ func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
 // oldest_timestamp (UnixNano of the newest of the threads' oldest files:
 // from then on every thread has data) keep the reference's names and
 // meanings; http_request_query_POST_{completed,bytes} follow its
-// per-handler naming; the rest are ours, in the same style.
+// per-handler naming; the rest (and diskFreeLines') are ours, in the
+// same style.
 func statsLines(threads []ThreadStat, queries map[string]metrics.QueryCounts, capture *captureJSON) map[string]int64 {
 	v := map[string]int64{"aged_files": metrics.AgedFiles(), "oldest_timestamp": 0}
 	var oldest time.Time
