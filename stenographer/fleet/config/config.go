@@ -26,10 +26,17 @@ import (
 
 // Defaults for keys that are missing.
 const (
-	DefaultListen        = "127.0.0.1:9443"
-	DefaultSensorTimeout = 10 * time.Minute
-	DefaultMergedName    = "merged"
-	DefaultSensorPort    = 1234
+	DefaultListen         = "127.0.0.1:9443"
+	DefaultSensorTimeout  = 10 * time.Minute
+	DefaultMergedName     = "merged"
+	DefaultSensorPort     = 1234
+	DefaultHealthInterval = 30 * time.Second
+	DefaultHealthHistory  = 6 * time.Hour
+	// MinHealthInterval keeps a typo from polling sensors in a busy loop.
+	MinHealthInterval = time.Second
+	// MaxHealthSamples bounds each sensor's health history: a short
+	// interval over a long history keeps the newest samples only.
+	MaxHealthSamples = 4096
 )
 
 // Config is the whole file.
@@ -48,6 +55,11 @@ type Config struct {
 	// (Docket's name) is the same key.
 	SensorTimeout Duration `yaml:"SENSOR_TIMEOUT" json:"SENSOR_TIMEOUT"`
 	QueryTimeout  Duration `yaml:"QUERY_TIMEOUT" json:"QUERY_TIMEOUT"`
+	// HealthInterval is how often each sensor's /debug/stats and
+	// /metrics are polled for the sensor page; HealthHistory how much of
+	// that is kept.
+	HealthInterval Duration `yaml:"HEALTH_INTERVAL" json:"HEALTH_INTERVAL"`
+	HealthHistory  Duration `yaml:"HEALTH_HISTORY" json:"HEALTH_HISTORY"`
 
 	// Docket's keys, used by the job spool.
 	SpoolDir    string   `yaml:"SPOOL_DIR" json:"SPOOL_DIR"`
@@ -276,6 +288,9 @@ func (c *Config) check() error {
 	if c.SensorTimeout == 0 {
 		c.SensorTimeout = Duration(DefaultSensorTimeout)
 	}
+	if err := c.checkHealth(); err != nil {
+		return err
+	}
 	if c.MergedName == "" {
 		c.MergedName = DefaultMergedName
 	} else if strings.ContainsAny(c.MergedName, "/\x00") {
@@ -320,6 +335,27 @@ func (c *Config) check() error {
 				return &Error{Key: key("tags"), Err: fmt.Errorf("%q: a tag is non-empty, without commas, '=' or spaces", tag)}
 			}
 		}
+	}
+	return nil
+}
+
+func (c *Config) checkHealth() error {
+	if c.HealthInterval == 0 {
+		c.HealthInterval = Duration(DefaultHealthInterval)
+	}
+	if c.HealthHistory == 0 {
+		c.HealthHistory = Duration(DefaultHealthHistory)
+	}
+	iv, hist := time.Duration(c.HealthInterval), time.Duration(c.HealthHistory)
+	if iv < MinHealthInterval {
+		return &Error{Key: "HEALTH_INTERVAL", Err: fmt.Errorf("%v is shorter than %v", iv, MinHealthInterval)}
+	}
+	if hist < iv {
+		return &Error{Key: "HEALTH_HISTORY", Err: fmt.Errorf("%v is shorter than HEALTH_INTERVAL (%v)", hist, iv)}
+	}
+	if hist/iv > MaxHealthSamples {
+		c.Warnings = append(c.Warnings, fmt.Sprintf("HEALTH_HISTORY %v at HEALTH_INTERVAL %v is more than %d samples: the sensor page keeps the last %v",
+			hist, iv, MaxHealthSamples, iv*MaxHealthSamples))
 	}
 	return nil
 }

@@ -140,3 +140,41 @@ func TestDocketProductionTemplate(t *testing.T) {
 		t.Errorf("both spellings of the sensors: %v", err)
 	}
 }
+
+func TestHealthKeys(t *testing.T) {
+	for _, tc := range []struct {
+		name, edit        string
+		interval, history time.Duration
+		errKey, warning   string
+	}{
+		{"defaults", "", DefaultHealthInterval, DefaultHealthHistory, "", ""},
+		{"Go durations", "HEALTH_INTERVAL: 1s\nHEALTH_HISTORY: 10m\n", time.Second, 10 * time.Minute, "", ""},
+		{"seconds, Docket's form", "HEALTH_INTERVAL: 60\nHEALTH_HISTORY: 86400\n", time.Minute, 24 * time.Hour, "", ""},
+		{"more samples than kept", "HEALTH_INTERVAL: 1s\nHEALTH_HISTORY: 48h\n", time.Second, 48 * time.Hour, "", "keeps the last 1h8m16s"},
+		{"too short an interval", "HEALTH_INTERVAL: 10ms\n", 0, 0, "HEALTH_INTERVAL", ""},
+		{"negative", "HEALTH_INTERVAL: -5s\n", 0, 0, "HEALTH_INTERVAL", ""},
+		{"not a duration", "HEALTH_HISTORY: forever\n", 0, 0, "HEALTH_HISTORY", ""},
+		{"history shorter than the interval", "HEALTH_INTERVAL: 1m\nHEALTH_HISTORY: 30s\n", 0, 0, "HEALTH_HISTORY", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse([]byte(docket + tc.edit))
+			if tc.errKey != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.errKey) {
+					t.Fatalf("error %v does not name %s", err, tc.errKey)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if time.Duration(c.HealthInterval) != tc.interval || time.Duration(c.HealthHistory) != tc.history {
+				t.Errorf("HEALTH_INTERVAL %v, HEALTH_HISTORY %v; want %v, %v",
+					time.Duration(c.HealthInterval), time.Duration(c.HealthHistory), tc.interval, tc.history)
+			}
+			warned := strings.Join(c.Warnings, "\n")
+			if (tc.warning == "") != (warned == "") || !strings.Contains(warned, tc.warning) {
+				t.Errorf("warnings %q, want one containing %q", warned, tc.warning)
+			}
+		})
+	}
+}
