@@ -80,8 +80,11 @@ func run(args []string, stderr io.Writer) int {
 		srv.MountJobs(m)
 		go func() { m.Run(ctx); close(jobsDone) }()
 	}
+	healthDone := make(chan struct{})
+	go func() { f.RunHealth(ctx); close(healthDone) }()
 	err = srv.Serve(ctx)
 	stop()
+	<-healthDone
 	<-jobsDone // a job cut short stays Running on disk and is re-run at the next start
 	if err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("serving", "err", err)

@@ -83,6 +83,7 @@ type Fleet struct {
 	timeout time.Duration
 	log     *slog.Logger
 	metrics *Metrics
+	health  *health
 }
 
 type sensor struct {
@@ -122,6 +123,7 @@ func New(cfg *config.Config, opts Options) (*Fleet, error) {
 		f.sensors = append(f.sensors, &sensor{cfg: sc, client: &http.Client{Transport: tr},
 			base: "https://" + sc.Addr()})
 	}
+	f.health = newHealth(cfg, len(f.sensors))
 	return f, nil
 }
 

@@ -160,14 +160,20 @@ func describePacket(p pcap.Packet, sensor string) PreviewPacket {
 type SensorInfo struct {
 	Name string   `json:"name"`
 	Tags []string `json:"tags"`
+	// Health is the sensor's latest sample (absent before the first).
+	Health *Sample `json:"health,omitempty"`
 }
 
 // handleSensors answers GET /sensors: the configured sensors and their
-// tags, for the page's sensor selection.
+// tags, for the page's sensor selection, with each one's latest health.
 func (s *Server) handleSensors(w http.ResponseWriter, _ *http.Request) {
 	out := make([]SensorInfo, 0, len(s.fleet.sensors))
-	for _, sn := range s.fleet.sensors {
-		out = append(out, SensorInfo{Name: sn.cfg.Name, Tags: append([]string{}, sn.cfg.Tags...)})
+	for i, sn := range s.fleet.sensors {
+		info := SensorInfo{Name: sn.cfg.Name, Tags: append([]string{}, sn.cfg.Tags...)}
+		if h, ok := s.fleet.health.latest(i); ok {
+			info.Health = &h
+		}
+		out = append(out, info)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(out)

@@ -101,6 +101,7 @@ func NewServer(cfg *config.Config, f *Fleet, log *slog.Logger) (*Server, error) 
 	}
 	s.Handle("GET /session", http.HandlerFunc(s.handleSession))
 	s.Handle("GET /sensors", http.HandlerFunc(s.handleSensors))
+	s.Handle("GET /sensors/history", http.HandlerFunc(s.handleHistory))
 	s.Handle("POST /preview", http.HandlerFunc(s.handlePreview))
 	page := web.Handler()
 	s.Handle("GET /{$}", page)
