@@ -1,7 +1,8 @@
 // Package web is stenofleet's page for analysts: plain HTML, CSS and
 // JavaScript embedded in the binary, loading nothing from elsewhere. The
-// page talks to stenofleet's own API (GET /session, /sensors, /stats,
-// /ids, /status/<id>, /q/query/<text>; POST /query, /preview).
+// page talks to stenofleet's own API (GET /session, /sensors,
+// /sensors/history, /ids, /status/<id>, /q/query/<text>; POST /query,
+// /preview).
 //
 // Serve Handler behind the same authentication as the API at "GET /{$}"
 // and "GET /ui/".

@@ -12,6 +12,8 @@ func TestHandler(t *testing.T) {
 	for _, tc := range []struct{ path, ctype, body string }{
 		{"/", "text/html", `src="/ui/app.js"`},
 		{"/ui/app.js", "javascript", "X-CSRF-Token"},
+		{"/", "text/html", `src="/ui/sensors.js"`},
+		{"/ui/sensors.js", "javascript", "/sensors/history"},
 		{"/ui/style.css", "text/css", "body"},
 	} {
 		w := httptest.NewRecorder()

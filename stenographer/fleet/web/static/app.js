@@ -156,31 +156,11 @@ async function loadJobs() {
   if (pending) jobTimer = setTimeout(() => loadJobs().catch((e) => showError(e.message)), 2000);
 }
 
-async function loadStats() {
-  const stats = await (await api("/stats")).json();
-  const rows = stats.map((s) => {
-    const tr = document.createElement("tr");
-    tr.className = "sensor";
-    const cell = (v, cls) => { const td = document.createElement("td"); td.textContent = v; if (cls) td.className = cls; tr.append(td); };
-    cell(s.sensor);
-    if (s.error) {
-      cell("down: " + s.error, "down");
-    } else {
-      cell("up", "up");
-    }
-    cell(s.oldest_timestamp ? new Date(s.oldest_timestamp / 1e6).toISOString() : "");
-    cell(s.current_files ?? "");
-    cell(s.current_bytes ?? "");
-    return tr;
-  });
-  $("#sensors tbody").replaceChildren(...rows);
-}
-
 function route() {
   const sensors = location.hash === "#sensors";
   $("#query-page").hidden = sensors;
   $("#sensors-page").hidden = !sensors;
-  if (sensors) loadStats().catch((e) => showError(e.message));
+  if (sensors) showSensors(); else stopSensors();
 }
 
 async function main() {
