@@ -308,6 +308,7 @@ func TestFleet(t *testing.T) {
 		}
 	})
 	t.Run("web page", func(t *testing.T) { e.webPage(t) })
+	t.Run("sensor health", func(t *testing.T) { e.sensorHealth(t) })
 	t.Run("one sensor stopped", func(t *testing.T) {
 		e.sensors[2].d.Stop()
 		q := "host " + sharedHost
@@ -354,7 +355,7 @@ func (e *fleetEnv) startFleet() {
 	if err := os.WriteFile(pwFile, []byte(pw.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	fmt.Fprintf(&b, "SPOOL_DIR: %s\nEXPIRE_TIME: 3600\nLISTEN: %s\nTLS_CERT: %s\nTLS_KEY: %s\nCLIENT_CA: %s\nSENSOR_TIMEOUT: 60s\nPASSWORD_FILE: %s\n",
+	fmt.Fprintf(&b, "SPOOL_DIR: %s\nEXPIRE_TIME: 3600\nLISTEN: %s\nTLS_CERT: %s\nTLS_KEY: %s\nCLIENT_CA: %s\nSENSOR_TIMEOUT: 60s\nPASSWORD_FILE: %s\nHEALTH_INTERVAL: 1s\n",
 		filepath.Join(e.dir, "spool"), fleetAddr, srvCert, srvKey, analysts.File, pwFile)
 	cfg := filepath.Join(e.dir, "stenofleet.yaml")
 	if err := os.WriteFile(cfg, []byte(b.String()), 0o600); err != nil {

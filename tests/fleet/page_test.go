@@ -242,5 +242,27 @@ func (e *fleetEnv) webPage(t *testing.T) {
 			t.Errorf("sensor page %q lacks %q", sensors, want)
 		}
 	}
+	// A chart per sensor, with both lines once stenofleet has two up
+	// samples of it (HEALTH_INTERVAL is 1s; the page refreshes itself).
+	charted := `[...document.querySelectorAll("#charts figure.sensor-chart")].filter((f) =>
+		f.querySelector("svg polyline.packets[points]") && f.querySelector("svg polyline.drops[points]")).map((f) => f.dataset.sensor)`
+	var got []string
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		got = eval("charts", charted)
+		if len(got) == 3 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if !slices.Equal(got, []string{"sensor-0", "sensor-1", "sensor-2"}) {
+		t.Errorf("sensor page charts with packet and drop lines: %q, want one per good sensor", got)
+	}
+	health := eval("health cells", `[...document.querySelectorAll("#sensors tbody tr.sensor")].filter((r) => r.cells[1].textContent === "up").map((r) => [...r.cells].map((c) => c.textContent).join("|"))`)
+	for _, row := range health {
+		cells := strings.Split(row, "|")
+		if len(cells) != 8 || cells[3] == "" || !strings.HasSuffix(cells[4], "/s") || !strings.HasSuffix(cells[5], "/s") ||
+			!strings.HasSuffix(cells[6], "B") || !strings.HasSuffix(cells[7], "B") {
+			t.Errorf("sensor page row %q: want oldest packet, retention, packets/s, drops/s, disk used and free", row)
+		}
+	}
 	screenshot("sensors")
 }

@@ -41,7 +41,9 @@ function svgEl(name, attrs, text) {
   return e;
 }
 
-function hhmm(t) { return new Date(t).toISOString().slice(11, 16); }
+// clock is a time of day in UTC, with seconds when the chart spans less
+// than an hour.
+function clock(t, withSeconds) { return new Date(t).toISOString().slice(11, withSeconds ? 19 : 16); }
 
 // chart draws packets/s (left axis) and drops/s (right axis) of one
 // sensor's samples over time; each rate has its own scale, as drops are
@@ -71,8 +73,9 @@ function chart(name, samples) {
   label(W - R + 4, T + 10, "start", "drops", perSecond(dMax));
   label(W - R + 4, H - B, "start", "drops", "0");
   label(W - R + 4, (H - B + T) / 2, "start", "drops", "drops");
-  label(L, H - 6, "start", "axis", hhmm(t0) + " UTC");
-  label(W - R, H - 6, "end", "axis", hhmm(t1) + " UTC");
+  const short = t1 - t0 < 3600e3;
+  label(L, H - 6, "start", "axis", clock(t0, short) + " UTC");
+  label(W - R, H - 6, "end", "axis", clock(t1, short) + " UTC");
   return svg;
 }
 
@@ -111,7 +114,8 @@ async function loadSensorPage() {
     fig.className = "sensor-chart";
     fig.dataset.sensor = s.name;
     const cap = document.createElement("figcaption");
-    cap.textContent = s.name + " — packets/s (blue, left) and drops/s (red, right), last " + span(hist.history_seconds);
+    cap.textContent = s.name + " — packets/s (blue, left axis) and drops/s (red, right axis); up to " +
+      span(hist.history_seconds) + " kept";
     fig.append(cap, chart(s.name, s.samples));
     return fig;
   });
