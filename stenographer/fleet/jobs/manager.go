@@ -31,7 +31,8 @@ type Config struct {
 	SpoolDir string
 	Run      RunFunc
 	// MaxRunning bounds the jobs run at once (default 1, as Docket's
-	// single query worker); the rest wait in submission order.
+	// single query worker; stenofleet's MAX_JOBS); the rest wait in
+	// submission order.
 	MaxRunning int
 	// TimeWindow is Docket's TIME_WINDOW: bounds are widened to its
 	// multiples so near-identical requests share a job.
