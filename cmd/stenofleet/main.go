@@ -69,7 +69,7 @@ func run(args []string, stderr io.Writer) int {
 		close(jobsDone)
 		log.Info("no SPOOL_DIR: the job API (/q/, /status/, /ids, /urls) is off")
 	} else {
-		m, err := jobs.New(jobs.Config{SpoolDir: cfg.SpoolDir, Run: f.JobRunner(),
+		m, err := jobs.New(jobs.Config{SpoolDir: cfg.SpoolDir, Run: f.JobRunner(), MaxRunning: *cfg.MaxJobs,
 			TimeWindow: time.Duration(cfg.TimeWindow), ExpireTime: time.Duration(cfg.ExpireTime),
 			ExpireSpace: int64(cfg.ExpireSpace), CleanupInterval: time.Duration(cfg.CleanupTime),
 			Logger: log, Registerer: f.Metrics().Registry()})

@@ -82,9 +82,15 @@ type answer struct {
 
 func (e *fleetEnv) do(t *testing.T, method, path, ctype, body string, hdr map[string]string) answer {
 	t.Helper()
+	return e.doAt(t, fleetAddr, method, path, ctype, body, hdr)
+}
+
+// doAt is do on the instance listening on addr.
+func (e *fleetEnv) doAt(t *testing.T, addr, method, path, ctype, body string, hdr map[string]string) answer {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, "https://"+fleetAddr+path, strings.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, method, "https://"+addr+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,7 @@ func TestBadConfig(t *testing.T) {
 		{"SPOOL_DIRECTORY: /tmp\n", "SPOOL_DIRECTORY"},
 		{"EXPIRE_SPACE: plenty\n", "EXPIRE_SPACE"},
 		{"SENSOR_TIMEOUT: -5s\n", "SENSOR_TIMEOUT"},
+		{"MAX_JOBS: 0\n", "MAX_JOBS"},
 	} {
 		path := filepath.Join(t.TempDir(), "fleet.yaml")
 		if err := os.WriteFile(path, []byte(base+c.extra), 0o600); err != nil {

@@ -20,8 +20,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -32,7 +30,6 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 
-	"github.com/stenographer-ng/stenographer/stenographer/fleet/auth"
 	"github.com/stenographer-ng/stenographer/tests/internal/daemon"
 	"github.com/stenographer-ng/stenographer/tests/internal/netns"
 	"github.com/stenographer-ng/stenographer/tests/internal/pcapfile"
@@ -90,8 +87,9 @@ type fleetEnv struct {
 	sensors []*sensorNode
 	client  *http.Client // alice, from the analysts' CA
 	dir     string
-	log     *testenv.SyncBuffer
-	cmd     *exec.Cmd
+	log     *testenv.SyncBuffer // the main instance's
+	main    *fleetProc          // the instance on fleetAddr
+	certs   *fleetCerts
 }
 
 func TestFleet(t *testing.T) {
@@ -237,34 +235,14 @@ func TestFleet(t *testing.T) {
 		}
 	})
 	t.Run("jobs", func(t *testing.T) {
-		submit := func(path string) map[string]string {
-			var j map[string]string
-			if err := json.Unmarshal(e.getRaw(t, path, http.StatusOK), &j); err != nil {
-				t.Fatalf("GET %s: %v", path, err)
-			}
-			return j
-		}
-		j := submit("/q/host/" + sharedHost + "/udp/?sensors=good")
-		if again := submit("/q/udp/host/" + sharedHost + "/?sensors=good"); again["id"] != j["id"] {
+		j := e.main.submit(t, "/q/host/"+sharedHost+"/udp/?sensors=good")
+		if again := e.main.submit(t, "/q/udp/host/"+sharedHost+"/?sensors=good"); again["id"] != j["id"] {
 			t.Errorf("the same clauses in another order: job %s, want %s", again["id"], j["id"])
 		}
 		if !strings.Contains(j["query"], " and after ") || j["url"] != "/"+j["id"]+"/merged.pcap" {
 			t.Errorf("job %v: want resolved time bounds in query and url /<id>/merged.pcap", j)
 		}
-		deadline := time.Now().Add(2 * time.Minute)
-		for {
-			var st map[string]struct{ State string }
-			if err := json.Unmarshal(e.getRaw(t, "/status/"+j["id"], http.StatusOK), &st); err != nil {
-				t.Fatal(err)
-			}
-			if st[j["id"]].State == "Completed" {
-				break
-			}
-			if st[j["id"]].State == "Failed" || time.Now().After(deadline) {
-				t.Fatalf("job %s: state %q", j["id"], st[j["id"]].State)
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
+		e.main.waitState(t, j["id"], "Completed")
 		res := e.get(t, j["url"], http.StatusOK)
 		stream := e.query(t, "/query?sensors=good", j["query"], http.StatusOK)
 		e.samePackets(t, "job result", res.Packets, stream.Packets)
@@ -309,6 +287,11 @@ func TestFleet(t *testing.T) {
 	})
 	t.Run("web page", func(t *testing.T) { e.webPage(t) })
 	t.Run("sensor health", func(t *testing.T) { e.sensorHealth(t) })
+	t.Run("job restart after SIGKILL", func(t *testing.T) { e.jobRestart(t, syscall.SIGKILL, "127.0.0.1:9444") })
+	t.Run("job restart after SIGTERM", func(t *testing.T) { e.jobRestart(t, syscall.SIGTERM, "127.0.0.1:9445") })
+	t.Run("expiry by age", func(t *testing.T) { e.expireAge(t, "127.0.0.1:9446") })
+	t.Run("expiry by space", func(t *testing.T) { e.expireSpace(t, "127.0.0.1:9447") })
+	t.Run("sensor killed mid-stream", func(t *testing.T) { e.midStream(t, 2) })
 	t.Run("one sensor stopped", func(t *testing.T) {
 		e.sensors[2].d.Stop()
 		q := "host " + sharedHost
@@ -325,89 +308,5 @@ func TestFleet(t *testing.T) {
 // one with a client certificate the sensors do not trust) and starts it
 // in the fleet namespace.
 func (e *fleetEnv) startFleet() {
-	t := e.t
-	analysts := newCA(t, e.dir, "analysts")
-	srvCert, srvKey := analysts.issue("stenofleet", true)
-	aliceCert, aliceKey := analysts.issue("alice", false)
-	rogue := newCA(t, e.dir, "rogue")
-	badCert, badKey := rogue.issue("stenofleet-client", false)
-	var b strings.Builder
-	b.WriteString("stenographer_instances:\n")
-	tags := []string{"[dmz, good]", "[core, good]", "[core, good]"}
-	for i, s := range e.sensors {
-		cd := s.d.CertDir
-		fmt.Fprintf(&b, "  - { host: 10.77.%d.2, sensor: %s, port: %d, key: %s, cert: %s, ca: %s, server_name: 127.0.0.1, tags: %s }\n",
-			i, s.name, daemon.HTTPSPort, filepath.Join(cd, "client_key.pem"), filepath.Join(cd, "client_cert.pem"),
-			filepath.Join(cd, "ca_cert.pem"), tags[i])
-	}
-	cd := e.sensors[0].d.CertDir
-	fmt.Fprintf(&b, "  - { host: 10.77.0.2, sensor: sensor-badcert, port: %d, key: %s, cert: %s, ca: %s, server_name: 127.0.0.1, tags: [bad] }\n",
-		daemon.HTTPSPort, badKey, badCert, filepath.Join(cd, "ca_cert.pem"))
-	pwFile := filepath.Join(e.dir, "passwords")
-	var pw strings.Builder
-	for _, u := range []string{"alice", "bob"} {
-		h, err := auth.HashPassword(u + "-secret")
-		if err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprintf(&pw, "%s:%s\n", u, h)
-	}
-	if err := os.WriteFile(pwFile, []byte(pw.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	fmt.Fprintf(&b, "SPOOL_DIR: %s\nEXPIRE_TIME: 3600\nLISTEN: %s\nTLS_CERT: %s\nTLS_KEY: %s\nCLIENT_CA: %s\nSENSOR_TIMEOUT: 60s\nPASSWORD_FILE: %s\nHEALTH_INTERVAL: 1s\n",
-		filepath.Join(e.dir, "spool"), fleetAddr, srvCert, srvKey, analysts.File, pwFile)
-	cfg := filepath.Join(e.dir, "stenofleet.yaml")
-	if err := os.WriteFile(cfg, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	e.cmd = netns.Command(e.ns, testenv.Binary(t, "stenofleet"), "--config="+cfg)
-	e.cmd.Stdout, e.cmd.Stderr = e.log, e.log
-	e.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := e.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { e.cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		syscall.Kill(-e.cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			syscall.Kill(-e.cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("stenofleet log:\n%s", testenv.Tail(e.log.Bytes(), 6000))
-		}
-	})
-
-	pool, err := caPool(analysts.File)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kp, err := tls.LoadX509KeyPair(aliceCert, aliceKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.client = e.httpClient(&tls.Config{RootCAs: pool, ServerName: "127.0.0.1", Certificates: []tls.Certificate{kp}})
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := e.client.Get("https://" + fleetAddr + "/metrics")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		select {
-		case <-done:
-			t.Fatalf("stenofleet exited: %s", e.log.Bytes())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("stenofleet does not answer: %v\n%s", err, e.log.Bytes())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	e.main = e.startInstance(e.t, e.writeConfig("stenofleet.yaml", fleetOpts{}), fleetAddr, e.log)
 }

@@ -5,7 +5,8 @@
 // Stage: file → validated Config. Unknown keys and bad values are errors
 // naming the key (and the line, where the decoder knows it). Docket keys
 // that only the job spool uses (EXPIRE_TIME, EXPIRE_SPACE, TIME_WINDOW,
-// CLEANUP_TIME, MERGED_NAME) are checked and kept for it.
+// CLEANUP_TIME, MERGED_NAME) are checked and kept for it, as is our
+// MAX_JOBS.
 package config
 
 import (
@@ -37,6 +38,11 @@ const (
 	// MaxHealthSamples bounds each sensor's health history: a short
 	// interval over a long history keeps the newest samples only.
 	MaxHealthSamples = 4096
+	// DefaultMaxJobs runs one job at a time, as Docket's single query
+	// worker; MaxMaxJobs bounds MAX_JOBS since every job opens a stream
+	// to every sensor.
+	DefaultMaxJobs = 1
+	MaxMaxJobs     = 64
 )
 
 // Config is the whole file.
@@ -68,6 +74,9 @@ type Config struct {
 	ExpireTime  Duration `yaml:"EXPIRE_TIME" json:"EXPIRE_TIME"`
 	ExpireSpace Size     `yaml:"EXPIRE_SPACE" json:"EXPIRE_SPACE"`
 	CleanupTime Duration `yaml:"CLEANUP_TIME" json:"CLEANUP_TIME"`
+	// MaxJobs (ours) is how many jobs run at once; the rest queue.
+	// A pointer so that an explicit 0 is an error, not the default.
+	MaxJobs *int `yaml:"MAX_JOBS" json:"MAX_JOBS"`
 
 	// The spellings of Docket's deployment templates: the same settings.
 	SensorsUpper  []Sensor `yaml:"STENOGRAPHER_INSTANCES" json:"STENOGRAPHER_INSTANCES"`
@@ -295,6 +304,12 @@ func (c *Config) check() error {
 		c.MergedName = DefaultMergedName
 	} else if strings.ContainsAny(c.MergedName, "/\x00") {
 		return &Error{Key: "MERGED_NAME", Err: fmt.Errorf("%q is not a file name", c.MergedName)}
+	}
+	if c.MaxJobs == nil {
+		n := DefaultMaxJobs
+		c.MaxJobs = &n
+	} else if *c.MaxJobs < 1 || *c.MaxJobs > MaxMaxJobs {
+		return &Error{Key: "MAX_JOBS", Err: fmt.Errorf("%d is not 1-%d", *c.MaxJobs, MaxMaxJobs)}
 	}
 	if len(c.Sensors) == 0 {
 		return &Error{Key: "stenographer_instances", Err: errors.New("no sensors")}

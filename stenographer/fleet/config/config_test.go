@@ -39,6 +39,27 @@ func TestDocketYAML(t *testing.T) {
 	}
 }
 
+func TestMaxJobs(t *testing.T) {
+	for _, tc := range []struct {
+		extra string
+		want  int
+	}{
+		{"", DefaultMaxJobs},
+		{"MAX_JOBS: 1\n", 1},
+		{"MAX_JOBS: 4\n", 4},
+		{"MAX_JOBS: 64\n", MaxMaxJobs},
+	} {
+		c, err := Parse([]byte(docket + tc.extra))
+		if err != nil {
+			t.Errorf("%q: %v", tc.extra, err)
+			continue
+		}
+		if *c.MaxJobs != tc.want {
+			t.Errorf("%q: MaxJobs %d, want %d", tc.extra, *c.MaxJobs, tc.want)
+		}
+	}
+}
+
 func TestJSON(t *testing.T) {
 	c, err := Parse([]byte(`{"stenographer_instances": [{"host": "h", "sensor": "s", "key": "k", "cert": "c", "ca": "a"}],
   "TLS_CERT": "x", "TLS_KEY": "y", "CLIENT_CA": "z", "SENSOR_TIMEOUT": "30s"}`))
@@ -57,6 +78,10 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"EXPIRE_SPACE: lots\n", "EXPIRE_SPACE"},
 		{"LISTEN: nowhere\n", "LISTEN"},
 		{"SENSOR_TIMEOUT: 5s\n", "SENSOR_TIMEOUT"},
+		{"MAX_JOBS: 0\n", "MAX_JOBS"},
+		{"MAX_JOBS: -1\n", "MAX_JOBS"},
+		{"MAX_JOBS: 65\n", "MAX_JOBS"},
+		{"MAX_JOBS: two\n", "MAX_JOBS"},
 	} {
 		_, err := Parse([]byte(docket + c.edit))
 		if err == nil || !strings.Contains(err.Error(), c.key) {

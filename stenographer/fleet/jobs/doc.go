@@ -38,7 +38,8 @@
 // so the next start re-runs it. Completed and Failed jobs expire by age
 // (ExpireTime after they finished) and, oldest first, while the spool's
 // file system has less than ExpireSpace bytes free; queued and running
-// jobs never expire.
+// jobs never expire. The ids of expired jobs (the last
+// RememberExpired, in memory only) answer 410 Gone instead of 404.
 //
 // # Metrics
 //

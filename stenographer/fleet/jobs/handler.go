@@ -15,6 +15,10 @@ import (
 //	GET /q/<docket terms>   submit; answers {"Requested","id","query","url"}
 //	GET /status/<id>        state, history and per-sensor results
 //	GET /<id>/merged.pcap   the result, once Completed (409 before)
+//
+// A job removed by expiry answers 410 Gone on /status/<id> and on its
+// result, with the reason, while the Manager remembers it.
+//
 //	GET /ids[?id=a,b]       the ids the user may see
 //	GET /urls[?id=a,b]      {id: url} of the user's completed results
 //
@@ -89,9 +93,20 @@ func (h *handler) submit(w http.ResponseWriter, r *http.Request, u, terms string
 	})
 }
 
-// job fetches id for user u, answering 404 or 403 itself when it cannot.
+// job fetches id for user u, answering 404, 410 (expired) or 403 itself
+// when it cannot.
 func (h *handler) job(w http.ResponseWriter, u, id string) (Job, bool) {
 	j, err := h.m.Get(id)
+	var gone *ExpiredError
+	if errors.As(err, &gone) {
+		if !h.m.cfg.Allowed(u, gone.Owner) {
+			httpError(w, http.StatusForbidden, "job %q belongs to another user", id)
+			return Job{}, false
+		}
+		writeJSON(w, http.StatusGone, map[string]string{"error": gone.Error(), "id": id, "reason": gone.Reason,
+			"expired": gone.Expired.UTC().Format(time.RFC3339)})
+		return Job{}, false
+	}
 	if err != nil {
 		httpError(w, http.StatusNotFound, "job %q: no such job", id)
 		return Job{}, false
@@ -173,7 +188,8 @@ func (h *handler) result(w http.ResponseWriter, r *http.Request, u, id string) {
 	// answer short.
 	f, err := os.Open(h.m.ResultPath(id))
 	if err != nil {
-		httpError(w, http.StatusNotFound, "job %q: result gone: %v", id, err)
+		// Expired between Get and Open.
+		httpError(w, http.StatusGone, "job %q: result gone: %v", id, err)
 		return
 	}
 	defer f.Close()

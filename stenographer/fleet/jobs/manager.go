@@ -31,7 +31,8 @@ type Config struct {
 	SpoolDir string
 	Run      RunFunc
 	// MaxRunning bounds the jobs run at once (default 1, as Docket's
-	// single query worker); the rest wait in submission order.
+	// single query worker; stenofleet's MAX_JOBS); the rest wait in
+	// submission order.
 	MaxRunning int
 	// TimeWindow is Docket's TIME_WINDOW: bounds are widened to its
 	// multiples so near-identical requests share a job.
@@ -54,7 +55,10 @@ type Config struct {
 	// Allowed reports whether user may see owner's job (default: only
 	// the owner).
 	Allowed func(user, owner string) bool
-	Logger  *slog.Logger
+	// RememberExpired bounds the expired ids answered with 410 Gone
+	// (default DefaultRememberExpired).
+	RememberExpired int
+	Logger          *slog.Logger
 	// Registerer, when set, receives the Manager's collectors.
 	Registerer prometheus.Registerer
 }
@@ -70,6 +74,7 @@ type Manager struct {
 	running int
 	nextSeq int64
 	wake    chan struct{}
+	gone    *goneSet // expired jobs, answered 410
 
 	metrics *metrics
 }
@@ -101,6 +106,9 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.RememberExpired <= 0 {
+		cfg.RememberExpired = DefaultRememberExpired
+	}
 	if err := os.MkdirAll(cfg.SpoolDir, 0o750); err != nil {
 		return nil, fmt.Errorf("jobs: create spool %s: %w", cfg.SpoolDir, err)
 	}
@@ -109,6 +117,7 @@ func New(cfg Config) (*Manager, error) {
 		log:  cfg.Logger.With("component", "jobs"),
 		jobs: map[string]*Job{},
 		wake: make(chan struct{}, 1),
+		gone: newGoneSet(cfg.RememberExpired),
 	}
 	if err := m.recover(); err != nil {
 		return nil, err
@@ -229,6 +238,7 @@ func (m *Manager) Submit(ctx context.Context, user string, clauses []string, sen
 	}
 	m.nextSeq++
 	m.jobs[id] = j
+	m.gone.forget(id)
 	m.queue = append(m.queue, id)
 	m.signal()
 	m.log.Info("job queued", "id", id, "user", user, "query", j.Query)
@@ -242,12 +252,16 @@ func (m *Manager) signal() {
 	}
 }
 
-// Get returns a snapshot of job id.
+// Get returns a snapshot of job id. For a job that expiry removed (and
+// is still remembered) the error is an *ExpiredError (ErrExpired).
 func (m *Manager) Get(id string) (Job, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	j, ok := m.jobs[id]
 	if !ok {
+		if e, gone := m.gone.get(id); gone {
+			return Job{}, e
+		}
 		return Job{}, fmt.Errorf("%w: %q", ErrNotFound, id)
 	}
 	return j.clone(), nil

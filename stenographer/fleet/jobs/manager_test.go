@@ -222,8 +222,8 @@ func TestExpireAge(t *testing.T) {
 	if _, err := s.m.Get(old.ID); err == nil || exists(filepath.Join(dir, old.ID)) {
 		t.Errorf("job %s older than ExpireTime kept", old.ID)
 	}
-	if code, _ := s.get(t, "alice", "/status/"+old.ID); code != http.StatusNotFound {
-		t.Errorf("status of an expired job: %d, want 404", code)
+	if code, _ := s.get(t, "alice", "/status/"+old.ID); code != http.StatusGone {
+		t.Errorf("status of an expired job: %d, want 410", code)
 	}
 	if code, _ := s.get(t, "alice", young.URL()); code != http.StatusOK {
 		t.Errorf("younger job: %d, want 200", code)

@@ -67,6 +67,7 @@ func (m *Manager) removeLocked(j *Job, why string) error {
 		return fmt.Errorf("jobs: expire %s: %w", dir, err)
 	}
 	delete(m.jobs, j.ID)
+	m.gone.add(ExpiredError{ID: j.ID, Owner: j.Owner, Reason: why, Expired: m.cfg.Now()})
 	m.metrics.expired.WithLabelValues(why).Inc()
 	m.log.Info("job expired", "id", j.ID, "reason", why)
 	return nil
