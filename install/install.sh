@@ -20,14 +20,21 @@
 #   8. the systemd units stenographer.service and stenographer@.service, and
 #      /etc/security/limits.d/stenographer.conf; `systemctl daemon-reload`
 #      when systemd is running;
-#   9. with --start: `systemctl enable --now stenographer`.
+#   9. stenofleet, the multi-sensor front end, when built: the system user
+#      stenofleet (in group stenographer, to read the sensor's client key),
+#      /etc/stenofleet/config.yaml from configs/stenofleet.yaml (pointed at
+#      this sensor's Port and CertPath) only when there is none, certificates
+#      for analysts in /etc/stenofleet/certs (stenokeys.sh stenofleet
+#      stenofleet), the spool /var/spool/stenofleet owned by stenofleet
+#      (mode 0750) and the unit stenofleet.service (not started);
+#  10. with --start: `systemctl enable --now stenographer`.
 #
 # Running it again updates binaries, scripts and units and keeps the config,
 # certificates and data.
 #
 # --uninstall stops and disables the units (when systemd runs) and removes
-# what steps 3, 4 and 8 installed; it keeps the config, certificates, data
-# and the user, and says how to remove them.
+# what steps 3, 4, 8 and 9 installed (programs, units, limits); it keeps the
+# configs, certificates, data, spool and users, and says how to remove them.
 #
 # DESTDIR=/some/root installs every file under that root instead (for
 # packaging or a trial run); users, capabilities and ownership are still set
@@ -66,15 +73,19 @@ bindir=$prefix/bin
 etc=/etc/stenographer
 config=$etc/config
 user=stenographer group=stenographer
-binaries=(stenographer stenotype stenoquery stenodump stenogrpc)
+binaries=(stenographer stenotype stenoquery stenodump stenogrpc stenofleet)
 scripts=(stenoread stenocurl stenokeys.sh)
-units=(stenographer.service stenographer@.service)
+units=(stenographer.service stenographer@.service stenofleet.service)
+fleet_etc=/etc/stenofleet
+fleet_config=$fleet_etc/config.yaml
+fleet_spool=/var/spool/stenofleet
+fleet_user=stenofleet
 systemd_up=0
 [ -z "$destdir" ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null && systemd_up=1
 
 if [ "$uninstall" -eq 1 ]; then
   if [ "$systemd_up" -eq 1 ]; then
-    systemctl disable --now stenographer.service 'stenographer@*.service' 2>/dev/null || true
+    systemctl disable --now stenographer.service 'stenographer@*.service' stenofleet.service 2>/dev/null || true
   fi
   for f in "${binaries[@]/#/$bindir/}" "${scripts[@]/#/$bindir/}" "${units[@]/#//etc/systemd/system/}" \
     /etc/security/limits.d/stenographer.conf "$prefix/share/doc/stenographer/README.md"; do
@@ -87,6 +98,10 @@ if [ "$uninstall" -eq 1 ]; then
   [ "$systemd_up" -eq 1 ] && systemctl daemon-reload
   say "kept $etc (config, certificates), the data directories and the user $user; to remove them:"
   say "  rm -r $etc; rm -r <the Threads directories of the config>; userdel $user"
+  if [ -e "$destdir$fleet_etc" ] || [ -e "$destdir$fleet_spool" ]; then
+    say "kept $fleet_etc (config, certificates, passwords), $fleet_spool and the user $fleet_user; to remove them:"
+    say "  rm -r $fleet_etc $fleet_spool; userdel $fleet_user"
+  fi
   exit 0
 fi
 
@@ -171,10 +186,58 @@ jq -r '.Threads[] | .PacketsDirectory, .IndexDirectory' "$destdir$config" | whil
   fi
 done
 
-# 8. units and limits; the units name PREFIX/bin/stenographer
+# 9. stenofleet, when built: before the units, whose stenofleet.service
+# names its user and spool.
+fleet=0
+[ -x "$src/build/bin/stenofleet" ] && fleet=1
+if [ "$fleet" -eq 1 ]; then
+  if ! getent group "$fleet_user" >/dev/null; then
+    say "creating group $fleet_user"
+    groupadd --system "$fleet_user"
+  fi
+  if ! id -u "$fleet_user" >/dev/null 2>&1; then
+    say "creating user $fleet_user"
+    useradd --system --gid "$fleet_user" --home-dir "$fleet_spool" --no-create-home \
+      --shell /usr/sbin/nologin --comment "stenofleet multi-sensor front end" "$fleet_user"
+  fi
+  # The sensor's client key is root:stenographer 0640.
+  if ! id -nG "$fleet_user" | tr ' ' '\n' | grep -qx "$group"; then
+    usermod -aG "$group" "$fleet_user"
+    say "added $fleet_user to group $group (reads $certpath/client_key.pem)"
+  fi
+  install -d -m 0755 "$destdir$fleet_etc"
+  if [ -e "$destdir$fleet_config" ]; then
+    say "kept existing $fleet_config"
+  else
+    port=$(jq -er '.Port // 1234' "$destdir$config") || die "$destdir$config: cannot read Port"
+    tmp=$(mktemp "$destdir$fleet_etc/.config.XXXXXX")
+    sed "s|/etc/stenographer/certs/|${certpath%/}/|g; s|port: 1234,|port: $port,|" "$src/configs/stenofleet.yaml" >"$tmp"
+    chgrp "$fleet_user" "$tmp"
+    chmod 0640 "$tmp"
+    if ln "$tmp" "$destdir$fleet_config" 2>/dev/null; then
+      say "created $fleet_config (one sensor: this one, port $port; add yours, then check it with stenofleet --check-config)"
+    else
+      say "kept existing $fleet_config"
+    fi
+    rm -f "$tmp"
+  fi
+  STENOGRAPHER_CONFIG=$destdir$config "$src/scripts/stenokeys.sh" "$fleet_user" "$fleet_user" "$destdir$fleet_etc/certs" |
+    sed "s|^|$prog: |; s|: stenokeys.sh: |: |"
+  if [ -d "$destdir$fleet_spool" ]; then
+    say "kept existing $fleet_spool"
+  else
+    install -d -m 0750 -o "$fleet_user" -g "$fleet_user" "$destdir$fleet_spool"
+    say "created $fleet_spool (owner $fleet_user:$fleet_user)"
+  fi
+else
+  say "build/bin/stenofleet not built: skipped stenofleet"
+fi
+
+# 8. units and limits; the units name PREFIX/bin
 install -d -m 0755 "$destdir/etc/systemd/system" "$destdir/etc/security/limits.d"
 for u in "${units[@]}"; do
-  sed "s|/usr/bin/stenographer|$bindir/stenographer|" "$src/configs/$u" >"$destdir/etc/systemd/system/.$u.tmp"
+  [ "$u" != stenofleet.service ] || [ "$fleet" -eq 1 ] || continue
+  sed "s|/usr/bin/steno|$bindir/steno|g" "$src/configs/$u" >"$destdir/etc/systemd/system/.$u.tmp"
   chmod 0644 "$destdir/etc/systemd/system/.$u.tmp"
   mv -f "$destdir/etc/systemd/system/.$u.tmp" "$destdir/etc/systemd/system/$u"
   say "installed /etc/systemd/system/$u"
@@ -194,7 +257,7 @@ else
   say "  setpriv --reuid=$user --regid=$group --init-groups $bindir/stenographer --config $config"
 fi
 
-# 9. start
+# 10. start
 if [ "$start" -eq 1 ]; then
   [ "$systemd_up" -eq 1 ] || die "--start needs systemd, which is not running here"
   systemctl enable --now stenographer
@@ -207,4 +270,13 @@ $prog: done. Next:
   3. usermod -aG $group ANALYST    (lets ANALYST read the client key, so query)
   4. stenoread 'port 53' -n
 EOF
+  if [ "$fleet" -eq 1 ]; then
+    cat <<EOF
+  5. stenofleet: edit $fleet_config (sensors; PASSWORD_FILE for browsers:
+     stenofleet --hash-password --user NAME >>$fleet_etc/passwords), check it with
+     stenofleet --check-config --config $fleet_config, then
+     systemctl enable --now stenofleet    (https://127.0.0.1:9443/ by default;
+     analysts' client certificate: $fleet_etc/certs/client_cert.pem)
+EOF
+  fi
 fi

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,8 +19,10 @@ import (
 // whose StenotypePath and units follow PREFIX, certificates, thread
 // directories owned by stenographer, and that the second run keeps the
 // config, certificates and directories byte for byte, and what --uninstall
-// removes and keeps. Like `make run`, it
-// creates the stenographer system user and group when they are missing.
+// removes and keeps. The same for stenofleet (fleetInstalled): its binary,
+// unit, example config, certificates and spool; an operator's edit of its
+// config survives the second run. Like `make run`, it creates the
+// stenographer and stenofleet system users when they are missing.
 func TestInstallDestdir(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireTools(t, "setcap", "getcap", "jq", "openssl")
@@ -94,6 +97,14 @@ func TestInstallDestdir(t *testing.T) {
 		t.Errorf("%d files in %s, want 6", len(before), certs)
 	}
 	cfgBefore := snapshot(t, filepath.Join(root, "etc/stenographer"))
+	fleetConfig := fleetInstalled(t, root, cfg.CertPath)
+	// The operator edits the config: a second run must keep the edit.
+	edited := append(fleetConfig, "# edited by the operator\n"...)
+	if err := os.WriteFile(filepath.Join(root, "etc/stenofleet/config.yaml"), edited, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	fleetBefore := snapshot(t, filepath.Join(root, "etc/stenofleet"))
+	fleetCerts := snapshot(t, filepath.Join(root, "etc/stenofleet/certs"))
 
 	out := run()
 	if strings.Contains(out, "created") {
@@ -104,6 +115,12 @@ func TestInstallDestdir(t *testing.T) {
 	}
 	if after := snapshot(t, filepath.Join(root, "etc/stenographer")); !mapsEqual(cfgBefore, after) {
 		t.Error("second run changed /etc/stenographer")
+	}
+	if after := snapshot(t, filepath.Join(root, "etc/stenofleet")); !mapsEqual(fleetBefore, after) {
+		t.Error("second run changed /etc/stenofleet (the operator's edited config?)")
+	}
+	if after := snapshot(t, filepath.Join(root, "etc/stenofleet/certs")); !mapsEqual(fleetCerts, after) {
+		t.Error("second run changed /etc/stenofleet/certs")
 	}
 
 	// --uninstall removes programs, units and limits; keeps config, certificates, data.
@@ -120,7 +137,63 @@ func TestInstallDestdir(t *testing.T) {
 	if after := snapshot(t, filepath.Join(root, "etc/stenographer")); !mapsEqual(cfgBefore, after) {
 		t.Error("--uninstall changed /etc/stenographer")
 	}
+	if after := snapshot(t, filepath.Join(root, "etc/stenofleet")); !mapsEqual(fleetBefore, after) {
+		t.Error("--uninstall changed /etc/stenofleet")
+	}
+	if _, err := os.Stat(filepath.Join(root, "var/spool/stenofleet")); err != nil {
+		t.Errorf("--uninstall removed the stenofleet spool: %v", err)
+	}
 	if _, err := os.Stat(filepath.Join(root, cfg.Threads[0].PacketsDirectory)); err != nil {
 		t.Errorf("--uninstall removed the data directory: %v", err)
 	}
+}
+
+// fleetInstalled checks what install.sh installed for stenofleet under
+// root and returns its config: the binary, a unit following the prefix,
+// the user in group stenographer, a config pointed at the sensor's
+// certificates that --check-config accepts, analysts' certificates, and
+// the spool owned by stenofleet.
+func fleetInstalled(t *testing.T, root, sensorCerts string) []byte {
+	t.Helper()
+	bin := filepath.Join(root, "usr/local/bin/stenofleet")
+	if st, err := os.Stat(bin); err != nil || st.Mode().Perm() != 0o755 {
+		t.Errorf("usr/local/bin/stenofleet: %v %v; want mode 0755", err, st)
+	}
+	unit, err := os.ReadFile(filepath.Join(root, "etc/systemd/system/stenofleet.service"))
+	if err != nil || !strings.Contains(string(unit), "ExecStart=/usr/local/bin/stenofleet --config=/etc/stenofleet/config.yaml") {
+		t.Errorf("stenofleet.service: %v; want ExecStart with /usr/local/bin/stenofleet", err)
+	}
+	if groups := string(testenv.MustRun(t, timeout, "id", "-nG", "stenofleet")); !slices.Contains(strings.Fields(groups), "stenographer") {
+		t.Errorf("user stenofleet is in groups %q, want stenographer among them (reads the sensor's client key)", groups)
+	}
+	fleetUID, fleetGID := lookupIDs(t, "stenofleet", "stenofleet")
+	cfgPath := filepath.Join(root, "etc/stenofleet/config.yaml")
+	st, err := os.Stat(cfgPath)
+	if err != nil || st.Mode().Perm() != 0o640 || st.Sys().(*syscall.Stat_t).Gid != fleetGID {
+		t.Fatalf("etc/stenofleet/config.yaml: %v %v; want mode 0640, group stenofleet", err, st)
+	}
+	cfg, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(cfg), "key: "+filepath.Join(sensorCerts, "client_key.pem")) {
+		t.Errorf("the stenofleet config does not use the sensor's certificates in %s:\n%s", sensorCerts, cfg)
+	}
+	if n := len(snapshot(t, filepath.Join(root, "etc/stenofleet/certs"))); n != 6 {
+		t.Errorf("%d files in etc/stenofleet/certs, want 6", n)
+	}
+	spool, err := os.Stat(filepath.Join(root, "var/spool/stenofleet"))
+	if err != nil || !spool.IsDir() || spool.Mode().Perm() != 0o750 || spool.Sys().(*syscall.Stat_t).Uid != fleetUID {
+		t.Errorf("var/spool/stenofleet: %v %v; want a 0750 directory owned by stenofleet", err, spool)
+	}
+	// The installed config starts stenofleet: its paths, moved under root.
+	moved := strings.NewReplacer("/etc/", root+"/etc/", "/var/spool/", root+"/var/spool/").Replace(string(cfg))
+	check := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(check, []byte(moved), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := testenv.Run(timeout, bin, "--check-config", "--config="+check); r.Err != nil {
+		t.Errorf("stenofleet --check-config on the installed config: %v\n%s%s", r.Err, r.Stdout, r.Stderr)
+	}
+	return cfg
 }
