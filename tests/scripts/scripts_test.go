@@ -34,7 +34,7 @@ func TestLint(t *testing.T) {
 	root := testenv.Root(t)
 	files := []string{
 		"scripts/stenoread", "scripts/stenocurl", "scripts/stenokeys.sh",
-		"scripts/run_local.sh", "scripts/compile_bpf.sh", "install/install.sh",
+		"scripts/run_local.sh", "scripts/run_fleet.sh", "scripts/compile_bpf.sh", "install/install.sh",
 	}
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
