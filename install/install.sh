@@ -45,6 +45,31 @@ prog=${0##*/}
 die() { echo "$prog: $*" >&2; exit 1; }
 say() { echo "$prog: $*"; }
 
+# ensure_user NAME HOME COMMENT: a system user NAME with a group NAME.
+ensure_user() {
+  if ! getent group "$1" >/dev/null; then
+    say "creating group $1"
+    groupadd --system "$1"
+  fi
+  if ! id -u "$1" >/dev/null 2>&1; then
+    say "creating user $1"
+    useradd --system --gid "$1" --home-dir "$2" --no-create-home \
+      --shell /usr/sbin/nologin --comment "$3" "$1"
+  fi
+}
+
+# publish_new TMP FILE NAME NOTE: the new file TMP becomes FILE (NAME in
+# messages) unless FILE exists; ln fails rather than replace it, so an
+# operator's file is never overwritten, even by a racing run.
+publish_new() {
+  if ln "$1" "$2" 2>/dev/null; then
+    say "created $3 ($4)"
+  else
+    say "kept existing $3"
+  fi
+  rm -f "$1"
+}
+
 start=0 deps=1 build=1 uninstall=0
 prefix=${PREFIX:-/usr}
 while [ $# -gt 0 ]; do
@@ -124,15 +149,7 @@ for t in setcap jq openssl; do
 done
 
 # 2. user and group
-if ! getent group "$group" >/dev/null; then
-  say "creating group $group"
-  groupadd --system "$group"
-fi
-if ! id -u "$user" >/dev/null 2>&1; then
-  say "creating user $user"
-  useradd --system --gid "$group" --home-dir /var/lib/stenographer --no-create-home \
-    --shell /usr/sbin/nologin --comment "stenographer packet capture" "$user"
-fi
+ensure_user "$user" /var/lib/stenographer "stenographer packet capture"
 
 # 3./4. binaries and scripts. install(1) replaces a file by renaming a new
 # one over it, so a running binary is not disturbed.
@@ -161,12 +178,7 @@ else
   tmp=$(mktemp "$destdir$etc/.config.XXXXXX")
   jq --arg p "$bindir/stenotype" '.StenotypePath = $p' "$src/configs/steno.conf" >"$tmp"
   chmod 0644 "$tmp"
-  if ln "$tmp" "$destdir$config" 2>/dev/null; then
-    say "created $config (edit Interface and the thread directories, then restart)"
-  else
-    say "kept existing $config"
-  fi
-  rm -f "$tmp"
+  publish_new "$tmp" "$destdir$config" "$config" "edit Interface and the thread directories, then restart"
 fi
 
 # 6. certificates in CertPath
@@ -191,15 +203,7 @@ done
 fleet=0
 [ -x "$src/build/bin/stenofleet" ] && fleet=1
 if [ "$fleet" -eq 1 ]; then
-  if ! getent group "$fleet_user" >/dev/null; then
-    say "creating group $fleet_user"
-    groupadd --system "$fleet_user"
-  fi
-  if ! id -u "$fleet_user" >/dev/null 2>&1; then
-    say "creating user $fleet_user"
-    useradd --system --gid "$fleet_user" --home-dir "$fleet_spool" --no-create-home \
-      --shell /usr/sbin/nologin --comment "stenofleet multi-sensor front end" "$fleet_user"
-  fi
+  ensure_user "$fleet_user" "$fleet_spool" "stenofleet multi-sensor front end"
   # The sensor's client key is root:stenographer 0640.
   if ! id -nG "$fleet_user" | tr ' ' '\n' | grep -qx "$group"; then
     usermod -aG "$group" "$fleet_user"
@@ -214,12 +218,8 @@ if [ "$fleet" -eq 1 ]; then
     sed "s|/etc/stenographer/certs/|${certpath%/}/|g; s|port: 1234,|port: $port,|" "$src/configs/stenofleet.yaml" >"$tmp"
     chgrp "$fleet_user" "$tmp"
     chmod 0640 "$tmp"
-    if ln "$tmp" "$destdir$fleet_config" 2>/dev/null; then
-      say "created $fleet_config (one sensor: this one, port $port; add yours, then check it with stenofleet --check-config)"
-    else
-      say "kept existing $fleet_config"
-    fi
-    rm -f "$tmp"
+    publish_new "$tmp" "$destdir$fleet_config" "$fleet_config" \
+      "one sensor: this one, port $port; add yours, then check it with stenofleet --check-config"
   fi
   STENOGRAPHER_CONFIG=$destdir$config "$src/scripts/stenokeys.sh" "$fleet_user" "$fleet_user" "$destdir$fleet_etc/certs" |
     sed "s|^|$prog: |; s|: stenokeys.sh: |: |"
