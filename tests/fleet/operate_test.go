@@ -8,6 +8,8 @@ import (
 	"bytes"
 	"crypto/tls"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -22,6 +24,7 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/sys/unix"
 
 	"github.com/stenographer-ng/stenographer/stenographer/fleet/auth"
 	"github.com/stenographer-ng/stenographer/stenographer/fleet/config"
@@ -305,4 +308,85 @@ func TestReloadPasswords(t *testing.T) {
 		t.Fatal("stenofleet exited after SIGHUP")
 	default:
 	}
+}
+
+// TestHashPasswordTerminal: on a terminal --hash-password prompts on it
+// with echo off (the password never appears on the terminal), asks twice,
+// and refuses two different answers.
+func TestHashPasswordTerminal(t *testing.T) {
+	for _, c := range []struct {
+		name, first, second string
+		ok                  bool
+	}{
+		{"same twice", "tty-secret", "tty-secret", true},
+		{"different", "tty-secret", "tty-other", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			master, slave := openPTY(t)
+			var stdout bytes.Buffer
+			cmd := exec.Command(testenv.Binary(t, "stenofleet"), "--hash-password", "--user", "dave")
+			cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, &stdout, slave
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			slave.Close()
+			var screen testenv.SyncBuffer
+			go io.Copy(&screen, master) // ends with EIO when the child exits
+			waitScreen := func(what string, n int) {
+				t.Helper()
+				deadline := time.Now().Add(time.Minute)
+				for strings.Count(string(screen.Bytes()), what) < n {
+					if time.Now().After(deadline) {
+						cmd.Process.Kill()
+						t.Fatalf("no %q on the terminal in 60s; it shows %q", what, screen.Bytes())
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+			}
+			// Each answer is typed after its prompt, which comes after echo
+			// is off: typed earlier, the terminal would echo it.
+			waitScreen("Password: ", 1)
+			io.WriteString(master, c.first+"\n")
+			waitScreen("Password again: ", 1)
+			io.WriteString(master, c.second+"\n")
+			err := cmd.Wait()
+			shown := string(screen.Bytes())
+			if strings.Contains(shown, "tty-") {
+				t.Errorf("the password was echoed: the terminal shows %q", shown)
+			}
+			if c.ok {
+				user, hash, _ := strings.Cut(strings.TrimSpace(stdout.String()), ":")
+				if err != nil || user != "dave" || bcrypt.CompareHashAndPassword([]byte(hash), []byte(c.first)) != nil {
+					t.Errorf("status %v, stdout %q, terminal %q; want dave:<hash of %s>", err, stdout.String(), shown, c.first)
+				}
+				return
+			}
+			if err == nil || stdout.Len() != 0 || !strings.Contains(shown, "differ") {
+				t.Errorf("status %v, stdout %q, terminal %q; want a failure saying the passwords differ", err, stdout.String(), shown)
+			}
+		})
+	}
+}
+
+// openPTY returns a new pseudo-terminal's master and slave ends.
+func openPTY(t *testing.T) (master, slave *os.File) {
+	t.Helper()
+	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals here: %v", err)
+	}
+	t.Cleanup(func() { master.Close() })
+	if err := unix.IoctlSetPointerInt(int(master.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatalf("unlockpt: %v", err)
+	}
+	n, err := unix.IoctlGetInt(int(master.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatalf("ptsname: %v", err)
+	}
+	slave, err = os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatalf("opening /dev/pts/%d: %v", n, err)
+	}
+	t.Cleanup(func() { slave.Close() })
+	return master, slave
 }
