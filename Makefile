@@ -4,6 +4,7 @@
 #   make test   all tests (unit, sanitizers, fuzz smoke, integration)
 #   make bench  benchmarks; prints figures with their conditions
 #   make run    capture on a default interface with a local config in ./run
+#   make run-fleet  stenofleet in front of that sensor (after make run, in another shell)
 #   make install  install on this machine (install/install.sh)
 SHELL := /bin/bash
 export PATH := /usr/local/go/bin:$(PATH)
@@ -15,7 +16,7 @@ DEB_PACKAGES := build-essential pkg-config clang libclang-rt-14-dev \
   tcpdump tcpreplay tshark iproute2 openssl jq curl ethtool libcap2-bin \
   python3-grpc-tools strace shellcheck chromium
 
-.PHONY: deps build test bench run install unit asan fuzz-smoke gofuzz gotest vet clean
+.PHONY: deps build test bench run run-fleet install unit asan fuzz-smoke gofuzz gotest vet clean
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
@@ -78,6 +79,11 @@ bench: build
 
 run: build
 	scripts/run_local.sh $(IFACE)
+
+# stenofleet in front of the `make run` sensor, config and certificates in
+# ./run/fleet; prints the page's URL, a password and a curl command.
+run-fleet: build
+	scripts/run_fleet.sh
 
 # Install on this machine (as root): binaries, scripts, config, certs, units.
 # install/install.sh --help for what it does; START=1 also starts the service.

@@ -20,14 +20,21 @@
 #   8. the systemd units stenographer.service and stenographer@.service, and
 #      /etc/security/limits.d/stenographer.conf; `systemctl daemon-reload`
 #      when systemd is running;
-#   9. with --start: `systemctl enable --now stenographer`.
+#   9. stenofleet, the multi-sensor front end, when built: the system user
+#      stenofleet (in group stenographer, to read the sensor's client key),
+#      /etc/stenofleet/config.yaml from configs/stenofleet.yaml (pointed at
+#      this sensor's Port and CertPath) only when there is none, certificates
+#      for analysts in /etc/stenofleet/certs (stenokeys.sh stenofleet
+#      stenofleet), the spool /var/spool/stenofleet owned by stenofleet
+#      (mode 0750) and the unit stenofleet.service (not started);
+#  10. with --start: `systemctl enable --now stenographer`.
 #
 # Running it again updates binaries, scripts and units and keeps the config,
 # certificates and data.
 #
 # --uninstall stops and disables the units (when systemd runs) and removes
-# what steps 3, 4 and 8 installed; it keeps the config, certificates, data
-# and the user, and says how to remove them.
+# what steps 3, 4, 8 and 9 installed (programs, units, limits); it keeps the
+# configs, certificates, data, spool and users, and says how to remove them.
 #
 # DESTDIR=/some/root installs every file under that root instead (for
 # packaging or a trial run); users, capabilities and ownership are still set
@@ -37,6 +44,31 @@ set -euo pipefail
 prog=${0##*/}
 die() { echo "$prog: $*" >&2; exit 1; }
 say() { echo "$prog: $*"; }
+
+# ensure_user NAME HOME COMMENT: a system user NAME with a group NAME.
+ensure_user() {
+  if ! getent group "$1" >/dev/null; then
+    say "creating group $1"
+    groupadd --system "$1"
+  fi
+  if ! id -u "$1" >/dev/null 2>&1; then
+    say "creating user $1"
+    useradd --system --gid "$1" --home-dir "$2" --no-create-home \
+      --shell /usr/sbin/nologin --comment "$3" "$1"
+  fi
+}
+
+# publish_new TMP FILE NAME NOTE: the new file TMP becomes FILE (NAME in
+# messages) unless FILE exists; ln fails rather than replace it, so an
+# operator's file is never overwritten, even by a racing run.
+publish_new() {
+  if ln "$1" "$2" 2>/dev/null; then
+    say "created $3 ($4)"
+  else
+    say "kept existing $3"
+  fi
+  rm -f "$1"
+}
 
 start=0 deps=1 build=1 uninstall=0
 prefix=${PREFIX:-/usr}
@@ -66,15 +98,19 @@ bindir=$prefix/bin
 etc=/etc/stenographer
 config=$etc/config
 user=stenographer group=stenographer
-binaries=(stenographer stenotype stenoquery stenodump stenogrpc)
+binaries=(stenographer stenotype stenoquery stenodump stenogrpc stenofleet)
 scripts=(stenoread stenocurl stenokeys.sh)
-units=(stenographer.service stenographer@.service)
+units=(stenographer.service stenographer@.service stenofleet.service)
+fleet_etc=/etc/stenofleet
+fleet_config=$fleet_etc/config.yaml
+fleet_spool=/var/spool/stenofleet
+fleet_user=stenofleet
 systemd_up=0
 [ -z "$destdir" ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null && systemd_up=1
 
 if [ "$uninstall" -eq 1 ]; then
   if [ "$systemd_up" -eq 1 ]; then
-    systemctl disable --now stenographer.service 'stenographer@*.service' 2>/dev/null || true
+    systemctl disable --now stenographer.service 'stenographer@*.service' stenofleet.service 2>/dev/null || true
   fi
   for f in "${binaries[@]/#/$bindir/}" "${scripts[@]/#/$bindir/}" "${units[@]/#//etc/systemd/system/}" \
     /etc/security/limits.d/stenographer.conf "$prefix/share/doc/stenographer/README.md"; do
@@ -87,6 +123,10 @@ if [ "$uninstall" -eq 1 ]; then
   [ "$systemd_up" -eq 1 ] && systemctl daemon-reload
   say "kept $etc (config, certificates), the data directories and the user $user; to remove them:"
   say "  rm -r $etc; rm -r <the Threads directories of the config>; userdel $user"
+  if [ -e "$destdir$fleet_etc" ] || [ -e "$destdir$fleet_spool" ]; then
+    say "kept $fleet_etc (config, certificates, passwords), $fleet_spool and the user $fleet_user; to remove them:"
+    say "  rm -r $fleet_etc $fleet_spool; userdel $fleet_user"
+  fi
   exit 0
 fi
 
@@ -109,15 +149,7 @@ for t in setcap jq openssl; do
 done
 
 # 2. user and group
-if ! getent group "$group" >/dev/null; then
-  say "creating group $group"
-  groupadd --system "$group"
-fi
-if ! id -u "$user" >/dev/null 2>&1; then
-  say "creating user $user"
-  useradd --system --gid "$group" --home-dir /var/lib/stenographer --no-create-home \
-    --shell /usr/sbin/nologin --comment "stenographer packet capture" "$user"
-fi
+ensure_user "$user" /var/lib/stenographer "stenographer packet capture"
 
 # 3./4. binaries and scripts. install(1) replaces a file by renaming a new
 # one over it, so a running binary is not disturbed.
@@ -146,12 +178,7 @@ else
   tmp=$(mktemp "$destdir$etc/.config.XXXXXX")
   jq --arg p "$bindir/stenotype" '.StenotypePath = $p' "$src/configs/steno.conf" >"$tmp"
   chmod 0644 "$tmp"
-  if ln "$tmp" "$destdir$config" 2>/dev/null; then
-    say "created $config (edit Interface and the thread directories, then restart)"
-  else
-    say "kept existing $config"
-  fi
-  rm -f "$tmp"
+  publish_new "$tmp" "$destdir$config" "$config" "edit Interface and the thread directories, then restart"
 fi
 
 # 6. certificates in CertPath
@@ -171,10 +198,46 @@ jq -r '.Threads[] | .PacketsDirectory, .IndexDirectory' "$destdir$config" | whil
   fi
 done
 
-# 8. units and limits; the units name PREFIX/bin/stenographer
+# 9. stenofleet, when built: before the units, whose stenofleet.service
+# names its user and spool.
+fleet=0
+[ -x "$src/build/bin/stenofleet" ] && fleet=1
+if [ "$fleet" -eq 1 ]; then
+  ensure_user "$fleet_user" "$fleet_spool" "stenofleet multi-sensor front end"
+  # The sensor's client key is root:stenographer 0640.
+  if ! id -nG "$fleet_user" | tr ' ' '\n' | grep -qx "$group"; then
+    usermod -aG "$group" "$fleet_user"
+    say "added $fleet_user to group $group (reads $certpath/client_key.pem)"
+  fi
+  install -d -m 0755 "$destdir$fleet_etc"
+  if [ -e "$destdir$fleet_config" ]; then
+    say "kept existing $fleet_config"
+  else
+    port=$(jq -er '.Port // 1234' "$destdir$config") || die "$destdir$config: cannot read Port"
+    tmp=$(mktemp "$destdir$fleet_etc/.config.XXXXXX")
+    sed "s|/etc/stenographer/certs/|${certpath%/}/|g; s|port: 1234,|port: $port,|" "$src/configs/stenofleet.yaml" >"$tmp"
+    chgrp "$fleet_user" "$tmp"
+    chmod 0640 "$tmp"
+    publish_new "$tmp" "$destdir$fleet_config" "$fleet_config" \
+      "one sensor: this one, port $port; add yours, then check it with stenofleet --check-config"
+  fi
+  STENOGRAPHER_CONFIG=$destdir$config "$src/scripts/stenokeys.sh" "$fleet_user" "$fleet_user" "$destdir$fleet_etc/certs" |
+    sed "s|^|$prog: |; s|: stenokeys.sh: |: |"
+  if [ -d "$destdir$fleet_spool" ]; then
+    say "kept existing $fleet_spool"
+  else
+    install -d -m 0750 -o "$fleet_user" -g "$fleet_user" "$destdir$fleet_spool"
+    say "created $fleet_spool (owner $fleet_user:$fleet_user)"
+  fi
+else
+  say "build/bin/stenofleet not built: skipped stenofleet"
+fi
+
+# 8. units and limits; the units name PREFIX/bin
 install -d -m 0755 "$destdir/etc/systemd/system" "$destdir/etc/security/limits.d"
 for u in "${units[@]}"; do
-  sed "s|/usr/bin/stenographer|$bindir/stenographer|" "$src/configs/$u" >"$destdir/etc/systemd/system/.$u.tmp"
+  [ "$u" != stenofleet.service ] || [ "$fleet" -eq 1 ] || continue
+  sed "s|/usr/bin/steno|$bindir/steno|g" "$src/configs/$u" >"$destdir/etc/systemd/system/.$u.tmp"
   chmod 0644 "$destdir/etc/systemd/system/.$u.tmp"
   mv -f "$destdir/etc/systemd/system/.$u.tmp" "$destdir/etc/systemd/system/$u"
   say "installed /etc/systemd/system/$u"
@@ -194,7 +257,7 @@ else
   say "  setpriv --reuid=$user --regid=$group --init-groups $bindir/stenographer --config $config"
 fi
 
-# 9. start
+# 10. start
 if [ "$start" -eq 1 ]; then
   [ "$systemd_up" -eq 1 ] || die "--start needs systemd, which is not running here"
   systemctl enable --now stenographer
@@ -207,4 +270,13 @@ $prog: done. Next:
   3. usermod -aG $group ANALYST    (lets ANALYST read the client key, so query)
   4. stenoread 'port 53' -n
 EOF
+  if [ "$fleet" -eq 1 ]; then
+    cat <<EOF
+  5. stenofleet: edit $fleet_config (sensors; PASSWORD_FILE for browsers:
+     stenofleet --hash-password --user NAME >>$fleet_etc/passwords), check it with
+     stenofleet --check-config --config $fleet_config, then
+     systemctl enable --now stenofleet    (https://127.0.0.1:9443/ by default;
+     analysts' client certificate: $fleet_etc/certs/client_cert.pem)
+EOF
+  fi
 fi

@@ -114,6 +114,22 @@ func NewServer(cfg *config.Config, f *Fleet, log *slog.Logger) (*Server, error) 
 	return s, nil
 }
 
+// ErrNoPasswordFile is returned by ReloadPasswords when the config has no
+// PASSWORD_FILE.
+var ErrNoPasswordFile = errors.New("fleet: no PASSWORD_FILE configured")
+
+// ReloadPasswords re-reads PASSWORD_FILE (stenofleet does at SIGHUP). On
+// error the users loaded before stay in force.
+func (s *Server) ReloadPasswords() error {
+	if s.login == nil {
+		return ErrNoPasswordFile
+	}
+	if err := s.login.Reload(); err != nil {
+		return fmt.Errorf("fleet: PASSWORD_FILE %s: %w", s.cfg.PasswordFile, err)
+	}
+	return nil
+}
+
 // SetAuthenticator replaces the certificate CN check (before Serve); it
 // has no effect when PASSWORD_FILE is set.
 func (s *Server) SetAuthenticator(a Authenticator) { s.auth = a }
