@@ -2,13 +2,16 @@ package capture_test
 
 import (
 	"encoding/binary"
+	"os"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stenographer-ng/stenographer/tests/internal/pcapfile"
 	"github.com/stenographer-ng/stenographer/tests/internal/steno"
+	"github.com/stenographer-ng/stenographer/tests/internal/testenv"
 )
 
 // trickleFrames are n UDP frames of size bytes, each with its number in
@@ -90,4 +93,44 @@ func TestLiveSparse(t *testing.T) {
 	if allocated >= length/8 {
 		t.Errorf("packet files take %d of their %d bytes on disk: not sparse", allocated, length)
 	}
+	crashCut(t, s.Pairs[len(s.Pairs)-1].PKT, s.Positions[len(s.Positions)-1])
+}
+
+// seekHole is lseek's SEEK_HOLE on Linux: the next hole at or after an
+// offset, here the end of the last block's written part.
+const seekHole = 4
+
+// crashCut copies pkt as a crash between a sparse block's short write and
+// the file's cut to its block multiple would leave it (the length ending
+// where the last block's data does) and requires stenodump to find the
+// same packets there, and reindex to succeed.
+func crashCut(t *testing.T, pkt string, want []steno.Position) {
+	t.Helper()
+	data, err := os.ReadFile(pkt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(pkt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	last := int64(len(data)) - blocksizeKB<<10
+	end, err := f.Seek(last, seekHole)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if end == int64(len(data)) {
+		t.Fatalf("%s: the last block has no hole: it was written whole", pkt)
+	}
+	cut := filepath.Join(t.TempDir(), filepath.Base(pkt))
+	if err := os.WriteFile(cut, data[:end], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got := steno.Positions(t, cut, blocksizeKB)
+	if len(got) != len(want) || len(got) > 0 && got[len(got)-1] != want[len(want)-1] {
+		t.Errorf("file cut at %d of %d bytes: stenodump positions found %d packets, want %d", end, len(data), len(got), len(want))
+	}
+	testenv.MustRun(t, testenv.Deadline, testenv.Stenodump(t), "reindex",
+		"--blocksize_kb="+strconv.Itoa(blocksizeKB), cut, cut+".idx")
 }
