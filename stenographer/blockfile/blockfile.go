@@ -253,12 +253,13 @@ func (h header) packet(pos int64, buf []byte, extra int) Packet {
 // the next one. Damage is anything that would hide packets without a word:
 // a block without packets followed by blocks with packets (only trailing
 // empty blocks are preallocation), a chain of packets shorter or longer
-// than the block's packet count, a header or frame out of bounds. Only a
-// read error or a partial block at the end stops it.
+// than the block's packet count, a header or frame out of bounds, a partial
+// block at the end (read as far as it goes). Only a read error stops it.
 type Scanner struct {
 	f        *File
 	block    []byte
 	blockPos int64 // file offset of the block in s.block
+	blockLen int64 // bytes of it in the file: blockSize but for a partial last block
 	off      int64 // offset of the next packet within the block, 0 = load next block
 	count    uint32
 	left     uint32
@@ -318,15 +319,24 @@ func (s *Scanner) loadBlock() {
 		s.done = true
 		return
 	}
-	if s.f.size-s.blockPos < s.f.blockSize {
-		s.done = true
-		s.err = s.f.corrupt(s.blockPos, "partial block of %d bytes at the end of the file", s.f.size-s.blockPos)
-		return
-	}
 	if s.block == nil {
 		s.block = make([]byte, s.f.blockSize)
 	}
-	if _, err := s.f.f.ReadAt(s.block, s.blockPos); err != nil && err != io.EOF {
+	// A partial last block (a copy cut short, or a crash before stenotype
+	// cut a sparse file to its block multiple) is read as far as it goes:
+	// its packets inside the file are returned, and it is reported.
+	s.blockLen = min(s.f.blockSize, s.f.size-s.blockPos)
+	if s.blockLen < s.f.blockSize {
+		s.damaged++
+		if len(s.damage) < maxDamage {
+			s.damage = append(s.damage, fmt.Sprintf("at offset %d: partial block of %d bytes at the end of the file", s.blockPos, s.blockLen))
+		}
+		if s.blockLen < blockHeaderSize {
+			s.done = true
+			return
+		}
+	}
+	if _, err := s.f.f.ReadAt(s.block[:s.blockLen], s.blockPos); err != nil && err != io.EOF {
 		s.done = true
 		s.err = fmt.Errorf("blockfile: read %s at %d: %w", s.f.name, s.blockPos, err)
 		return
@@ -373,7 +383,7 @@ func (s *Scanner) nextUsedBlock() (int64, error) {
 // readFromBlock decodes the packet at s.off; false when the block turned
 // out damaged there.
 func (s *Scanner) readFromBlock() bool {
-	b := s.block
+	b := s.block[:s.blockLen]
 	pos := s.blockPos + s.off
 	var p Packet
 	var err error

@@ -245,7 +245,7 @@ func withUnindexed(thread int, th config.Thread, pairs []store.FileInfo) []store
 		}
 		f := store.FileInfo{Thread: thread, Name: e.Name(), Start: start}
 		if info, err := e.Info(); err == nil {
-			f.Size = info.Size()
+			f.Size, f.Allocated = info.Size(), store.AllocatedBytes(info)
 		}
 		extra = append(extra, f)
 	}
@@ -263,7 +263,7 @@ func (c *Cleaner) delete(f store.FileInfo, reason string, why ...any) (map[uint6
 	th := c.cfg.Threads[f.Thread]
 	c.cfg.Store.Forget(f)
 	freed := map[uint64]uint64{}
-	var total int64
+	var length int64
 	var errs []error
 	for _, p := range []string{filepath.Join(th.PacketsDirectory, f.Name), filepath.Join(th.IndexDirectory, f.Name)} {
 		var st syscall.Stat_t
@@ -276,7 +276,7 @@ func (c *Cleaner) delete(f store.FileInfo, reason string, why ...any) (map[uint6
 		}
 		if statErr == nil {
 			freed[st.Dev] += uint64(st.Blocks) * 512
-			total += st.Size
+			length += st.Size
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -285,8 +285,16 @@ func (c *Cleaner) delete(f store.FileInfo, reason string, why ...any) (map[uint6
 	}
 	metrics.FileDeleted(f.Thread, reason)
 	c.log.Info("deleted oldest file pair", append([]any{"thread", f.Thread, "name", f.Name,
-		"start", f.Start.UTC().Format(time.RFC3339), "bytes", total, "reason", reason}, why...)...)
+		"start", f.Start.UTC().Format(time.RFC3339), "length_bytes", length, "freed_bytes", sum(freed), "reason", reason}, why...)...)
 	return freed, nil
+}
+
+func sum(freed map[uint64]uint64) uint64 {
+	var n uint64
+	for _, b := range freed {
+		n += b
+	}
+	return n
 }
 
 func round(pct float64) float64 { return float64(int(pct*100+0.5)) / 100 }

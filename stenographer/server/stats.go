@@ -23,7 +23,8 @@ type CaptureState = serve.CaptureState
 type ThreadStat struct {
 	Thread           int       `json:"thread"`
 	Files            int       `json:"files"`
-	Bytes            int64     `json:"bytes"`
+	Bytes            int64     `json:"bytes"`        // on disk (allocated): sparse files count their data
+	LengthBytes      int64     `json:"length_bytes"` // the files' lengths, holes included
 	Oldest           time.Time `json:"oldest_file,omitzero"`
 	Newest           time.Time `json:"newest_file,omitzero"`
 	OldestAgeSeconds float64   `json:"oldest_packet_age_seconds,omitempty"`
@@ -36,7 +37,8 @@ func ThreadStats(st *store.Store, now time.Time) []ThreadStat {
 		files := st.Files(i)
 		t := ThreadStat{Thread: i, Files: len(files)}
 		for _, f := range files {
-			t.Bytes += f.Size
+			t.Bytes += f.Allocated
+			t.LengthBytes += f.Size
 		}
 		if len(files) > 0 {
 			t.Oldest, t.Newest = files[0].Start, files[len(files)-1].Start
@@ -58,7 +60,7 @@ var (
 	storedFiles = prometheus.NewDesc("stenographer_stored_files",
 		"File pairs available to queries, per thread.", []string{"thread"}, nil)
 	storedBytes = prometheus.NewDesc("stenographer_stored_bytes",
-		"Size of the packet files available to queries, per thread.", []string{"thread"}, nil)
+		"Disk space (allocated blocks) of the packet files available to queries, per thread: less than their length when slow-link files are sparse.", []string{"thread"}, nil)
 	oldestAge = prometheus.NewDesc("stenographer_oldest_packet_age_seconds",
 		"Age of the oldest stored file (now minus the time its name encodes): the retention the thread really has. Absent while a thread has no files.",
 		[]string{"thread"}, nil)

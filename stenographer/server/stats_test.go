@@ -71,11 +71,12 @@ func TestDebug(t *testing.T) {
 		}
 		for i, th := range stats.Threads {
 			files := e.st.Files(i)
-			var size int64
+			var size, length int64
 			for _, f := range files {
-				size += f.Size
+				size += f.Allocated
+				length += f.Size
 			}
-			if th.Files != len(files) || th.Bytes != size || !th.Oldest.Equal(files[0].Start) {
+			if th.Files != len(files) || th.Bytes != size || th.LengthBytes != length || size == 0 || !th.Oldest.Equal(files[0].Start) {
 				t.Errorf("thread %d stats %+v; store has %d files, %d bytes, oldest %v", i, th, len(files), size, files[0].Start)
 			}
 			if th.OldestAgeSeconds < 7000 || th.OldestAgeSeconds > 8000 {
@@ -205,7 +206,7 @@ func TestMetrics(t *testing.T) {
 	files0 := e.st.Files(0)
 	var size0 int64
 	for _, f := range files0 {
-		size0 += f.Size
+		size0 += f.Allocated
 	}
 	for _, c := range []struct {
 		name, labels string

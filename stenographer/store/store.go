@@ -11,11 +11,13 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"slices"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/stenographer-ng/stenographer/stenographer/blockfile"
@@ -44,7 +46,11 @@ type FileInfo struct {
 	Thread int
 	Name   string    // decimal microseconds since the epoch
 	Start  time.Time // from the name: when stenotype opened the file
-	Size   int64     // packet file size in bytes
+	Size   int64     // packet file length in bytes
+	// Allocated is what the packet file takes on disk (st_blocks * 512):
+	// less than Size when stenotype left the unused part of sparse blocks
+	// as holes (a slow link). Space, retention and stats count this.
+	Allocated int64
 }
 
 // Store tracks the file pairs of every thread. Safe for concurrent use.
@@ -139,7 +145,7 @@ func scanThread(i int, th Thread) ([]FileInfo, error) {
 		if err != nil {
 			continue // removed since ReadDir
 		}
-		out = append(out, FileInfo{Thread: i, Name: e.Name(), Start: start, Size: info.Size()})
+		out = append(out, FileInfo{Thread: i, Name: e.Name(), Start: start, Size: info.Size(), Allocated: AllocatedBytes(info)})
 	}
 	slices.SortFunc(out, func(a, b FileInfo) int { return a.Start.Compare(b.Start) })
 	return out, nil
@@ -248,4 +254,13 @@ func (s *Store) Forget(f FileInfo) {
 	s.mu.Unlock()
 	pktPath, _ := s.paths(f)
 	s.open.forget(pktPath)
+}
+
+// AllocatedBytes is the space info's file takes on disk (st_blocks * 512),
+// or its length where the platform does not say.
+func AllocatedBytes(info fs.FileInfo) int64 {
+	if st, ok := info.Sys().(*syscall.Stat_t); ok {
+		return st.Blocks * 512
+	}
+	return info.Size()
 }

@@ -122,6 +122,10 @@ func cleanLeftovers(log *slog.Logger, thread int, th store.Thread, rx reindexer)
 				remove(th.PacketsDirectory, name, size, "hidden file of an unfinished write")
 				continue
 			}
+			if err := rx.padToBlock(p); err != nil {
+				errs = append(errs, fmt.Errorf("supervisor: %w", err))
+				continue
+			}
 			if err := unhide(th.PacketsDirectory, visible); err != nil {
 				errs = append(errs, fmt.Errorf("supervisor: %w", err))
 				continue

@@ -85,6 +85,26 @@ func (r reindexer) index(pkt, idxDir, name string) error {
 	return nil
 }
 
+// padToBlock extends a packet file whose length is not a block multiple
+// to the next one. stenotype writes a sparse block only up to its used
+// bytes and cuts the file to its block multiple when it finishes it; a
+// crash between the two leaves the last block short, its missing tail a
+// hole that reads as zeros once the length is restored, as every reader
+// expects.
+func (r reindexer) padToBlock(path string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("recover %s: %w", path, err)
+	}
+	bs := int64(r.blockSize)
+	if rem := st.Size() % bs; rem != 0 {
+		if err := os.Truncate(path, st.Size()-rem+bs); err != nil {
+			return fmt.Errorf("recover %s: pad to a block multiple: %w", path, err)
+		}
+	}
+	return nil
+}
+
 // unhide renames a hidden packet file into place; it fails when a file of
 // that name is already there.
 func unhide(dir, name string) error {

@@ -136,6 +136,12 @@ class AioFile : public PacketFile {
     if (ftruncate(fd_, static_cast<off_t>(size)) != 0) return Status::FromErrno(errno, "ftruncate", path_);
     return Status::OK();
   }
+  Status PunchHole(uint64_t offset, uint64_t length) override {
+    if (fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
+                  static_cast<off_t>(length)) != 0)
+      return Status::FromErrno(errno, "fallocate(PUNCH_HOLE) at offset " + std::to_string(offset) + " of", path_);
+    return Status::OK();
+  }
   Status Sync() override {
     if (fdatasync(fd_) != 0) return Status::FromErrno(errno, "fdatasync", path_);
     return Status::OK();

@@ -59,6 +59,9 @@ class PacketFile {
   virtual Status Reap(int min, int max, std::vector<Completion>* out) = 0;
 
   virtual Status Truncate(uint64_t size) = 0;
+  // PunchHole frees the space of [offset, offset+length), which then reads
+  // as zeros; the length of the file stays.
+  virtual Status PunchHole(uint64_t offset, uint64_t length) = 0;
   virtual Status Sync() = 0;  // the data (fdatasync)
   // Close closes the open file. REQUIRES: no write in flight.
   virtual Status Close() = 0;

@@ -1,5 +1,7 @@
 #include "index/block_index.h"
 
+#include <algorithm>
+
 #include "format/block.h"
 #include "index/packet_parser.h"
 
@@ -18,6 +20,7 @@ BlockCounts IndexBlock(const uint8_t* block, size_t block_size, uint64_t base, I
     }
     ++n.packets;
     n.bytes += p.snaplen;
+    n.end = std::max(n.end, static_cast<uint32_t>(p.data - block) + p.snaplen);
   }
   if (error != nullptr) *error = r.error();
   return n;

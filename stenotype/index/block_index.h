@@ -15,6 +15,7 @@ namespace steno {
 struct BlockCounts {
   uint32_t packets = 0;
   uint64_t bytes = 0;  // captured frame bytes
+  uint32_t end = 0;    // in-block offset just past the last packet's data
 };
 
 // IndexBlock adds the packets of block (block_size bytes, at file offset

@@ -75,6 +75,7 @@ class FaultPacketFile : public PacketFile {
     if (Take(&f_->truncate_failures)) return Status::FromErrno(EIO, "ftruncate", "(injected)");
     return base_->Truncate(size);
   }
+  Status PunchHole(uint64_t offset, uint64_t length) override { return base_->PunchHole(offset, length); }
   Status Sync() override {
     if (Take(&f_->sync_failures)) return Status::FromErrno(EIO, "fdatasync", "(injected)");
     return base_->Sync();

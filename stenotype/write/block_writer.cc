@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "base/logging.h"
+#include "format/block.h"
 
 namespace steno {
 
@@ -32,8 +33,16 @@ Status BlockWriter::Append(const uint8_t* block, int64_t now_usec, std::function
   Status s = RotateIfDue(now_usec);
   BlockCounts n = IndexBlock(block, opts_.block_size, offset_, index_.get(), parse_error);
   if (counts != nullptr) *counts = n;
-  Submit(block, std::move(release));
+  // The header's blk_len as well as the packets' end: write whatever either
+  // says is used, so no reader of the header loses a byte it could see.
+  size_t used = std::max<size_t>({kBlockHeaderSize, n.end, LoadLE32(block + 20)});
+  Submit(block, WriteLength(used, opts_.block_size), std::move(release));
   return s;
+}
+
+size_t WriteLength(size_t used, size_t block_size) {
+  if (used > block_size / 2) return block_size;
+  return std::max(kDirectIOAlign, (used + kDirectIOAlign - 1) / kDirectIOAlign * kDirectIOAlign);
 }
 
 bool BlockWriter::NeedsRotation(int64_t now_usec) const {
@@ -78,6 +87,7 @@ Status BlockWriter::Open(int64_t name_usec) {
     name_ = last_name_ = name;
     opened_usec_ = name_usec;
     offset_ = 0;
+    holes_.clear();
     status_ = Status::OK();
     bad_offset_ = UINT64_MAX;
     index_ = opts_.index ? std::make_unique<Index>() : nullptr;
@@ -88,7 +98,7 @@ Status BlockWriter::Open(int64_t name_usec) {
   return Status::IOError("no free file name in " + opts_.packet_dir + " from " + std::to_string(wanted));
 }
 
-void BlockWriter::Submit(const uint8_t* block, std::function<void()> release) {
+void BlockWriter::Submit(const uint8_t* block, size_t length, std::function<void()> release) {
   if (!open_ || !status_.ok()) {
     // No file, or this file already failed: drop the block, keep capturing.
     // A failed file still counts the block toward its size, so it rotates
@@ -100,9 +110,10 @@ void BlockWriter::Submit(const uint8_t* block, std::function<void()> release) {
   }
   while (pending_.size() >= static_cast<size_t>(opts_.max_inflight)) ReapAtLeast(1);
   uint64_t tag = next_tag_++;
-  Status s = file_->Write(block, opts_.block_size, offset_, tag);
+  Status s = file_->Write(block, length, offset_, tag);
   if (s.ok()) {
-    pending_.push_back(Pending{tag, offset_, std::move(release)});
+    pending_.push_back(Pending{tag, offset_, length, std::move(release)});
+    if (length < opts_.block_size && opts_.preallocate > 0) holes_.push_back(Hole{offset_ + length, opts_.block_size - length});
   } else {
     Fail(s, offset_);
     stats_.blocks_dropped++;
@@ -132,14 +143,14 @@ void BlockWriter::ReapAtLeast(int min) {
   for (const PacketFile::Completion& c : done) {
     auto it = std::find_if(pending_.begin(), pending_.end(), [&](const Pending& p) { return p.tag == c.tag; });
     CHECK(it != pending_.end()) << "completion for an unknown write to " << hidden_;
-    if (c.result != static_cast<long>(opts_.block_size)) {
+    if (c.result != static_cast<long>(it->length)) {
       int err = c.result < 0 ? static_cast<int>(-c.result) : ENOSPC;  // a short write means the disk is full
       Fail(Status::FromErrno(err, "write block at offset " + std::to_string(it->offset) + " of", hidden_),
            it->offset);
       stats_.blocks_dropped++;
     } else {
       stats_.blocks_written++;
-      stats_.bytes_written += opts_.block_size;
+      stats_.bytes_written += it->length;
     }
     it->release();
     pending_.erase(it);
@@ -172,9 +183,12 @@ Status BlockWriter::FinishFile() {
   if (!open_) return Status::OK();
   Drain();
   uint64_t size = std::min(offset_, bad_offset_);
-  Status s;
-  // Cut preallocated space and anything at or after a failed write.
-  if (opts_.preallocate > 0 || bad_offset_ != UINT64_MAX) s = file_->Truncate(size);
+  // Always cut: this drops preallocated space and anything at or after a
+  // failed write, and gives a file whose last block was written short its
+  // whole last block (a hole), so its length is a block multiple as readers
+  // expect.
+  Status s = file_->Truncate(size);
+  if (s.ok() && opts_.preallocate > 0) PunchHoles(size);
   if (s.ok()) s = file_->Sync();
   Status closed = file_->Close();
   if (s.ok()) s = closed;
@@ -197,6 +211,20 @@ Status BlockWriter::FinishFile() {
   }
   index_.reset();
   return Status::OK();
+}
+
+void BlockWriter::PunchHoles(uint64_t size) {
+  // Preallocated space under a hole counts as used on disk (du, retention);
+  // giving it back keeps a slow link's files small. A failure costs only
+  // space, never data: logged once per file.
+  for (const Hole& h : holes_) {
+    if (h.offset >= size) break;
+    if (Status s = file_->PunchHole(h.offset, std::min(h.length, size - h.offset)); !s.ok()) {
+      LOG_ERROR << s.ToString() << "; the file keeps its preallocated space";
+      break;
+    }
+  }
+  holes_.clear();
 }
 
 Status BlockWriter::Close() { return FinishFile(); }

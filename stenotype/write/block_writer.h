@@ -20,6 +20,14 @@
 // cut, sync or rename fails is removed, unindexed. A full disk thus costs
 // packets, never the capture process.
 //
+// Sparse files: a retired block at most half full (a slow link, a block
+// timeout) is written only up to its used bytes rounded up to the O_DIRECT
+// alignment (WriteLength), at its usual offset; the rest of the block stays
+// a hole, which reads as zeros. FinishFile cuts (ftruncate) every file to
+// its block-size multiple, so readers see the same length and positions as
+// with whole-block writes, and punches the holes back into preallocated
+// space. Fuller blocks are written whole, as the fast path always was.
+//
 // Names are never reused: a file is named after its first packet's time
 // (or the clock), moved on by 1 µs while that name, hidden or visible, is
 // taken in the packet or the index directory; creation is O_EXCL and the
@@ -35,6 +43,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "base/file.h"
 #include "base/status.h"
@@ -58,7 +67,7 @@ struct WriterOptions {
 struct WriterStats {
   uint64_t blocks_written = 0;
   uint64_t blocks_dropped = 0;  // write errors, or no file open
-  uint64_t bytes_written = 0;
+  uint64_t bytes_written = 0;   // what reached the disk: a sparse block counts its written part
   uint64_t files = 0;
 };
 
@@ -108,14 +117,23 @@ class BlockWriter {
   struct Pending {
     uint64_t tag;
     uint64_t offset;
+    size_t length;  // bytes submitted
     std::function<void()> release;
+  };
+  // A block written short: the hole after its written part, punched back
+  // into a preallocated file at FinishFile.
+  struct Hole {
+    uint64_t offset;
+    uint64_t length;
   };
   bool NeedsRotation(int64_t now_usec) const;
   Status Open(int64_t name_usec);
-  void Submit(const uint8_t* block, std::function<void()> release);
+  void Submit(const uint8_t* block, size_t length, std::function<void()> release);
   void ReapAtLeast(int min);
   void Fail(const Status& s, uint64_t offset);
   Status FinishFile();
+  // PunchHoles gives the holes below size back to the file system.
+  void PunchHoles(uint64_t size);
   // NameTaken reports whether name exists, hidden or visible, in the packet
   // or the index directory; IndexNameTaken looks in the index directory.
   bool NameTaken(int64_t name) const;
@@ -137,9 +155,21 @@ class BlockWriter {
   uint64_t bad_offset_ = UINT64_MAX;  // offset of that failed write
   std::unique_ptr<Index> index_;
   std::deque<Pending> pending_;  // in submission order
+  std::vector<Hole> holes_;      // the current file's, in offset order, with preallocation
   uint64_t next_tag_ = 0;
   WriterStats stats_;
 };
+
+// kDirectIOAlign is the O_DIRECT unit every write's offset, length and
+// buffer keep (the page size; --blocksize_kb is a multiple of it).
+constexpr size_t kDirectIOAlign = 4096;
+
+// WriteLength is how many bytes of a block of block_size, whose packets end
+// at used bytes from its start, to write: block_size when the block is more
+// than half full (the saving would be small, and full blocks at a high rate
+// keep the one write they always had), else used rounded up to
+// kDirectIOAlign. REQUIRES: block_size is a multiple of kDirectIOAlign.
+size_t WriteLength(size_t used, size_t block_size);
 
 // ProbeDirectIO checks that dir accepts O_DIRECT writes of block_size bytes
 // (tmpfs on older kernels, some network file systems do not).

@@ -29,11 +29,11 @@ struct AlignedFree {
   void operator()(uint8_t* p) const { free(p); }
 };
 
-std::unique_ptr<uint8_t, AlignedFree> MakeBlock(int packets, uint32_t sec) {
+std::unique_ptr<uint8_t, AlignedFree> MakeBlock(int packets, uint32_t sec, size_t block_size = kBlock) {
   void* p = nullptr;
-  EXPECT_EQ(posix_memalign(&p, 4096, kBlock), 0);
-  memset(p, 0, kBlock);
-  BlockBuilder b(static_cast<uint8_t*>(p), kBlock, 1);
+  EXPECT_EQ(posix_memalign(&p, 4096, block_size), 0);
+  memset(p, 0, block_size);
+  BlockBuilder b(static_cast<uint8_t*>(p), block_size, 1);
   std::vector<uint8_t> frame(60, 0);
   frame[12] = 0x08;  // IPv4 with protocol 17
   frame[14] = 0x45;
@@ -356,6 +356,102 @@ TEST(BlockWriter, DrainReleasesEveryBlock) {
   ASSERT_TRUE(w.Close().ok());
   rig.idx.Stop();
   EXPECT_EQ(FileSize(rig.pkt + "/1000"), static_cast<off_t>(4 * kBlock));
+}
+
+TEST(WriteLength, RoundsUpSparseBlocksAndKeepsFullOnesWhole) {
+  struct Case {
+    size_t used, block_size, want;
+  } cases[] = {
+      {48, 1 << 20, 4096},               // an empty block: its header
+      {4096, 1 << 20, 4096},             // exactly one page
+      {4097, 1 << 20, 8192},             // one byte into the next
+      {512 << 10, 1 << 20, 512 << 10},   // half full: still sparse
+      {(512 << 10) + 1, 1 << 20, 1 << 20},  // more than half: whole
+      {1 << 20, 1 << 20, 1 << 20},
+      {2048, 4096, 4096},                // one-page blocks are always whole
+      {9000, 32768, 12288},
+  };
+  for (const Case& c : cases) {
+    size_t got = WriteLength(c.used, c.block_size);
+    EXPECT_EQ(got, c.want) << "used " << c.used << " of " << c.block_size;
+    EXPECT_EQ(got % kDirectIOAlign, 0u) << "used " << c.used;
+  }
+}
+
+// FileOnDisk is a file's length and allocated bytes (st_blocks * 512).
+struct FileOnDisk {
+  off_t length = -1;
+  uint64_t allocated = 0;
+};
+FileOnDisk OnDisk(const std::string& path) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) return {};
+  return {st.st_size, static_cast<uint64_t>(st.st_blocks) * 512};
+}
+
+class BlockWriterSparse : public ::testing::TestWithParam<uint64_t> {};
+
+// A trickle's blocks (one packet in a 256 KiB block) take a page each on
+// disk, with or without preallocation, while the file keeps its
+// block-multiple length and reads back as the blocks with zeros after
+// their used part.
+TEST_P(BlockWriterSparse, WritesOnlyTheUsedPartOfSparseBlocks) {
+  constexpr size_t kBig = 256 << 10;
+  constexpr int kBlocks = 6;
+  TempDir tmp;
+  std::string dir = OutputDir(tmp);
+  IndexThread idx(dir + "/IDX0", 0);
+  WriterOptions o = SmallBlocks(dir + "/PKT0");
+  o.block_size = kBig;
+  o.preallocate = GetParam();
+  BlockWriter w(o, &idx);
+  ASSERT_TRUE(w.Start().ok());
+  std::vector<std::unique_ptr<uint8_t, AlignedFree>> blocks;
+  int released = 0;
+  for (int i = 0; i < kBlocks; ++i) {
+    blocks.push_back(MakeBlock(1, 1000 + i, kBig));
+    ASSERT_TRUE(w.Append(blocks.back().get(), 1000, [&] { ++released; }).ok());
+  }
+  ASSERT_TRUE(w.Close().ok());
+  idx.Stop();
+  EXPECT_EQ(released, kBlocks);
+  EXPECT_EQ(w.stats().bytes_written, kBlocks * kDirectIOAlign);
+  EXPECT_EQ(w.stats().blocks_written, static_cast<uint64_t>(kBlocks));
+  std::string path = dir + "/PKT0/1000";
+  FileOnDisk d = OnDisk(path);
+  EXPECT_EQ(d.length, static_cast<off_t>(kBlocks * kBig));
+  // A file system may round its allocation up; a whole-block writer would
+  // take kBlocks * 256 KiB.
+  EXPECT_LE(d.allocated, 4 * kBlocks * kDirectIOAlign) << "allocated bytes of " << path;
+  std::string data = ReadFile(path);
+  ASSERT_EQ(data.size(), kBlocks * kBig);
+  for (int i = 0; i < kBlocks; ++i) {
+    const uint8_t* b = blocks[i].get();
+    std::string want(reinterpret_cast<const char*>(b), kDirectIOAlign);
+    want.resize(kBig, '\0');
+    EXPECT_EQ(data.compare(i * kBig, kBig, want), 0) << "block " << i;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Preallocate, BlockWriterSparse, ::testing::Values(0, 16 << 20));
+
+// A block more than half full is written whole, as before.
+TEST(BlockWriter, WritesFullBlocksWhole) {
+  constexpr size_t kBig = 64 << 10;
+  TempDir tmp;
+  std::string dir = OutputDir(tmp);
+  IndexThread idx(dir + "/IDX0", 0);
+  WriterOptions o = SmallBlocks(dir + "/PKT0");
+  o.block_size = kBig;
+  BlockWriter w(o, &idx);
+  ASSERT_TRUE(w.Start().ok());
+  auto block = MakeBlock(500, 1000, kBig);  // 500 * 128-byte packets: most of 64 KiB
+  int released = 0;
+  ASSERT_TRUE(w.Append(block.get(), 1000, [&] { ++released; }).ok());
+  ASSERT_TRUE(w.Close().ok());
+  idx.Stop();
+  EXPECT_EQ(w.stats().bytes_written, kBig);
+  EXPECT_EQ(OnDisk(dir + "/PKT0/1000").length, static_cast<off_t>(kBig));
 }
 
 TEST(BlockWriter, ProbeRejectsMissingDirectory) {

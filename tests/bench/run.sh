@@ -8,10 +8,15 @@
 #      highest rate tcpreplay reaches here (--topspeed, pcap preloaded, looped),
 #      with stenotype and `tcpdump -w` capturing the same replay at once:
 #      offered packets, stored packets, kernel drops, CPU s per million packets.
+#   3. Trickle: 5 packets/s past a live stenotype with --blockage_sec=1:
+#      disk space (du) against frame bytes and file length (sparse files).
+#   With BENCH_BASE_STENOTYPE=<path to another build>, 2 and 3 run that
+#   binary too, next to this one (before/after figures).
 #
 # Environment: STENO_SHARED (corpus, default <repo>/../shared),
 # BENCH_SECONDS (live replay duration, default 20), BENCH_PCAP (live replay
-# file, default mercury-emix.pcap), BENCH_BLOCKS (ring blocks, default 1024).
+# file, default mercury-emix.pcap), BENCH_BLOCKS (ring blocks, default 1024),
+# TRICKLE_SECONDS (trickle duration, default 30), BENCH_BASE_STENOTYPE.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -135,49 +140,104 @@ cpu_wrap() {
     exit $rc' wrap "$@" 3>"$out"
 }
 
-STENO_DIR="$(outdir live)"
-cpu_wrap "$WORK/steno.cpu" "$BIN/stenotype" --iface="$IF_CAP" --dir="$STENO_DIR" --threads=1 \
-  --blocks="$BLOCKS" --blockage_sec=1 --stats_sec=5 >"$WORK/steno.log" 2>&1 &
-STENO_PID=$!
-for _ in $(seq 300); do grep -q "STATS thread=0" "$WORK/steno.log" && break; sleep 0.1; done
-grep -q "STATS thread=0" "$WORK/steno.log" || { tail -20 "$WORK/steno.log"; die "stenotype did not start"; }
+# live_run BIN LABEL: one live measurement of stenotype binary BIN beside
+# tcpdump -w on the same replay.
+live_run() {
+  local bin="$1" label="$2"
+  STENO_DIR="$(outdir "live-$label")"
+  cpu_wrap "$WORK/steno.cpu" "$bin" --iface="$IF_CAP" --dir="$STENO_DIR" --threads=1 \
+    --blocks="$BLOCKS" --blockage_sec=1 --stats_sec=5 >"$WORK/steno.log" 2>&1 &
+  STENO_PID=$!
+  for _ in $(seq 300); do grep -q "STATS thread=0" "$WORK/steno.log" && break; sleep 0.1; done
+  grep -q "STATS thread=0" "$WORK/steno.log" || { tail -20 "$WORK/steno.log"; die "stenotype did not start"; }
 
-cpu_wrap "$WORK/td.cpu" tcpdump -i "$IF_CAP" -w "$WORK/td.pcap" -s 0 -B 65536 -n >"$WORK/td.log" 2>&1 &
-TD_PID=$!
-for _ in $(seq 300); do grep -q "listening on" "$WORK/td.log" && break; sleep 0.1; done
+  cpu_wrap "$WORK/td.cpu" tcpdump -i "$IF_CAP" -w "$WORK/td.pcap" -s 0 -B 65536 -n >"$WORK/td.log" 2>&1 &
+  TD_PID=$!
+  for _ in $(seq 300); do grep -q "listening on" "$WORK/td.log" && break; sleep 0.1; done
 
-ip netns exec "$NS_SND" tcpreplay -i "$IF_SND" --topspeed -K --loop=100000 --duration="$SECONDS_LIVE" "$LIVE_PCAP" \
-  >"$WORK/replay.log" 2>&1 || true
-OFFERED=$(sed -n 's/.*Successful packets: *\([0-9]*\).*/\1/p' "$WORK/replay.log")
-RATE=$(sed -n 's/^Rated: *\(.*\)/\1/p' "$WORK/replay.log")
-sleep 3   # let the last ring blocks retire (--blockage_sec=1)
-kill -TERM "$STENO_PID" "$TD_PID"
-wait "$STENO_PID" || echo "   stenotype exited with status $?"
-wait "$TD_PID" || true
-STENO_PID=; TD_PID=
+  ip netns exec "$NS_SND" tcpreplay -i "$IF_SND" --topspeed -K --loop=100000 --duration="$SECONDS_LIVE" "$LIVE_PCAP" \
+    >"$WORK/replay.log" 2>&1 || true
+  OFFERED=$(sed -n 's/.*Successful packets: *\([0-9]*\).*/\1/p' "$WORK/replay.log")
+  RATE=$(sed -n 's/^Rated: *\(.*\)/\1/p' "$WORK/replay.log")
+  sleep 3   # let the last ring blocks retire (--blockage_sec=1)
+  kill -TERM "$STENO_PID" "$TD_PID"
+  wait "$STENO_PID" || echo "   stenotype exited with status $?"
+  wait "$TD_PID" || true
+  STENO_PID=; TD_PID=
 
-read -r SU SS < <(sed -n 2p "$WORK/steno.cpu" | sed 's/m/ /g; s/s//g' | awk '{print $1*60+$2, $3*60+$4}')
-read -r TU TS < <(sed -n 2p "$WORK/td.cpu" | sed 's/m/ /g; s/s//g' | awk '{print $1*60+$2, $3*60+$4}')
-S_PKTS=$(stat_field "$WORK/steno.log" packets)
-S_DROPS=$(stat_field "$WORK/steno.log" drops)
-S_FILES=$(find "$STENO_DIR/PKT0" -maxdepth 1 -type f ! -name '.*' | wc -l)
-S_DISK=$(du -sm "$STENO_DIR/PKT0" | cut -f1)
-S_STORED=0
-if [[ -x "$BIN/stenodump" ]]; then
-  for f in $(find "$STENO_DIR/PKT0" -maxdepth 1 -type f ! -name '.*'); do
-    S_STORED=$((S_STORED + $("$BIN/stenodump" positions "$f" | wc -l)))
-  done
+  read -r SU SS < <(sed -n 2p "$WORK/steno.cpu" | sed 's/m/ /g; s/s//g' | awk '{print $1*60+$2, $3*60+$4}')
+  read -r TU TS < <(sed -n 2p "$WORK/td.cpu" | sed 's/m/ /g; s/s//g' | awk '{print $1*60+$2, $3*60+$4}')
+  S_PKTS=$(stat_field "$WORK/steno.log" packets)
+  S_DROPS=$(stat_field "$WORK/steno.log" drops)
+  S_FILES=$(find "$STENO_DIR/PKT0" -maxdepth 1 -type f ! -name '.*' | wc -l)
+  S_DISK=$(du -sm "$STENO_DIR/PKT0" | cut -f1)
+  S_STORED=0
+  if [[ -x "$BIN/stenodump" ]]; then
+    for f in $(find "$STENO_DIR/PKT0" -maxdepth 1 -type f ! -name '.*'); do
+      S_STORED=$((S_STORED + $("$BIN/stenodump" positions "$f" | wc -l)))
+    done
+  fi
+  T_CAPT=$(sed -n 's/^\([0-9]*\) packets captured.*/\1/p' "$WORK/td.log")
+  T_RECV=$(sed -n 's/^\([0-9]*\) packets received by filter.*/\1/p' "$WORK/td.log")
+  T_DROP=$(sed -n 's/^\([0-9]*\) packets dropped by kernel.*/\1/p' "$WORK/td.log")
+
+  echo "   [$label] $bin"
+  echo "   conditions: veth MTU 9000 in two namespaces; stenotype --threads=1 --blocks=$BLOCKS --blocksize_kb=1024 --blockage_sec=1;"
+  echo "               tcpdump -w -s 0 -B 65536 on the same interface at the same time; 2 cores shared by sender and both capturers"
+  echo "   tcpreplay offered: ${OFFERED:-?} packets ($RATE)"
+  awk -v o="${OFFERED:-0}" -v p="$S_PKTS" -v d="$S_DROPS" -v u="$SU" -v s="$SS" -v f="$S_FILES" -v m="$S_DISK" -v st="$S_STORED" 'BEGIN {
+    printf "   stenotype: %d packets (%.2f%% of offered; final STATS), %d read back from %d files (%d MiB) with stenodump, kernel drops %d, CPU %.2f s (user %.2f sys %.2f) = %.2f CPU s per million packets\n",
+      p, o ? 100 * p / o : 0, st, f, m, d, u + s, u, s, p ? (u + s) * 1e6 / p : 0 }'
+  awk -v o="${OFFERED:-0}" -v c="${T_CAPT:-0}" -v r="${T_RECV:-0}" -v d="${T_DROP:-0}" -v u="$TU" -v s="$TS" 'BEGIN {
+    printf "   tcpdump -w: captured %d packets (%.2f%% of offered), received by filter %d, dropped by kernel %d, CPU %.2f s (user %.2f sys %.2f) = %.2f CPU s per million packets\n",
+      c, o ? 100 * c / o : 0, r, d, u + s, u, s, c ? (u + s) * 1e6 / c : 0 }'
+}
+
+live_run "$BIN/stenotype" this
+if [[ -n "${BENCH_BASE_STENOTYPE:-}" ]]; then
+  echo "   (the same replay again with the base binary, for comparison; other jobs share this machine, so compare within noise)"
+  live_run "$BENCH_BASE_STENOTYPE" base
 fi
-T_CAPT=$(sed -n 's/^\([0-9]*\) packets captured.*/\1/p' "$WORK/td.log")
-T_RECV=$(sed -n 's/^\([0-9]*\) packets received by filter.*/\1/p' "$WORK/td.log")
-T_DROP=$(sed -n 's/^\([0-9]*\) packets dropped by kernel.*/\1/p' "$WORK/td.log")
+echo
 
-echo "   conditions: veth MTU 9000 in two namespaces; stenotype --threads=1 --blocks=$BLOCKS --blocksize_kb=1024 --blockage_sec=1;"
-echo "               tcpdump -w -s 0 -B 65536 on the same interface at the same time; 2 cores shared by sender and both capturers"
-echo "   tcpreplay offered: ${OFFERED:-?} packets ($RATE)"
-awk -v o="${OFFERED:-0}" -v p="$S_PKTS" -v d="$S_DROPS" -v u="$SU" -v s="$SS" -v f="$S_FILES" -v m="$S_DISK" -v st="$S_STORED" 'BEGIN {
-  printf "   stenotype: %d packets (%.2f%% of offered; final STATS), %d read back from %d files (%d MiB) with stenodump, kernel drops %d, CPU %.2f s (user %.2f sys %.2f) = %.2f CPU s per million packets\n",
-    p, o ? 100 * p / o : 0, st, f, m, d, u + s, u, s, p ? (u + s) * 1e6 / p : 0 }'
-awk -v o="${OFFERED:-0}" -v c="${T_CAPT:-0}" -v r="${T_RECV:-0}" -v d="${T_DROP:-0}" -v u="$TU" -v s="$TS" 'BEGIN {
-  printf "   tcpdump -w: captured %d packets (%.2f%% of offered), received by filter %d, dropped by kernel %d, CPU %.2f s (user %.2f sys %.2f) = %.2f CPU s per million packets\n",
-    c, o ? 100 * c / o : 0, r, d, u + s, u, s, c ? (u + s) * 1e6 / c : 0 }'
+# ---------------------------------------------------------------- trickle
+echo "== 3. trickle: 5 packets/s of 1000-byte frames for ${TRICKLE_SECONDS:-30}s, --blockage_sec=1 --fileage_sec=10"
+# A slow link retires nearly empty blocks every second; stenotype writes
+# only their used part (sparse files), so the disk space (du) should be
+# near the packet bytes while the file length (ls) stays a block multiple.
+TRICKLE_PCAP="$WORK/trickle.pcap"
+python3 - "$TRICKLE_PCAP" "$((5 * ${TRICKLE_SECONDS:-30}))" <<'PY'
+import struct, sys
+path, n = sys.argv[1], int(sys.argv[2])
+with open(path, "wb") as f:
+    f.write(struct.pack("<IHHiIII", 0xa1b2c3d4, 2, 4, 0, 0, 65535, 1))
+    for i in range(n):
+        frame = bytes.fromhex("020000000001020000000002" "0800") + bytes([0x45, 0]) + struct.pack(">H", 986)
+        frame += bytes(4) + bytes([64, 17, 0, 0]) + bytes([10, 9, 0, 1, 10, 9, 0, 2])
+        frame += struct.pack(">HHHH", 40000, 9999, 966, 0) + struct.pack(">I", i)
+        frame += bytes((i + j) & 0xff for j in range(1000 - len(frame)))
+        f.write(struct.pack("<IIII", 1700000000 + i, 0, len(frame), len(frame)) + frame)
+PY
+trickle_run() {
+  local bin="$1" label="$2" d
+  d="$(outdir "trickle-$label")"
+  ip netns exec "$NS_CAP" "$bin" --iface="$IF_CAP" --dir="$d" --threads=1 --blocks=64 --blockage_sec=1 \
+    --fileage_sec=10 --stats_sec=1 >"$WORK/trickle-$label.log" 2>&1 &
+  STENO_PID=$!
+  for _ in $(seq 300); do grep -q "STATS thread=0" "$WORK/trickle-$label.log" && break; sleep 0.1; done
+  ip netns exec "$NS_SND" tcpreplay -i "$IF_SND" --pps=5 "$TRICKLE_PCAP" >"$WORK/trickle-replay.log" 2>&1 || true
+  sleep 3   # the last block retires
+  kill -TERM "$STENO_PID"; wait "$STENO_PID" || echo "   stenotype exited with status $?"
+  STENO_PID=
+  local pkts bytes files len alloc
+  pkts=$(stat_field "$WORK/trickle-$label.log" packets)
+  bytes=$(stat_field "$WORK/trickle-$label.log" bytes)
+  files=$(find "$d/PKT0" -maxdepth 1 -type f ! -name '.*' | wc -l)
+  len=$(find "$d/PKT0" -maxdepth 1 -type f ! -name '.*' -printf '%s\n' | awk '{s += $1} END {print s + 0}')
+  alloc=$(find "$d/PKT0" -maxdepth 1 -type f ! -name '.*' -printf '%b\n' | awk '{s += $1 * 512} END {print s + 0}')
+  awk -v l="$label" -v b="$bin" -v p="$pkts" -v by="$bytes" -v f="$files" -v len="$len" -v a="$alloc" 'BEGIN {
+    printf "   [%s] %s: %d packets, %d frame bytes in %d files; length (ls) %.1f MiB, on disk (du, st_blocks) %.2f MiB = %.1fx the frame bytes\n",
+      l, b, p, by, f, len / 1048576, a / 1048576, by ? a / by : 0 }'
+}
+trickle_run "$BIN/stenotype" this
+[[ -n "${BENCH_BASE_STENOTYPE:-}" ]] && trickle_run "$BENCH_BASE_STENOTYPE" base

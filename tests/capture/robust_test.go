@@ -363,6 +363,9 @@ func TestLiveDiskFull(t *testing.T) {
 	dir := filepath.Join(mnt, "steno")
 	// Registered after the disk, so it stops before the unmount.
 	st := startCapture(t, pair, dir, 1, "--uid=0", "--gid=0", "--filesize_mb=4")
+	// A ballast leaves room for a few blocks: the replay's blocks are
+	// written sparse, so the traffic alone would take long to fill the disk.
+	testenv.FillDisk(t, mnt, 256<<10)
 	sender := startProc(t, "tcpreplay", pair.Sender("tcpreplay", "-i", pair.SenderIf, "--pps=2000", "--loop=1000", pcap))
 	waitFor(t, "blocks_dropped in STATS", st, 3*time.Minute, func() bool {
 		return steno.LastStats(st.stderr.Bytes())[0].BlocksDropped > 0

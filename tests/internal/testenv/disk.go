@@ -1,11 +1,13 @@
 package testenv
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -52,4 +54,40 @@ func LoopDisk(t testing.TB, sizeMB int) string {
 		}
 	})
 	return mnt
+}
+
+// FillDisk writes a ballast file in dir until its file system has at most
+// leave bytes free (0: until ENOSPC), so that a disk-full test does not
+// depend on how fast its traffic fills the disk: stenotype writes a sparse
+// block only up to its used bytes, and a slow replay fills little. Big
+// writes first, then 4 KiB ones (the file system's block) for the rest.
+func FillDisk(t testing.TB, dir string, leave int64) {
+	t.Helper()
+	f, err := os.Create(filepath.Join(dir, "ballast"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	free := func() int64 {
+		var s syscall.Statfs_t
+		if err := syscall.Statfs(dir, &s); err != nil {
+			t.Fatalf("statfs %s: %v", dir, err)
+		}
+		return int64(s.Bavail) * s.Bsize
+	}
+	for _, chunk := range []int64{1 << 20, 4 << 10} {
+		buf := make([]byte, chunk)
+		for free()-chunk >= leave {
+			if _, err := f.Write(buf); err != nil {
+				if !errors.Is(err, syscall.ENOSPC) {
+					t.Fatalf("filling %s: %v", dir, err)
+				}
+				break
+			}
+		}
+	}
+	if err := f.Sync(); err != nil && !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("filling %s: %v", dir, err)
+	}
+	t.Logf("filled %s: %d bytes free", dir, free())
 }
