@@ -180,6 +180,7 @@ type interfaceJSON struct {
 	Up        bool      `json:"up"`
 	DownSince time.Time `json:"down_since,omitzero"`
 	Starts    int       `json:"stenotype_starts"`
+	Pid       int       `json:"stenotype_pid,omitempty"`
 	Files     int       `json:"files"`
 	Bytes     int64     `json:"bytes"`
 }
@@ -192,7 +193,7 @@ func interfaceStats(capture CaptureState, threads []ThreadStat) []interfaceJSON 
 	}
 	var out []interfaceJSON
 	for _, st := range ic.States() {
-		j := interfaceJSON{Name: st.Name, Threads: st.Threads, Up: st.Up, DownSince: st.DownSince, Starts: st.Starts}
+		j := interfaceJSON{Name: st.Name, Threads: st.Threads, Up: st.Up, DownSince: st.DownSince, Starts: st.Starts, Pid: st.Pid}
 		for _, t := range threads {
 			if t.Interface == st.Name {
 				j.Files += t.Files
