@@ -3,7 +3,8 @@
 // serves queries over HTTPS (and gRPC when the config has an Rpc section),
 // both with mutual TLS.
 //
-// This file is flags and wiring only: config → store → supervisor,
+// This file is flags and wiring only: config → store → supervisors (one
+// per capture interface),
 // retention, HTTPS and gRPC servers; SIGTERM/SIGINT stops them in order;
 // SIGHUP is logged and ignored.
 //
@@ -101,7 +102,7 @@ func run(args []string, stderr io.Writer) int {
 	for _, w := range cfg.Warnings {
 		log.Warn("configuration", "config", *configPath, "warning", w)
 	}
-	log.Info("starting", "config", *configPath, "interface", cfg.Interface, "threads", len(cfg.Threads),
+	log.Info("starting", "config", *configPath, "interfaces", strings.Join(cfg.Interfaces(), ","), "threads", len(cfg.Threads),
 		"https", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)), "grpc", cfg.Rpc != nil)
 	if lim.maxQueries <= 0 {
 		fmt.Fprintf(stderr, "stenographer: --max_queries must be positive, not %d\n", lim.maxQueries)
@@ -122,7 +123,8 @@ func run(args []string, stderr io.Writer) int {
 
 // serve runs everything until SIGTERM/SIGINT or a server fails.
 func serve(cfg *config.Config, log *slog.Logger, syncInterval, staleTimeout time.Duration, lim limits) error {
-	sup, err := supervisor.New(supervisor.Config{
+	// One stenotype per interface, each supervised on its own.
+	sup, err := supervisor.NewGroup(supervisor.Config{
 		StenotypePath: cfg.StenotypePath, Interface: cfg.Interface, Flags: cfg.Flags,
 		Threads: cfg.StoreThreads(), Logger: log,
 		StaleTimeout: staleTimeout, CheckInterval: syncInterval,

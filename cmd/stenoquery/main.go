@@ -1,5 +1,6 @@
 // Command stenoquery runs a query against stenotype data directories on
-// this machine and writes the matching packets as PCAP, without a running
+// this machine and writes the matching packets as PCAP (or pcapng with
+// --pcapng), without a running
 // stenographer: for analysts who carry a sensor's disks to another machine,
 // and for tests.
 //
@@ -38,10 +39,11 @@ type threadFlags []store.Thread
 func (t *threadFlags) String() string { return fmt.Sprint(*t) }
 func (t *threadFlags) Set(v string) error {
 	pkt, idx, ok := strings.Cut(v, ":")
+	idx, iface, _ := strings.Cut(idx, ":")
 	if !ok || pkt == "" || idx == "" {
-		return errors.New("want PACKETS_DIR:INDEX_DIR")
+		return errors.New("want PACKETS_DIR:INDEX_DIR[:INTERFACE]")
 	}
-	*t = append(*t, store.Thread{PacketsDirectory: pkt, IndexDirectory: idx})
+	*t = append(*t, store.Thread{PacketsDirectory: pkt, IndexDirectory: idx, Interface: iface})
 	return nil
 }
 
@@ -58,9 +60,10 @@ func main() {
 	var threads threadFlags
 	configPath := flag.String("config", "", "stenographer config file: its Threads, and --blocksize_kb from its Flags")
 	dir := flag.String("dir", "", "stenotype --dir output: reads every PKT<i>/IDX<i> pair in it")
-	flag.Var(&threads, "thread", "PACKETS_DIR:INDEX_DIR of one thread (repeatable)")
+	flag.Var(&threads, "thread", "PACKETS_DIR:INDEX_DIR[:INTERFACE] of one thread (repeatable; the interface is for iface and --pcapng)")
 	blockKB := flag.Int("blocksize_kb", 1024, "packet file block size, as stenotype's --blocksize_kb (default: the config's Flags, else 1024)")
 	out := flag.String("w", "-", "write PCAP to this file (- for stdout)")
+	ng := flag.Bool("pcapng", false, "write pcapng (an interface block per capture interface, nanosecond timestamps) instead of PCAP")
 	count := flag.Bool("count", false, "print the number of matching packets instead of PCAP")
 	explain := flag.Bool("explain", false, "print the parsed query and, per file, the positions each primitive matched")
 	stats := flag.Bool("stats", false, "print what the query read (files, lookups, index bytes) to stderr")
@@ -88,14 +91,14 @@ func main() {
 			blockSize = *blockKB * 1024
 		}
 	})
-	if err := run(*configPath, *dir, threads, blockSize, flag.Arg(0), *out, *count, *explain, *stats, pcap.Limits{MaxPackets: *limitPackets, MaxBytes: *limitBytes}); err != nil {
+	if err := run(*configPath, *dir, threads, blockSize, flag.Arg(0), *out, *count, *explain, *stats, *ng, pcap.Limits{MaxPackets: *limitPackets, MaxBytes: *limitBytes}); err != nil {
 		fmt.Fprintln(os.Stderr, "stenoquery:", err)
 		os.Exit(1)
 	}
 }
 
 // run answers the query. blockSize 0 means the config's, else 1 MiB.
-func run(configPath, dir string, threads []store.Thread, blockSize int, text, out string, count, explain, stats bool, limits pcap.Limits) error {
+func run(configPath, dir string, threads []store.Thread, blockSize int, text, out string, count, explain, stats, ng bool, limits pcap.Limits) error {
 	var err error
 	switch {
 	case configPath != "":
@@ -146,7 +149,7 @@ func run(configPath, dir string, threads []store.Thread, blockSize int, text, ou
 	if err != nil {
 		return err
 	}
-	o := runner.Run(ctx, serve.Request{Transport: metrics.TransportLocal, Text: text, Limits: limits}, sink{w})
+	o := runner.Run(ctx, serve.Request{Transport: metrics.TransportLocal, Text: text, Limits: limits, Pcapng: ng}, sink{w})
 	if o.Err != nil {
 		return o.Err
 	}

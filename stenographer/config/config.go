@@ -18,8 +18,12 @@
 //     must be an IP address or a host name that resolves. Host is the
 //     HTTPS address only: gRPC listens on every address, as in the
 //     reference, unless Rpc.ServerHost (ours) names one.
-//   - Port and Interface are required; StenotypePath defaults to
-//     /usr/bin/stenotype and CertPath to /etc/stenographer/certs.
+//   - Port is required; StenotypePath defaults to /usr/bin/stenotype and
+//     CertPath to /etc/stenographer/certs.
+//   - A thread may name its own Interface (ours); the top-level Interface
+//     is the default of the threads that do not, and is required unless
+//     every thread names one. Threads on one interface are one stenotype
+//     (one fanout group); each thread's Interface is filled in here.
 //   - Flags must not set --dir, --threads or --iface: stenographer sets them.
 //   - TestimonySocket (the reference's Testimony packet source) is accepted
 //     and ignored, with a warning in Warnings: capture is always from
@@ -37,6 +41,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -232,11 +237,8 @@ func (c *Config) complete() error {
 	if c.StenotypePath == "" {
 		c.StenotypePath = DefaultStenotypePath
 	}
-	if c.Interface == "" {
-		return &Error{Key: "Interface", Msg: "missing (the interface stenotype captures on)"}
-	}
-	if strings.ContainsAny(c.Interface, "/ \t\n") || len(c.Interface) > 15 {
-		return &Error{Key: "Interface", Msg: fmt.Sprintf("%q is not an interface name", c.Interface)}
+	if err := c.completeInterfaces(); err != nil {
+		return err
 	}
 	if err := checkPort("Port", c.Port); err != nil {
 		return err
@@ -267,12 +269,60 @@ func (c *Config) complete() error {
 		c.Flags = []string{}
 	}
 	if c.TestimonySocket != "" {
-		c.Warnings = append(c.Warnings, fmt.Sprintf("TestimonySocket %q is ignored: stenotype captures from Interface %s itself", c.TestimonySocket, c.Interface))
+		c.Warnings = append(c.Warnings, fmt.Sprintf("TestimonySocket %q is ignored: stenotype captures from Interface %s itself", c.TestimonySocket, strings.Join(c.Interfaces(), ", ")))
 	}
 	if c.Rpc != nil {
 		return c.Rpc.complete(c.Port)
 	}
 	return nil
+}
+
+// completeInterfaces checks the top-level and the threads' Interface keys
+// and gives every thread its interface.
+func (c *Config) completeInterfaces() error {
+	if c.Interface != "" {
+		if err := checkInterface("Interface", c.Interface); err != nil {
+			return err
+		}
+	}
+	for i := range c.Threads {
+		th := &c.Threads[i]
+		if th.Interface != "" {
+			if err := checkInterface(fmt.Sprintf("Threads[%d].Interface", i), th.Interface); err != nil {
+				return err
+			}
+			continue
+		}
+		if c.Interface == "" {
+			if slices.ContainsFunc(c.Threads, func(t Thread) bool { return t.Interface != "" }) {
+				return &Error{Key: fmt.Sprintf("Threads[%d].Interface", i), Msg: "missing, and no top-level Interface to default to"}
+			}
+			return &Error{Key: "Interface", Msg: "missing (the interface stenotype captures on)"}
+		}
+		th.Interface = c.Interface
+	}
+	return nil
+}
+
+// checkInterface accepts what the kernel takes as a link name (IFNAMSIZ
+// less its NUL, no slash or white space).
+func checkInterface(key, name string) error {
+	if strings.ContainsAny(name, "/: \t\n") || len(name) > 15 || name == "." || name == ".." {
+		return &Error{Key: key, Msg: fmt.Sprintf("%q is not an interface name", name)}
+	}
+	return nil
+}
+
+// Interfaces returns the threads' interfaces, each once, in the order
+// they first appear in Threads.
+func (c *Config) Interfaces() []string {
+	var out []string
+	for _, th := range c.Threads {
+		if !slices.Contains(out, th.Interface) {
+			out = append(out, th.Interface)
+		}
+	}
+	return out
 }
 
 func (r *Rpc) complete(httpPort int) error {

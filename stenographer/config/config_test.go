@@ -22,7 +22,7 @@ func TestParseDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &Config{
-		Threads: []Thread{{Thread: store.Thread{PacketsDirectory: "/data0/pkt", IndexDirectory: "/data0/idx"},
+		Threads: []Thread{{Thread: store.Thread{PacketsDirectory: "/data0/pkt", IndexDirectory: "/data0/idx", Interface: "eth0"},
 			DiskFreePercentage: 10, MaxDirectoryFiles: 30000}},
 		StenotypePath: "/usr/bin/stenotype", Interface: "eth0", Port: 1234, Host: "127.0.0.1",
 		Flags: []string{}, CertPath: "/etc/stenographer/certs", MaxOpenFiles: 1000,
@@ -155,6 +155,12 @@ func TestParseErrors(t *testing.T) {
 			`Threads[0].MaxDirectoryFiles: -5 is negative`},
 		{"no interface", `{` + th + `,"Port":1}`, `Interface: missing (the interface stenotype captures on)`},
 		{"bad interface", `{` + th + `,"Interface":"eth0 eth1","Port":1}`, `Interface: "eth0 eth1" is not an interface name`},
+		{"bad thread interface", `{"Threads":[{"PacketsDirectory":"/p","IndexDirectory":"/i"},{"PacketsDirectory":"/q","IndexDirectory":"/j","Interface":"a/b"}],"Interface":"lo","Port":1}`,
+			`Threads[1].Interface: "a/b" is not an interface name`},
+		{"thread interface too long", `{"Threads":[{"PacketsDirectory":"/p","IndexDirectory":"/i","Interface":"abcdefghijklmnop"}],"Interface":"lo","Port":1}`,
+			`Threads[0].Interface: "abcdefghijklmnop" is not an interface name`},
+		{"thread without interface and no default", `{"Threads":[{"PacketsDirectory":"/p","IndexDirectory":"/i","Interface":"eth1"},{"PacketsDirectory":"/q","IndexDirectory":"/j"}],"Port":1}`,
+			`Threads[1].Interface: missing, and no top-level Interface to default to`},
 		{"no port", `{` + th + `,"Interface":"lo"}`, `Port: missing (a TCP port, 1..65535)`},
 		{"port too big", `{` + th + `,"Interface":"lo","Port":65536}`, `Port: 65536 is outside 1..65535`},
 		{"negative port", `{` + th + `,"Interface":"lo","Port":-1}`, `Port: -1 is outside 1..65535`},
@@ -194,6 +200,37 @@ func TestParseErrors(t *testing.T) {
 	}
 }
 
+// Threads may name their interfaces; the top-level Interface is the
+// default of the others, and is optional when every thread names one.
+func TestParseThreadInterfaces(t *testing.T) {
+	for _, tc := range []struct {
+		name, in string
+		threads  []string // each thread's Interface after Parse
+		ifaces   []string // Interfaces()
+	}{
+		{"top-level only", `{"Threads":[{"PacketsDirectory":"/p","IndexDirectory":"/i"},{"PacketsDirectory":"/q","IndexDirectory":"/j"}],"Interface":"eth0","Port":1}`,
+			[]string{"eth0", "eth0"}, []string{"eth0"}},
+		{"one thread elsewhere", `{"Threads":[{"PacketsDirectory":"/p","IndexDirectory":"/i"},{"PacketsDirectory":"/q","IndexDirectory":"/j","Interface":"eth1"}],"Interface":"eth0","Port":1}`,
+			[]string{"eth0", "eth1"}, []string{"eth0", "eth1"}},
+		{"every thread names one, no default", `{"Threads":[{"PacketsDirectory":"/p","IndexDirectory":"/i","interface":"b"},{"PacketsDirectory":"/q","IndexDirectory":"/j","Interface":"a"},{"PacketsDirectory":"/r","IndexDirectory":"/k","Interface":"b"}],"Port":1}`,
+			[]string{"b", "a", "b"}, []string{"b", "a"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse([]byte(tc.in))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, th := range c.StoreThreads() {
+				got = append(got, th.Interface)
+			}
+			if !reflect.DeepEqual(got, tc.threads) || !reflect.DeepEqual(c.Interfaces(), tc.ifaces) {
+				t.Errorf("thread interfaces %q, Interfaces() %q; want %q, %q", got, c.Interfaces(), tc.threads, tc.ifaces)
+			}
+		})
+	}
+}
+
 // A host name that cannot resolve is an error naming Host. The .invalid
 // top-level domain never resolves (RFC 6761).
 func TestParseUnresolvableHost(t *testing.T) {
@@ -213,7 +250,7 @@ func TestLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := c.StoreThreads(), []store.Thread{{PacketsDirectory: "/data0/pkt", IndexDirectory: "/data0/idx"}}; !reflect.DeepEqual(got, want) {
+	if got, want := c.StoreThreads(), []store.Thread{{PacketsDirectory: "/data0/pkt", IndexDirectory: "/data0/idx", Interface: "eth0"}}; !reflect.DeepEqual(got, want) {
 		t.Errorf("StoreThreads = %+v, want %+v", got, want)
 	}
 	bad := filepath.Join(dir, "bad")

@@ -12,7 +12,7 @@ import (
 var (
 	topKeys = fieldSet("Threads", "StenotypePath", "Interface", "Port", "Host", "Flags", "CertPath", "MaxOpenFiles", "Rpc",
 		"TestimonySocket")
-	threadKeys = fieldSet("PacketsDirectory", "IndexDirectory", "DiskFreePercentage", "MaxDirectoryFiles")
+	threadKeys = fieldSet("PacketsDirectory", "IndexDirectory", "Interface", "DiskFreePercentage", "MaxDirectoryFiles")
 	rpcKeys    = fieldSet("CaCert", "ServerKey", "ServerCert", "ServerPort", "ServerHost", "ServerPcapPath",
 		"ServerPcapMaxSize", "ClientPcapChunkSize", "ClientPcapMaxSize")
 )

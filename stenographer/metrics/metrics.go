@@ -90,11 +90,18 @@ func RecordStenotypeStats(thread int, cur StenotypeStats) {
 	lastStats[thread] = cur
 }
 
-// StenotypeStarted counts a (re)start of stenotype and forgets the totals
-// of the process before it.
-func StenotypeStarted() {
+// StenotypeStarted counts a (re)start of the stenotype running threads
+// and forgets the totals of the process before it. The other threads run
+// in other stenotypes (other interfaces) and keep theirs; no threads
+// means every thread.
+func StenotypeStarted(threads ...int) {
 	statsMu.Lock()
-	clear(lastStats)
+	if len(threads) == 0 {
+		clear(lastStats)
+	}
+	for _, t := range threads {
+		delete(lastStats, t)
+	}
 	statsMu.Unlock()
 	stenotypeRestarts.Inc()
 }

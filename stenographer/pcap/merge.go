@@ -10,6 +10,7 @@ type Packet struct {
 	Timestamp time.Time
 	WireLen   int
 	Data      []byte
+	Interface int // the capture interface, for Output.WriteFrom
 }
 
 // Source yields packets in timestamp order. Next returns false at the end

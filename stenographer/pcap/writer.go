@@ -1,9 +1,12 @@
-// Package pcap writes query results as one classic PCAP stream (SPEC §6)
-// and merges per-thread packet streams into timestamp order.
+// Package pcap writes query results as one classic PCAP stream (SPEC §6),
+// or as pcapng when a client asks (ng.go), and merges per-thread packet
+// streams into timestamp order.
 //
 // Stage: packets → analyst. Input: packets in timestamp order per source.
 // Output: a PCAP byte stream (magic a1b2c3d4, version 2.4, microsecond
-// timestamps, snaplen 65536, Ethernet), cut short by packet or byte limits.
+// timestamps, snaplen 65536, Ethernet) or a pcapng one (an interface
+// block per capture interface, nanosecond timestamps), cut short by
+// packet or byte limits.
 package pcap
 
 import (
@@ -41,14 +44,25 @@ type Limits struct {
 // wait in the writer's buffer while more are coming.
 const StreamFlushInterval = 50 * time.Millisecond
 
-// Writer writes a PCAP stream. Not safe for concurrent use.
-type Writer struct {
+// Output is what a result is written to: a PCAP Writer or a pcapng
+// NgWriter. iface is the packet's capture interface, an index into the
+// interfaces the NgWriter was made with; PCAP has no place for it.
+type Output interface {
+	WriteFrom(iface int, ts time.Time, wireLen int, data []byte) error
+	SetFlushInterval(d time.Duration)
+	Flush() error
+	Packets() int64
+	Bytes() int64
+}
+
+// stream is what both formats share: the buffer, the limits, the counts
+// and the flush policy.
+type stream struct {
 	w       *bufio.Writer
 	under   flusher // the underlying writer, when it buffers too
 	limits  Limits
 	packets int64
 	bytes   int64
-	hdr     [RecordHeaderSize]byte
 
 	// flushEvery, when set, bounds how long a written packet may wait in
 	// the buffer while more packets keep coming (see SetFlushInterval).
@@ -56,10 +70,52 @@ type Writer struct {
 	lastFlush  time.Time
 }
 
+func newStream(w io.Writer, limits Limits) stream {
+	s := stream{w: bufio.NewWriterSize(w, 64<<10), limits: limits}
+	s.under, _ = w.(flusher)
+	return s
+}
+
+// header writes the stream's header: counted, never limited.
+func (s *stream) header(h []byte) error {
+	if _, err := s.w.Write(h); err != nil {
+		return err
+	}
+	s.bytes += int64(len(h))
+	return nil
+}
+
+// full reports whether a limit has been reached: the next packet is
+// refused.
+func (s *stream) full() bool {
+	return s.limits.MaxPackets > 0 && s.packets >= s.limits.MaxPackets ||
+		s.limits.MaxBytes > 0 && s.bytes >= s.limits.MaxBytes
+}
+
+// record writes one packet's header, data and trailer and counts them.
+func (s *stream) record(hdr, data, trailer []byte) error {
+	for _, b := range [][]byte{hdr, data, trailer} {
+		if _, err := s.w.Write(b); err != nil {
+			return err
+		}
+	}
+	s.packets++
+	s.bytes += int64(len(hdr) + len(data) + len(trailer))
+	if s.flushEvery > 0 && s.flushDue() {
+		return s.Flush()
+	}
+	return nil
+}
+
+// Writer writes a PCAP stream. Not safe for concurrent use.
+type Writer struct {
+	stream
+	hdr [RecordHeaderSize]byte
+}
+
 // NewWriter writes the file header to w and returns a Writer.
 func NewWriter(w io.Writer, limits Limits) (*Writer, error) {
-	pw := &Writer{w: bufio.NewWriterSize(w, 64<<10), limits: limits}
-	pw.under, _ = w.(flusher)
+	pw := &Writer{stream: newStream(w, limits)}
 	var h [FileHeaderSize]byte
 	le := binary.LittleEndian
 	le.PutUint32(h[0:], magicMicros)
@@ -67,11 +123,15 @@ func NewWriter(w io.Writer, limits Limits) (*Writer, error) {
 	le.PutUint16(h[6:], 4)
 	le.PutUint32(h[16:], snaplen)
 	le.PutUint32(h[20:], linkEthernet)
-	if _, err := pw.w.Write(h[:]); err != nil {
+	if err := pw.header(h[:]); err != nil {
 		return nil, err
 	}
-	pw.bytes = FileHeaderSize
 	return pw, nil
+}
+
+// WriteFrom is WritePacket: PCAP records carry no interface.
+func (pw *Writer) WriteFrom(_ int, ts time.Time, wireLen int, data []byte) error {
+	return pw.WritePacket(ts, wireLen, data)
 }
 
 // WritePacket appends one packet. data longer than the snaplen is cut to
@@ -81,30 +141,15 @@ func (pw *Writer) WritePacket(ts time.Time, wireLen int, data []byte) error {
 	if len(data) > snaplen {
 		data = data[:snaplen]
 	}
-	if pw.limits.MaxPackets > 0 && pw.packets >= pw.limits.MaxPackets {
+	if pw.full() {
 		return ErrLimit
 	}
-	if pw.limits.MaxBytes > 0 && pw.bytes >= pw.limits.MaxBytes {
-		return ErrLimit
-	}
-	n := int64(RecordHeaderSize + len(data))
 	le := binary.LittleEndian
 	le.PutUint32(pw.hdr[0:], uint32(ts.Unix()))
 	le.PutUint32(pw.hdr[4:], uint32(ts.Nanosecond()/1000))
 	le.PutUint32(pw.hdr[8:], uint32(len(data)))
 	le.PutUint32(pw.hdr[12:], uint32(max(wireLen, len(data))))
-	if _, err := pw.w.Write(pw.hdr[:]); err != nil {
-		return err
-	}
-	if _, err := pw.w.Write(data); err != nil {
-		return err
-	}
-	pw.packets++
-	pw.bytes += n
-	if pw.flushEvery > 0 && pw.flushDue() {
-		return pw.Flush()
-	}
-	return nil
+	return pw.record(pw.hdr[:], data, nil)
 }
 
 // SetFlushInterval makes the writer flush after the first packet and then
@@ -112,7 +157,7 @@ func (pw *Writer) WritePacket(ts time.Time, wireLen int, data []byte) error {
 // network stream sees the first packet at once and the rest in steady
 // pieces instead of 64 KiB at a time. A packet found after a long search
 // leaves with the next one or at the end.
-func (pw *Writer) SetFlushInterval(d time.Duration) {
+func (pw *stream) SetFlushInterval(d time.Duration) {
 	pw.flushEvery = d
 	pw.lastFlush = time.Time{}
 }
@@ -120,7 +165,7 @@ func (pw *Writer) SetFlushInterval(d time.Duration) {
 // flushDue reads the clock for every one of the first packets and then
 // for every 64th, which keeps a million-packet result from paying for a
 // clock read per packet.
-func (pw *Writer) flushDue() bool {
+func (pw *stream) flushDue() bool {
 	if pw.packets > 1024 && pw.packets%64 != 0 {
 		return false
 	}
@@ -137,7 +182,7 @@ type flusher interface{ Flush() error }
 // Flush writes buffered data to the underlying writer and, when that has a
 // Flush method (an HTTP response, a gRPC chunker), flushes it too: a flush
 // is meant to reach the client, not the next buffer.
-func (pw *Writer) Flush() error {
+func (pw *stream) Flush() error {
 	if err := pw.w.Flush(); err != nil {
 		return err
 	}
@@ -148,7 +193,7 @@ func (pw *Writer) Flush() error {
 }
 
 // Packets returns the number of packets written.
-func (pw *Writer) Packets() int64 { return pw.packets }
+func (pw *stream) Packets() int64 { return pw.packets }
 
 // Bytes returns the number of bytes written, headers included.
-func (pw *Writer) Bytes() int64 { return pw.bytes }
+func (pw *stream) Bytes() int64 { return pw.bytes }

@@ -32,18 +32,26 @@ type Time struct {
 	At     time.Time
 }
 
+// Iface matches every packet captured on the named interface and none
+// captured elsewhere: it selects files (a thread's interface, Span.Interface),
+// not packets, so it costs no index lookup.
+type Iface struct{ Name string }
+
 // And matches packets that all of its children match.
 type And struct{ Children []Node }
 
 // Or matches packets that any of its children match.
 type Or struct{ Children []Node }
 
-func (Key) node()  {}
-func (Time) node() {}
-func (And) node()  {}
-func (Or) node()   {}
+func (Key) node()   {}
+func (Time) node()  {}
+func (Iface) node() {}
+func (And) node()   {}
+func (Or) node()    {}
 
 func (k Key) String() string { return k.Text }
+
+func (i Iface) String() string { return "iface " + i.Name }
 
 func (t Time) String() string {
 	w := "after"
@@ -60,10 +68,10 @@ func join(ns []Node, sep string) string {
 	parts := make([]string, len(ns))
 	for i, n := range ns {
 		parts[i] = n.String()
-		if _, isKey := n.(Key); !isKey {
-			if _, isTime := n.(Time); !isTime {
-				parts[i] = "(" + parts[i] + ")"
-			}
+		switch n.(type) {
+		case Key, Time, Iface:
+		default:
+			parts[i] = "(" + parts[i] + ")"
 		}
 	}
 	return strings.Join(parts, sep)

@@ -23,10 +23,12 @@ type WithinIndex interface {
 	RangeWithin(ctx context.Context, lo, hi []byte, within []uint32) ([]uint32, error)
 }
 
-// Span is what is known of the capture times of the packets of one file:
-// every packet has Min <= ts <= Max. A zero Max means unknown (no limit).
+// Span is what is known of the packets of one file before its index is
+// read: every packet has Min <= ts <= Max (a zero Max means unknown, no
+// limit), and all were captured on Interface (what `iface` selects).
 type Span struct {
-	Min, Max time.Time
+	Min, Max  time.Time
+	Interface string
 }
 
 // Match is the result of evaluating a query against one file.
@@ -128,6 +130,9 @@ func (e *evaluator) eval(n Node) (*result, error) {
 		return &result{set: set, exact: true}, nil
 	case Time:
 		return e.evalTime(n), nil
+	case Iface:
+		// The whole file is in or out.
+		return &result{all: n.Name == e.span.Interface, exact: true}, nil
 	case And:
 		return e.evalAnd(n.Children)
 	case Or:
@@ -284,6 +289,8 @@ func (r *result) matches(pos uint32, ts time.Time) bool {
 // time bounds (free, but they narrow nothing in the index) last.
 func cost(n Node) int {
 	switch n := n.(type) {
+	case Iface:
+		return -1 // free, and an 'and' on another interface stops here
 	case Key:
 		switch n.Lo[0] {
 		case 0x04, 0x06: // addresses: usually the rarest

@@ -63,7 +63,7 @@ func testEvaluate(t *testing.T, idx Index) {
 	base := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 	ts := func(p uint32) time.Time { return base.Add(time.Duration(p) * time.Second) }
 	all := []uint32{10, 20, 30, 40, 50, 60}
-	span := Span{Min: ts(10), Max: ts(60)}
+	span := Span{Min: ts(10), Max: ts(60), Interface: "eth0"}
 	at := func(p uint32) string { return ts(p).Format(time.RFC3339) }
 
 	tests := []struct {
@@ -93,6 +93,16 @@ func testEvaluate(t *testing.T, idx Index) {
 		{"(tcp and before " + at(25) + ") or (udp and after " + at(55) + ")", []uint32{10, 20, 60}, 2},
 		{"(port 80 or after " + at(45) + ") or (udp and before " + at(55) + ")", []uint32{10, 20, 30, 50, 60}, 2},
 		{"port 80 or port 80 or (port 80 and after " + at(15) + ")", []uint32{10, 20, 30}, 1},
+		// iface selects the whole file (this one is eth0) without a lookup;
+		// an 'and' on another interface looks nothing up.
+		{"iface eth0", all, 0},
+		{"iface eth1", nil, 0},
+		{"iface eth0 and port 80", []uint32{10, 20, 30}, 1},
+		{"port 80 and iface eth1 and tcp", nil, 0},
+		{"iface eth1 or port 443", []uint32{40, 50}, 1},
+		{"(iface eth1 and port 80) or (iface eth0 and port 443)", []uint32{40, 50}, 1},
+		{"iface eth0 or port 443", all, 0},
+		{"iface eth0 and after " + at(45), []uint32{50, 60}, 0},
 	}
 	for _, tc := range tests {
 		q, err := Parse(tc.q, base)
@@ -166,6 +176,11 @@ func TestMayMatch(t *testing.T) {
 		{"before 2024-01-01T00:00:01Z", span, true},
 		{"port 80 and before 2023-12-31T23:00:00Z", span, false},
 		{"port 80 or before 2023-12-31T23:00:00Z", span, true},
+		{"iface eth0", Span{Min: base, Interface: "eth0"}, true},
+		{"iface eth0", Span{Min: base, Interface: "eth1"}, false},
+		{"iface eth0 or iface eth1", Span{Min: base, Interface: "eth1"}, true},
+		{"port 80 and iface eth0", Span{Min: base, Interface: "eth1"}, false},
+		{"iface eth1 and before 2023-12-31T23:00:00Z", Span{Min: base, Interface: "eth1"}, false},
 	}
 	for _, tc := range tests {
 		q, err := Parse(tc.q, base)

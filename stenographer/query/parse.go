@@ -223,8 +223,26 @@ func (p *parser) term() (Node, error) {
 	case "before", "after":
 		at, err := p.instant(t.text)
 		return Time{Before: t.text == "before", At: at}, err
+	case "iface":
+		return p.iface()
 	}
-	return nil, p.errAt(t, "unknown primitive %q (expected host, net, port, ip proto, tcp, udp, icmp, vlan, mpls, before, after)", t.text)
+	return nil, p.errAt(t, "unknown primitive %q (expected host, net, port, ip proto, tcp, udp, icmp, vlan, mpls, before, after, iface)", t.text)
+}
+
+// iface NAME: a capture interface's name as the kernel allows it.
+func (p *parser) iface() (Node, error) {
+	t := p.next()
+	if t == nil {
+		return nil, p.errAt(nil, "iface needs an interface name")
+	}
+	switch t.text {
+	case "(", ")", "and", "or", "&&", "||":
+		return nil, p.errAt(t, "iface: %q is not an interface name", t.text)
+	}
+	if len(t.text) > 15 || strings.ContainsAny(t.text, "/:") {
+		return nil, p.errAt(t, "iface: %q is not an interface name", t.text)
+	}
+	return Iface{Name: t.text}, nil
 }
 
 // number reads a decimal argument in [0, max].

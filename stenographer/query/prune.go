@@ -1,12 +1,15 @@
 package query
 
 // MayMatch reports whether any packet of a file with the given span can
-// match q, judging by time bounds alone (index keys count as "maybe").
+// match q, judging by time bounds and interfaces alone (index keys count
+// as "maybe").
 // It lets a caller skip a file without opening its index.
 func MayMatch(q Node, span Span) bool {
 	switch n := q.(type) {
 	case Key:
 		return true
+	case Iface:
+		return n.Name == span.Interface
 	case Time:
 		if n.Before {
 			return span.Min.Before(n.At)

@@ -62,7 +62,7 @@ func (s *service) RetrievePcap(req *pb.PcapRequest, stream grpc.ServerStreamingS
 	if p, ok := peer.FromContext(ctx); ok {
 		remote = p.Addr.String()
 	}
-	sreq := serve.Request{Transport: metrics.TransportGRPC, Text: req.Query,
+	sreq := serve.Request{Transport: metrics.TransportGRPC, Text: req.Query, Pcapng: req.Pcapng,
 		Log: s.log.With("uid", req.Uid, "remote", remote)}
 	chunk, maxBytes, err := s.limits(req)
 	if err != nil {

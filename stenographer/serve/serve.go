@@ -2,7 +2,7 @@
 // gRPC and stenoquery share, so they agree on limits, admission, metrics,
 // outcome, logging and flushing.
 //
-// Stage: parsed request → PCAP on a transport's sink. Input: the query
+// Stage: parsed request → PCAP (or pcapng) on a transport's sink. Input: the query
 // text, its limits and a Sink (an io.Writer with Flush). Output: an
 // Outcome saying what was sent and how the query ended; the transport
 // turns it into a status, trailers or an exit code.
@@ -100,7 +100,10 @@ type Request struct {
 	Transport string // metrics.TransportHTTP, metrics.TransportGRPC, ...
 	Text      string
 	Limits    pcap.Limits
-	Log       *slog.Logger // carries the transport's attributes (remote, uid); nil: the Runner's
+	// Pcapng asks for a pcapng result (an interface block per capture
+	// interface, each packet naming its own) instead of PCAP.
+	Pcapng bool
+	Log    *slog.Logger // carries the transport's attributes (remote, uid); nil: the Runner's
 }
 
 // ErrBusy is wrapped by the error of a query refused because MaxRunning
@@ -179,7 +182,7 @@ func (r *Runner) Run(ctx context.Context, req Request, sink Sink) Outcome {
 	start := time.Now()
 	out := &trackedSink{Sink: sink}
 	var o Outcome
-	pw, err := pcap.NewWriter(out, req.Limits)
+	pw, err := r.newOutput(out, req)
 	if err == nil {
 		pw.SetFlushInterval(pcap.StreamFlushInterval)
 		if err = pw.Flush(); err == nil {
@@ -209,6 +212,14 @@ func (r *Runner) Run(ctx context.Context, req Request, sink Sink) Outcome {
 		log.Info("query", attrs...)
 	}
 	return o
+}
+
+// newOutput writes the result's header in the format req asks for.
+func (r *Runner) newOutput(w io.Writer, req Request) (pcap.Output, error) {
+	if req.Pcapng {
+		return pcap.NewNgWriter(w, req.Limits, r.cfg.Store.Interfaces())
+	}
+	return pcap.NewWriter(w, req.Limits)
 }
 
 func (o Outcome) resultErrors() []error {

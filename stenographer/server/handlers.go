@@ -60,10 +60,14 @@ func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req.Text = string(body)
+	req.Pcapng = WantsPcapng(r.Header)
 
 	ctx := r.Context()
 	h := w.Header()
 	h.Set("Content-Type", "application/octet-stream")
+	if req.Pcapng {
+		h.Set("Content-Type", ContentTypePcapng)
+	}
 	h.Set("Trailer", strings.Join([]string{TrailerTruncated, TrailerPackets, TrailerBytes,
 		TrailerFileErrors, TrailerFileErrorDetail}, ", "))
 	if down := serve.CaptureDown(s.cfg.Capture); down != "" {
@@ -88,6 +92,36 @@ func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request) {
 	if d := serve.FileErrorDetail(o.Result.Errors); d != "" {
 		h.Set(TrailerFileErrorDetail, d)
 	}
+}
+
+// ContentTypePcapng is the media type a client sends in Accept to get a
+// pcapng result, and the Content-Type of that result.
+const ContentTypePcapng = "application/x-pcapng"
+
+// WantsPcapng reports whether the request's Accept names pcapng. PCAP
+// stays the answer to anything else (no Accept, */*, octet-stream).
+func WantsPcapng(h http.Header) bool {
+	for _, v := range h.Values("Accept") {
+		for _, part := range strings.Split(v, ",") {
+			mt, params, _ := strings.Cut(part, ";")
+			if strings.EqualFold(strings.TrimSpace(mt), ContentTypePcapng) && !refused(params) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// refused reports a media range's "q=0": the client does not want it.
+func refused(params string) bool {
+	for _, p := range strings.Split(params, ";") {
+		k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
+		if strings.EqualFold(k, "q") {
+			q, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return err == nil && q == 0
+		}
+	}
+	return false
 }
 
 // InterruptWrites (also used by stenofleet) makes a write blocked on a client that stopped reading

@@ -14,6 +14,7 @@ import (
 	"github.com/stenographer-ng/stenographer/stenographer/metrics"
 	"github.com/stenographer-ng/stenographer/stenographer/serve"
 	"github.com/stenographer-ng/stenographer/stenographer/store"
+	"github.com/stenographer-ng/stenographer/stenographer/supervisor"
 )
 
 // CaptureState is what the supervisor says about capture (serve.CaptureState).
@@ -22,6 +23,7 @@ type CaptureState = serve.CaptureState
 // ThreadStat summarizes one thread's stored files.
 type ThreadStat struct {
 	Thread           int       `json:"thread"`
+	Interface        string    `json:"interface,omitempty"`
 	Files            int       `json:"files"`
 	Bytes            int64     `json:"bytes"`        // on disk (allocated): sparse files count their data
 	LengthBytes      int64     `json:"length_bytes"` // the files' lengths, holes included
@@ -35,7 +37,7 @@ func ThreadStats(st *store.Store, now time.Time) []ThreadStat {
 	out := make([]ThreadStat, st.Threads())
 	for i := range out {
 		files := st.Files(i)
-		t := ThreadStat{Thread: i, Files: len(files)}
+		t := ThreadStat{Thread: i, Interface: st.Thread(i).Interface, Files: len(files)}
 		for _, f := range files {
 			t.Bytes += f.Allocated
 			t.LengthBytes += f.Size
@@ -69,7 +71,22 @@ var (
 		[]string{"thread"}, nil)
 	captureDownSince = prometheus.NewDesc("stenographer_capture_down_since_seconds",
 		"Unix time capture went down; absent while it is up.", []string{"thread"}, nil)
+	threadInterface = prometheus.NewDesc("stenographer_thread_interface_info",
+		"Always 1: the interface a thread captures on, to join the per-thread metrics by interface.",
+		[]string{"thread", "interface"}, nil)
+	interfaceUp = prometheus.NewDesc("stenographer_interface_capture_up",
+		"1 while the interface's stenotype runs, 0 while it is down (each interface has its own).",
+		[]string{"interface"}, nil)
+	interfaceStarts = prometheus.NewDesc("stenographer_interface_stenotype_starts_total",
+		"Times the interface's stenotype was started.", []string{"interface"}, nil)
 )
+
+// interfaceCapture is a CaptureState that knows each interface's
+// (supervisor.Group).
+type interfaceCapture interface {
+	ThreadCaptureState(thread int) (up bool, since time.Time)
+	States() []supervisor.InterfaceState
+}
 
 // NewCollector returns a collector of st's files and, when capture is not
 // nil, of the capture state, for the daemon's registry.
@@ -78,7 +95,8 @@ func NewCollector(st *store.Store, capture CaptureState) prometheus.Collector {
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{storedFiles, storedBytes, oldestAge, captureUp, captureDownSince, diskFree} {
+	for _, d := range []*prometheus.Desc{storedFiles, storedBytes, oldestAge, captureUp, captureDownSince, diskFree,
+		threadInterface, interfaceUp, interfaceStarts} {
 		ch <- d
 	}
 }
@@ -89,8 +107,21 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	if c.capture != nil {
 		up, since = c.capture.CaptureState()
 	}
+	ic, perInterface := c.capture.(interfaceCapture)
+	if perInterface {
+		for _, st := range ic.States() {
+			ch <- prometheus.MustNewConstMetric(interfaceUp, prometheus.GaugeValue, boolGauge(st.Up), st.Name)
+			ch <- prometheus.MustNewConstMetric(interfaceStarts, prometheus.CounterValue, float64(st.Starts), st.Name)
+		}
+	}
 	for _, t := range ThreadStats(c.st, time.Now()) {
 		label := strconv.Itoa(t.Thread)
+		if t.Interface != "" {
+			ch <- prometheus.MustNewConstMetric(threadInterface, prometheus.GaugeValue, 1, label, t.Interface)
+		}
+		if perInterface {
+			up, since = ic.ThreadCaptureState(t.Thread)
+		}
 		ch <- prometheus.MustNewConstMetric(storedFiles, prometheus.GaugeValue, float64(t.Files), label)
 		ch <- prometheus.MustNewConstMetric(storedBytes, prometheus.GaugeValue, float64(t.Bytes), label)
 		if t.Files > 0 {
@@ -132,12 +163,13 @@ func wantsJSON(r *http.Request) bool {
 
 // statsJSON is /debug/stats?format=json.
 type statsJSON struct {
-	Time    time.Time                      `json:"time"`
-	Capture *captureJSON                   `json:"capture,omitempty"`
-	Threads []ThreadStat                   `json:"threads"`
-	Queries map[string]metrics.QueryCounts `json:"queries"`
-	Aged    int64                          `json:"aged_files"`
-	Disks   []diskFreeJSON                 `json:"disk_free"`
+	Time       time.Time                      `json:"time"`
+	Capture    *captureJSON                   `json:"capture,omitempty"`
+	Interfaces []interfaceJSON                `json:"interfaces,omitempty"`
+	Threads    []ThreadStat                   `json:"threads"`
+	Queries    map[string]metrics.QueryCounts `json:"queries"`
+	Aged       int64                          `json:"aged_files"`
+	Disks      []diskFreeJSON                 `json:"disk_free"`
 }
 
 type diskFreeJSON struct {
@@ -153,6 +185,38 @@ type captureJSON struct {
 	DownSince time.Time `json:"down_since,omitzero"`
 }
 
+// interfaceJSON is one capture interface in /debug/stats.
+type interfaceJSON struct {
+	Name      string    `json:"name"`
+	Threads   []int     `json:"threads"`
+	Up        bool      `json:"up"`
+	DownSince time.Time `json:"down_since,omitzero"`
+	Starts    int       `json:"stenotype_starts"`
+	Pid       int       `json:"stenotype_pid,omitempty"`
+	Files     int       `json:"files"`
+	Bytes     int64     `json:"bytes"`
+}
+
+// interfaceStats sums the threads of each interface the capture reports.
+func interfaceStats(capture CaptureState, threads []ThreadStat) []interfaceJSON {
+	ic, ok := capture.(interfaceCapture)
+	if !ok {
+		return nil
+	}
+	var out []interfaceJSON
+	for _, st := range ic.States() {
+		j := interfaceJSON{Name: st.Name, Threads: st.Threads, Up: st.Up, DownSince: st.DownSince, Starts: st.Starts, Pid: st.Pid}
+		for _, t := range threads {
+			if t.Interface == st.Name {
+				j.Files += t.Files
+				j.Bytes += t.Bytes
+			}
+		}
+		out = append(out, j)
+	}
+	return out
+}
+
 func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
 	now := time.Now()
 	threads := ThreadStats(s.cfg.Store, now)
@@ -166,6 +230,7 @@ func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	frees := DiskFrees(s.cfg.Store)
+	ifaces := interfaceStats(s.cfg.Capture, threads)
 	if wantsJSON(r) {
 		disks := make([]diskFreeJSON, len(frees))
 		for i, d := range frees {
@@ -174,11 +239,19 @@ func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
 				disks[i].Err = d.Err.Error()
 			}
 		}
-		writeJSON(w, statsJSON{now, capture, threads, queries, metrics.AgedFiles(), disks})
+		writeJSON(w, statsJSON{now, capture, ifaces, threads, queries, metrics.AgedFiles(), disks})
 		return
 	}
 	v := statsLines(threads, queries, capture)
 	diskFreeLines(frees, v)
+	// Per interface, in the same name<TAB>integer style.
+	for _, i := range ifaces {
+		p := "iface_" + i.Name + "_"
+		v[p+"capture_up"] = int64(boolGauge(i.Up))
+		v[p+"stenotype_starts"] = int64(i.Starts)
+		v[p+"current_files"] = int64(i.Files)
+		v[p+"current_bytes"] = i.Bytes
+	}
 	writeText(w, v)
 }
 

@@ -137,7 +137,7 @@ func numbered(t *testing.T, dir string, files, perFile int, step time.Duration, 
 		}
 		names = append(names, strconv.FormatInt(pkts[0].Time.UnixMicro(), 10))
 	}
-	s := New(Config{BlockSize: blockSize, Threads: []Thread{{filepath.Join(dir, "PKT0"), filepath.Join(dir, "IDX0")}}})
+	s := New(Config{BlockSize: blockSize, Threads: []Thread{{PacketsDirectory: filepath.Join(dir, "PKT0"), IndexDirectory: filepath.Join(dir, "IDX0")}}})
 	if err := s.Refresh(); err != nil {
 		t.Fatal(err)
 	}
@@ -286,7 +286,7 @@ func TestQuerySwappedPairs(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			s := New(Config{BlockSize: blockSize, Threads: []Thread{{filepath.Join(dir, "PKT0"), filepath.Join(dir, "IDX0")}}})
+			s := New(Config{BlockSize: blockSize, Threads: []Thread{{PacketsDirectory: filepath.Join(dir, "PKT0"), IndexDirectory: filepath.Join(dir, "IDX0")}}})
 			if err := s.Refresh(); err != nil {
 				t.Fatal(err)
 			}

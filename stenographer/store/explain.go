@@ -17,12 +17,9 @@ func (s *Store) Explain(ctx context.Context, q query.Node, w io.Writer) error {
 	for i := range s.cfg.Threads {
 		files := s.Files(i)
 		for j, f := range files {
-			span := query.Span{Min: f.Start.Add(-StartSlack)}
-			if j+1 < len(files) {
-				span.Max = files[j+1].Start
-			}
+			span := s.span(i, files, j)
 			if !query.MayMatch(q, span) {
-				fmt.Fprintf(w, "thread %d file %s: skipped by time\n", i, f.Name)
+				fmt.Fprintf(w, "thread %d file %s: skipped by time or interface\n", i, f.Name)
 				continue
 			}
 			p, release, err := s.acquire(f)

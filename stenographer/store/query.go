@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"time"
 
 	"github.com/stenographer-ng/stenographer/stenographer/blockfile"
@@ -35,20 +36,23 @@ type Result struct {
 }
 
 // Query writes every packet matching q, across all threads, to w in
-// timestamp order. It stops early at w's limits (Result.Truncated) or
-// when ctx is cancelled (returning ctx's error).
-func (s *Store) Query(ctx context.Context, q query.Node, w *pcap.Writer) (*Result, error) {
+// timestamp order, each with the index in Interfaces of the interface
+// its thread captures on. It stops early at w's limits
+// (Result.Truncated) or when ctx is cancelled (returning ctx's error).
+func (s *Store) Query(ctx context.Context, q query.Node, w pcap.Output) (*Result, error) {
 	res := &Result{}
 	var srcs []pcap.Source
-	for i := range s.cfg.Threads {
-		t := &threadSource{ctx: ctx, s: s, q: q, files: s.Files(i), res: res}
+	ifaces := s.Interfaces()
+	for i, th := range s.cfg.Threads {
+		t := &threadSource{ctx: ctx, s: s, q: q, thread: i, iface: slices.Index(ifaces, th.Interface),
+			files: s.Files(i), res: res}
 		defer t.shutdown()
 		srcs = append(srcs, t)
 	}
 	m := pcap.NewMerge(srcs...)
 	for m.Next() {
 		p := m.Packet()
-		if err := w.WritePacket(p.Timestamp, p.WireLen, p.Data); err != nil {
+		if err := w.WriteFrom(p.Interface, p.Timestamp, p.WireLen, p.Data); err != nil {
 			if errors.Is(err, pcap.ErrLimit) {
 				res.Truncated = true
 				break
@@ -69,6 +73,29 @@ func (s *Store) Query(ctx context.Context, q query.Node, w *pcap.Writer) (*Resul
 	return res, nil
 }
 
+// span is what is known of the packets of files[j] of thread i before
+// its index is read: from StartSlack before its name to the next file's
+// name, and the thread's interface.
+func (s *Store) span(i int, files []FileInfo, j int) query.Span {
+	span := query.Span{Min: files[j].Start.Add(-StartSlack), Interface: s.cfg.Threads[i].Interface}
+	if j+1 < len(files) {
+		span.Max = files[j+1].Start
+	}
+	return span
+}
+
+// Interfaces returns the threads' capture interfaces, each once, in the
+// order they first appear: the interface numbers of Query's output.
+func (s *Store) Interfaces() []string {
+	var out []string
+	for _, th := range s.cfg.Threads {
+		if !slices.Contains(out, th.Interface) {
+			out = append(out, th.Interface)
+		}
+	}
+	return out
+}
+
 // batchSize bounds how many packets a thread reads ahead of the merge: a
 // whole 1 MiB block of small packets, so a block is read about once.
 // batchBytes bounds the bytes read for one batch (the arena's use) before
@@ -83,11 +110,13 @@ const (
 // reads a batch of packets at a time so that a block is read once for all
 // the matches it holds.
 type threadSource struct {
-	ctx   context.Context
-	s     *Store
-	q     query.Node
-	files []FileInfo
-	res   *Result
+	ctx    context.Context
+	s      *Store
+	q      query.Node
+	thread int
+	iface  int // index of its interface in Store.Interfaces
+	files  []FileInfo
+	res    *Result
 
 	next  int // index of the next file to open
 	cur   *fileCursor
@@ -234,11 +263,7 @@ func (t *threadSource) schedule() {
 	for len(t.ahead) < lookahead && t.next < len(t.files) {
 		f := t.files[t.next]
 		t.next++
-		span := query.Span{Min: f.Start.Add(-StartSlack)}
-		if t.next < len(t.files) {
-			span.Max = t.files[t.next].Start
-		}
-		t.ahead = append(t.ahead, t.evaluate(f, span))
+		t.ahead = append(t.ahead, t.evaluate(f, t.s.span(t.thread, t.files, t.next-1)))
 	}
 }
 
@@ -346,7 +371,7 @@ func (t *threadSource) fill() {
 		for !full() && c.scan.Next() {
 			p := c.scan.Packet()
 			if keep == nil || keep(uint32(p.Position), p.Timestamp) {
-				t.batch = append(t.batch, pcap.Packet{Timestamp: p.Timestamp, WireLen: p.WireLen, Data: t.keepBytes(p.Data)})
+				t.batch = append(t.batch, pcap.Packet{Timestamp: p.Timestamp, WireLen: p.WireLen, Data: t.keepBytes(p.Data), Interface: t.iface})
 			}
 		}
 		if !full() {
@@ -361,7 +386,7 @@ func (t *threadSource) fill() {
 	// Packets are read straight into the arena and returned from there.
 	n, err := c.pkt.ReadPositionsInto(t.ctx, c.match.Positions[c.pos:end], t.allocRun, func(p blockfile.Packet) bool {
 		if keep == nil || keep(uint32(p.Position), p.Timestamp) {
-			t.batch = append(t.batch, pcap.Packet{Timestamp: p.Timestamp, WireLen: p.WireLen, Data: p.Data})
+			t.batch = append(t.batch, pcap.Packet{Timestamp: p.Timestamp, WireLen: p.WireLen, Data: p.Data, Interface: t.iface})
 		}
 		return true
 	})

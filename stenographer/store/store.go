@@ -24,10 +24,13 @@ import (
 	"github.com/stenographer-ng/stenographer/stenographer/indexfile"
 )
 
-// Thread names the two directories of one stenotype thread.
+// Thread names the two directories of one stenotype thread and the
+// interface it captures on (empty when the store is given none: queries
+// naming an interface then match nothing of it).
 type Thread struct {
 	PacketsDirectory string
 	IndexDirectory   string
+	Interface        string `json:",omitempty"`
 }
 
 // Config configures a Store.

@@ -55,8 +55,8 @@ func build(t *testing.T, n int) (string, *Store) {
 
 func open(t *testing.T, dir string) *Store {
 	s := New(Config{BlockSize: blockSize, MaxOpenFiles: 6, Threads: []Thread{
-		{filepath.Join(dir, "PKT0"), filepath.Join(dir, "IDX0")},
-		{filepath.Join(dir, "PKT1"), filepath.Join(dir, "IDX1")},
+		{filepath.Join(dir, "PKT0"), filepath.Join(dir, "IDX0"), "eth0"},
+		{filepath.Join(dir, "PKT1"), filepath.Join(dir, "IDX1"), "eth1"},
 	}})
 	if err := s.Refresh(); err != nil {
 		t.Fatal(err)
@@ -125,6 +125,13 @@ func TestQuery(t *testing.T) {
 		{"port 1001 and after " + at(300), seq(301, n, 10, nil)},
 		{"port 1001 or after " + at(390), seq(0, n, 1, func(k int) bool { return k%10 == 1 || k > 390 })},
 		{"after 2000-01-01T00:00:00Z", seq(0, n, 1, nil)},
+		// Thread 0 (even packets) captures on eth0, thread 1 on eth1.
+		{"iface eth0", seq(0, n, 2, nil)},
+		{"iface eth1 and port 1003", seq(3, n, 10, nil)},
+		{"iface eth0 and port 1003", nil},
+		{"iface eth0 or iface eth1", seq(0, n, 1, nil)},
+		{"(iface eth0 and port 1002) or (iface eth1 and after " + at(389) + ")", seq(0, n, 1, func(k int) bool { return k%10 == 2 || k > 389 && k%2 == 1 })},
+		{"iface eth9", nil},
 	}
 	for _, tc := range tests {
 		got, _ := run(t, s, tc.q, pcap.Limits{})
@@ -134,6 +141,49 @@ func TestQuery(t *testing.T) {
 	}
 	if c := s.open.count(); c > 3 {
 		t.Errorf("%d pairs open, MaxOpenFiles 6 allows 3", c)
+	}
+}
+
+// As pcapng, every packet names the interface of its thread, and the
+// stream describes each interface once, in thread order.
+func TestQueryPcapng(t *testing.T) {
+	const n = 100
+	_, s := build(t, n)
+	q, err := query.Parse("port 1003 or port 1004", base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	w, err := pcap.NewNgWriter(&buf, pcap.Limits{}, s.Interfaces())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Query(context.Background(), q, w); err != nil {
+		t.Fatal(err)
+	}
+	r, err := pcapgo.NewNgReader(&buf, pcapgo.DefaultNgReaderOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int
+	for {
+		data, ci, err := r.ReadPacketData()
+		if err != nil {
+			break
+		}
+		k := int(data[0]) | int(data[1])<<8
+		if ci.InterfaceIndex != k%2 || !ci.Timestamp.Equal(base.Add(time.Duration(k)*time.Second)) {
+			t.Errorf("packet %d: interface %d at %v, want %d at %v", k, ci.InterfaceIndex, ci.Timestamp, k%2, base.Add(time.Duration(k)*time.Second))
+		}
+		got = append(got, k)
+	}
+	if want := seq(0, n, 1, func(k int) bool { return k%10 == 3 || k%10 == 4 }); !slices.Equal(got, want) {
+		t.Errorf("got %v\nwant %v", got, want)
+	}
+	for i, name := range []string{"eth0", "eth1"} {
+		if ifc, err := r.Interface(i); err != nil || ifc.Name != name {
+			t.Errorf("interface %d = %+v, %v; want %s", i, ifc, err, name)
+		}
 	}
 }
 
@@ -248,7 +298,7 @@ func TestQueryWhileDeleting(t *testing.T) {
 
 func TestReferenceCapture(t *testing.T) {
 	dir := filepath.Join(testdata.Shared(t), "upstream-testdata", "capture")
-	s := New(Config{Threads: []Thread{{filepath.Join(dir, "PKT0"), filepath.Join(dir, "IDX0")}}})
+	s := New(Config{Threads: []Thread{{PacketsDirectory: filepath.Join(dir, "PKT0"), IndexDirectory: filepath.Join(dir, "IDX0")}}})
 	if err := s.Refresh(); err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +345,7 @@ func TestQueryManyBatches(t *testing.T) {
 	if _, err := fixture.Write(dir, 0, base, bs, pkts); err != nil {
 		t.Fatal(err)
 	}
-	s := New(Config{BlockSize: bs, Threads: []Thread{{filepath.Join(dir, "PKT0"), filepath.Join(dir, "IDX0")}}})
+	s := New(Config{BlockSize: bs, Threads: []Thread{{PacketsDirectory: filepath.Join(dir, "PKT0"), IndexDirectory: filepath.Join(dir, "IDX0")}}})
 	if err := s.Refresh(); err != nil {
 		t.Fatal(err)
 	}

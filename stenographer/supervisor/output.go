@@ -90,6 +90,7 @@ func (w *lineWriter) flush() {
 // and the exit message need.
 type runOutput struct {
 	log *slog.Logger
+	ids []int            // daemon-wide number of each of stenotype's threads
 	now func() time.Time // when a line came (a fake clock in tests)
 
 	mu       sync.Mutex
@@ -98,8 +99,18 @@ type runOutput struct {
 	statsAt  map[int]time.Time // when it came
 }
 
-func newRunOutput(log *slog.Logger) *runOutput {
-	return &runOutput{log: log, now: time.Now, stats: map[int]stats{}, statsAt: map[int]time.Time{}}
+// newRunOutput follows a stenotype whose thread i is the daemon's thread
+// ids[i] (nil: the same number).
+func newRunOutput(log *slog.Logger, ids []int) *runOutput {
+	return &runOutput{log: log, ids: ids, now: time.Now, stats: map[int]stats{}, statsAt: map[int]time.Time{}}
+}
+
+// global returns the daemon-wide number of stenotype's thread i.
+func (o *runOutput) global(i int) int {
+	if i >= 0 && i < len(o.ids) {
+		return o.ids[i]
+	}
+	return i
 }
 
 func (o *runOutput) line(stream string, l string) {
@@ -107,7 +118,7 @@ func (o *runOutput) line(stream string, l string) {
 		return
 	}
 	if s, ok := parseStats(l); ok {
-		metrics.RecordStenotypeStats(s.thread, s.StenotypeStats)
+		metrics.RecordStenotypeStats(o.global(s.thread), s.StenotypeStats)
 		o.mu.Lock()
 		o.stats[s.thread] = s
 		o.statsAt[s.thread] = o.now()

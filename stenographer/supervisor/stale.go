@@ -46,7 +46,7 @@ func (t *staleTracker) check(now time.Time) string {
 	for i, th := range t.threads {
 		name, size, err := newest(th.PacketsDirectory)
 		if err != nil {
-			t.log.Warn("stale check: cannot read directory", "thread", i, "err", err)
+			t.log.Warn("stale check: cannot read directory", "thread", t.out.global(i), "err", err)
 			continue
 		}
 		if name != t.newest[i] || size != t.size[i] {
@@ -59,11 +59,11 @@ func (t *staleTracker) check(now time.Time) string {
 		}
 		st, at, ok := t.out.threadStats(i)
 		if ok && at.After(t.since[i]) && st.Packets == t.base[i].Packets && st.Drops == t.base[i].Drops {
-			t.log.Debug("thread idle: no packets and no new file", "thread", i, "for", now.Sub(t.since[i]).Round(time.Second))
+			t.log.Debug("thread idle: no packets and no new file", "thread", t.out.global(i), "for", now.Sub(t.since[i]).Round(time.Second))
 			t.since[i] = now
 			continue
 		}
-		return fmt.Sprintf("thread %d: no new file in %s for %v", i, th.PacketsDirectory, t.timeout)
+		return fmt.Sprintf("thread %d: no new file in %s for %v", t.out.global(i), th.PacketsDirectory, t.timeout)
 	}
 	return ""
 }

@@ -52,7 +52,11 @@ type Config struct {
 	Interface     string
 	Flags         []string // passed first; --threads, --dir and --iface follow
 	Threads       []store.Thread
-	Logger        *slog.Logger
+	// ThreadIDs are the daemon-wide numbers of Threads, for logs and
+	// metrics, when this stenotype runs only some of the config's threads
+	// (one interface of several, see Group). Nil: 0, 1, ...
+	ThreadIDs []int
+	Logger    *slog.Logger
 
 	// StaleTimeout: a thread that has opened no new file for this long
 	// while packets reach it (or while stenotype reports nothing) gets
@@ -73,6 +77,7 @@ type Config struct {
 // Supervisor runs one stenotype. Its methods are safe for concurrent use.
 type Supervisor struct {
 	cfg     Config
+	ids     []int        // daemon-wide thread numbers
 	log     *slog.Logger // component=supervisor
 	out     *slog.Logger // component=stenotype: its output
 	dir     string       // D
@@ -129,8 +134,21 @@ func New(cfg Config) (*Supervisor, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	ids := cfg.ThreadIDs
+	if ids == nil {
+		for i := range cfg.Threads {
+			ids = append(ids, i)
+		}
+	}
+	if len(ids) != len(cfg.Threads) {
+		return nil, fmt.Errorf("supervisor: %d thread ids for %d threads", len(ids), len(cfg.Threads))
+	}
+	// Every line about this stenotype names its interface: with several,
+	// the log must say which one failed.
+	log = log.With("interface", cfg.Interface)
 	s := &Supervisor{
 		cfg:   cfg,
+		ids:   ids,
 		log:   log.With("component", "supervisor"),
 		out:   log.With("component", "stenotype"),
 		chown: os.Geteuid() == 0,
@@ -254,8 +272,8 @@ func (s *Supervisor) loop() {
 	delay := s.cfg.BackoffBase
 	for !s.stopping() {
 		for i, th := range s.cfg.Threads {
-			if _, err := cleanLeftovers(s.log, i, th, s.reindex); err != nil {
-				s.log.Error("cleaning leftovers", "thread", i, "err", err)
+			if _, err := cleanLeftovers(s.log, s.ids[i], th, s.reindex); err != nil {
+				s.log.Error("cleaning leftovers", "thread", s.ids[i], "err", err)
 			}
 		}
 		began := time.Now()
@@ -301,7 +319,7 @@ type run struct {
 }
 
 func (s *Supervisor) runOnce() run {
-	out := newRunOutput(s.out)
+	out := newRunOutput(s.out, s.ids)
 	stdout := &lineWriter{onLine: func(l string) { out.line("stdout", l) }}
 	stderr := &lineWriter{onLine: func(l string) { out.line("stderr", l) }}
 	cmd := exec.Command(s.cfg.StenotypePath, s.args...)
@@ -315,7 +333,7 @@ func (s *Supervisor) runOnce() run {
 	if err := cmd.Start(); err != nil {
 		return run{startErr: err}
 	}
-	metrics.StenotypeStarted()
+	metrics.StenotypeStarted(s.ids...)
 	pid := cmd.Process.Pid
 	s.mu.Lock()
 	s.pid = pid

@@ -108,7 +108,7 @@ func TestParseStats(t *testing.T) {
 // as deltas of the lines' totals, and a restart's smaller totals count
 // from zero.
 func TestStatsMetrics(t *testing.T) {
-	out := newRunOutput(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	out := newRunOutput(slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	const prefix = "2026-01-01T00:00:00.000Z I main.cc:86] STATS thread=7 packets=100 bytes=6000 drops=0 blocks=3 files=1 mbps=0.01 "
 	base := map[string]float64{}
 	for _, n := range []string{"stenographer_dropped_blocks_total", "stenographer_capture_socket_errors_total"} {
@@ -322,7 +322,7 @@ func TestStaleTracker(t *testing.T) {
 				t.Fatal(err)
 			}
 			clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-			out := newRunOutput(slog.New(slog.DiscardHandler))
+			out := newRunOutput(slog.New(slog.DiscardHandler), nil)
 			out.now = func() time.Time { return clock }
 			tr := newStaleTracker(th, timeout, out, slog.New(slog.DiscardHandler), clock)
 			why := ""

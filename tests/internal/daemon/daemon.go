@@ -44,8 +44,9 @@ const (
 type Thread struct {
 	PacketsDirectory   string
 	IndexDirectory     string
-	DiskFreePercentage int `json:",omitempty"`
-	MaxDirectoryFiles  int `json:",omitempty"`
+	Interface          string `json:",omitempty"` // ours: the thread's capture interface
+	DiskFreePercentage int    `json:",omitempty"`
+	MaxDirectoryFiles  int    `json:",omitempty"`
 }
 
 // RPC is the config's Rpc section.
@@ -407,17 +408,28 @@ func (d *Daemon) Poll(timeout time.Duration, cond func() bool) bool {
 // Stenotype returns the pid of the daemon's stenotype child (a child whose
 // executable is StenotypePath), or 0.
 func (d *Daemon) Stenotype() int {
+	if pids := d.Stenotypes(); len(pids) > 0 {
+		return pids[0]
+	}
+	return 0
+}
+
+// Stenotypes returns the pids of every stenotype child (one per capture
+// interface).
+func (d *Daemon) Stenotypes() []int {
 	want := filepath.Base(d.Config.StenotypePath)
+	var out []int
 	for _, pid := range Children(d.cmd.Process.Pid) {
 		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err == nil && filepath.Base(exe) == want {
-			return pid
+			out = append(out, pid)
+			continue
 		}
 		if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err == nil &&
 			strings.TrimSpace(string(comm)) == truncComm(want) {
-			return pid
+			out = append(out, pid)
 		}
 	}
-	return 0
+	return out
 }
 
 func truncComm(s string) string {

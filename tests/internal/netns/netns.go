@@ -32,14 +32,30 @@ var counter atomic.Int32
 
 // Pair is a veth pair whose ends sit in two namespaces.
 type Pair struct {
-	CaptureNS, SenderNS string // namespace names
-	CaptureIf, SenderIf string // interface names (each in its namespace)
+	CaptureNS, SenderNS string   // namespace names
+	CaptureIf, SenderIf string   // interface names (each in its namespace)
+	owned               []string // the namespaces this pair made (destroy removes them)
 }
 
 // NewPair creates the namespaces and the veth pair, brings the links up and
 // registers their removal with t.Cleanup (which runs even when t fails).
 // It first removes leftovers of earlier runs whose process is gone.
 func NewPair(t testing.TB) *Pair {
+	t.Helper()
+	return newPair(t, "")
+}
+
+// AddPair gives p's capture namespace one more link: a new veth pair to
+// a new sender namespace (removed at test end), for a capturer of
+// several interfaces.
+func (p *Pair) AddPair(t testing.TB) *Pair {
+	t.Helper()
+	return newPair(t, p.CaptureNS)
+}
+
+// newPair makes a pair in captureNS, or in a new capture namespace when
+// it is "".
+func newPair(t testing.TB, captureNS string) *Pair {
 	t.Helper()
 	testenv.RequireRoot(t)
 	testenv.RequireTools(t, "ip", "sysctl")
@@ -54,9 +70,13 @@ func NewPair(t testing.TB) *Pair {
 		CaptureIf: fmt.Sprintf("%s%dx%dc", Prefix, pid, n),
 		SenderIf:  fmt.Sprintf("%s%dx%ds", Prefix, pid, n),
 	}
+	p.owned = []string{p.CaptureNS, p.SenderNS}
+	if captureNS != "" {
+		p.CaptureNS, p.owned = captureNS, []string{p.SenderNS}
+	}
 	t.Cleanup(func() { p.destroy(t) })
 
-	for _, ns := range []string{p.CaptureNS, p.SenderNS} {
+	for _, ns := range p.owned {
 		mustIP(t, "netns", "add", ns)
 		// Interfaces created in the namespace inherit "default".
 		p.mustNS(t, ns, "sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1",
@@ -118,10 +138,10 @@ func mustIP(t testing.TB, args ...string) {
 	}
 }
 
-// destroy removes both namespaces; deleting a namespace destroys the veth
-// end inside it, and with it the peer.
+// destroy removes the namespaces the pair made; deleting a namespace
+// destroys the veth end inside it, and with it the peer.
 func (p *Pair) destroy(t testing.TB) {
-	for _, ns := range []string{p.CaptureNS, p.SenderNS} {
+	for _, ns := range p.owned {
 		if !namespaceExists(ns) {
 			continue
 		}
