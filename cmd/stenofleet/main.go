@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -32,6 +33,9 @@ func run(args []string, stderr io.Writer) int {
 	cfgPath := fs.String("config", "/etc/stenofleet/config.yaml", "configuration file (Docket's YAML, or JSON)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	verbose := fs.Bool("v", false, "debug logging")
+	// Hidden from the API on purpose: a profile for the benchmark
+	// (tests/bench/fleet.sh), written at a clean stop, never served.
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file at exit")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -44,6 +48,14 @@ func run(args []string, stderr io.Writer) int {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if *cpuProfile != "" {
+		stopProfile, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			log.Error("CPU profile", "err", err)
+			return 1
+		}
+		defer stopProfile()
+	}
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {
 		log.Error("bad configuration", "err", err)
@@ -89,4 +101,17 @@ func run(args []string, stderr io.Writer) int {
 	}
 	log.Info("stopped")
 	return 0
+}
+
+// startCPUProfile profiles until the returned function is called.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("creating %s: %w", path, err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("profiling into %s: %w", path, err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
