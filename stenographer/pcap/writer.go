@@ -58,7 +58,14 @@ type Writer struct {
 
 // NewWriter writes the file header to w and returns a Writer.
 func NewWriter(w io.Writer, limits Limits) (*Writer, error) {
-	pw := &Writer{w: bufio.NewWriterSize(w, 64<<10), limits: limits}
+	return NewWriterSize(w, limits, 64<<10)
+}
+
+// NewWriterSize is NewWriter with a write buffer of size bytes, for a
+// writer whose every Write costs (stenofleet's HTTP/2 response hands each
+// one to another goroutine).
+func NewWriterSize(w io.Writer, limits Limits, size int) (*Writer, error) {
+	pw := &Writer{w: bufio.NewWriterSize(w, size), limits: limits}
 	pw.under, _ = w.(flusher)
 	var h [FileHeaderSize]byte
 	le := binary.LittleEndian
