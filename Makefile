@@ -76,6 +76,7 @@ bench: build
 	tests/bench/run.sh
 	tests/bench/query.sh
 	tests/bench/daemon.sh
+	tests/bench/fleet.sh
 
 run: build
 	scripts/run_local.sh $(IFACE)

@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -44,6 +45,9 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	check := fs.Bool("check-config", false, "check the configuration and the files it names as a start would, and exit (0: good, 1: bad)")
 	hash := fs.Bool("hash-password", false, "read a password from stdin and print a PASSWORD_FILE line for --user")
 	userName := fs.String("user", "", "with --hash-password: the user name (default: the current user's)")
+	// Hidden from the API on purpose: a profile for the benchmark
+	// (tests/bench/fleet.sh), written at a clean stop, never served.
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file at exit")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -69,6 +73,14 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if *cpuProfile != "" {
+		stopProfile, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			log.Error("CPU profile", "err", err)
+			return 1
+		}
+		defer stopProfile()
+	}
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {
 		log.Error("bad configuration", "err", err)
@@ -141,4 +153,17 @@ func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, srv *fleet.Server
 			}
 		}
 	}
+}
+
+// startCPUProfile profiles until the returned function is called.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("creating %s: %w", path, err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("profiling into %s: %w", path, err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }

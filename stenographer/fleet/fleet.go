@@ -3,9 +3,10 @@
 // arrive, into one PCAP in timestamp order.
 //
 // Stage: analyst query → sensors → merged PCAP. Memory is bounded: each
-// sensor's stream is read one record at a time into one reused buffer, so
-// the merge holds one pending packet per sensor plus the read and write
-// buffers (64 KiB each), whatever the result's size.
+// sensor's stream is read one record at a time, in place in its read
+// buffer (256 KiB, the largest record), so the merge holds one pending
+// packet per sensor plus those buffers and one write buffer (1 MiB),
+// whatever the result's size.
 package fleet
 
 import (
@@ -73,6 +74,11 @@ func (e *RefusedError) Error() string {
 	}
 	return "no sensor answered the query: " + e.Reason
 }
+
+// writeBufferSize is the merged stream's write buffer: every write to
+// the response costs a hand-over to net/http's frame writer, so fewer and
+// larger ones; the flush interval still bounds how long a packet waits.
+const writeBufferSize = 1 << 20
 
 // ErrNoSensors is returned when a selection matches no sensor.
 var ErrNoSensors = errors.New("fleet: no sensor matches the selection")
@@ -208,7 +214,7 @@ func (f *Fleet) Query(ctx context.Context, q Request, w io.Writer) (Report, erro
 		rep := f.report(srcs, nil)
 		return rep, f.refusal(rep)
 	}
-	pw, err := pcap.NewWriter(w, q.Limits)
+	pw, err := pcap.NewWriterSize(w, q.Limits, writeBufferSize)
 	if err != nil {
 		cancel()
 		return f.finish(srcs, nil, fmt.Errorf("writing the PCAP header: %w", err))
@@ -218,27 +224,31 @@ func (f *Fleet) Query(ctx context.Context, q Request, w io.Writer) (Report, erro
 	for i, s := range srcs {
 		ms[i] = s
 	}
-	m := pcap.NewMerge(ms...)
-	var werr error
-	truncated := false
-	for m.Next() {
-		p := m.Packet()
-		if werr = pw.WritePacket(p.Timestamp, p.WireLen, p.Data); werr != nil {
-			if errors.Is(werr, pcap.ErrLimit) {
-				truncated, werr = true, nil
-			}
-			break
-		}
-	}
-	if werr == nil {
-		werr = pw.Flush()
-	}
+	truncated, werr := mergeInto(pw, ms)
 	// The merge stops early at a limit or a write error: the sensors
 	// still streaming are cancelled, not failures.
 	cancel()
 	rep, err := f.finish(srcs, pw, werr)
 	rep.Truncated = truncated
 	return rep, err
+}
+
+// mergeInto writes the packets of srcs to pw in timestamp order and
+// flushes it; truncated is true when a limit stopped it. Each packet is
+// written before its source is asked for the next, which is what lets a
+// source hand out its read buffer in place.
+func mergeInto(pw *pcap.Writer, srcs []pcap.Source) (truncated bool, err error) {
+	m := pcap.NewMerge(srcs...)
+	for m.Next() {
+		p := m.Packet()
+		if err = pw.WritePacket(p.Timestamp, p.WireLen, p.Data); err != nil {
+			if errors.Is(err, pcap.ErrLimit) {
+				return true, pw.Flush()
+			}
+			return false, err
+		}
+	}
+	return false, pw.Flush()
 }
 
 func (f *Fleet) refusal(rep Report) error {
@@ -304,6 +314,9 @@ type source struct {
 	resp   *http.Response
 	rd     *pcapReader
 	cur    pcap.Packet
+	// isOpen is set once Next has waited for opened: a receive per
+	// packet costs more than the merge itself.
+	isOpen bool
 
 	mu  sync.Mutex
 	res SensorResult
@@ -386,7 +399,10 @@ func describe(err error) error {
 // Next implements pcap.Source. A sensor whose stream fails ends its part
 // with the error recorded (Err is nil): the merge goes on with the rest.
 func (s *source) Next() bool {
-	<-s.opened
+	if !s.isOpen {
+		<-s.opened
+		s.isOpen = true
+	}
 	if s.rd == nil {
 		return false
 	}

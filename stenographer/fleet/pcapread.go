@@ -19,18 +19,25 @@ const linkEthernet = 1
 // make the reader allocate gigabytes.
 const maxRecord = 256 << 10
 
-// pcapReader reads one sensor's PCAP stream a record at a time, reusing
-// one buffer: the merge holds at most one packet per sensor.
+// readBufferSize holds the largest record with its header, so every
+// record can be handed out in place (Peek) instead of being copied out.
+const readBufferSize = maxRecord + pcap.RecordHeaderSize
+
+// pcapReader reads one sensor's PCAP stream a record at a time. A record
+// is returned as a slice of the read buffer, not a copy: the merge holds
+// one packet per sensor and writes it before asking that sensor for the
+// next, which is when the buffer may be refilled.
 type pcapReader struct {
 	r     *bufio.Reader
 	order binary.ByteOrder
 	nanos bool
-	buf   []byte
-	hdr   [pcap.RecordHeaderSize]byte
+	// done is the length of the record handed out last, discarded from
+	// the buffer only at the next call so that its bytes stay put.
+	done int
 }
 
 func newPCAPReader(r io.Reader) (*pcapReader, error) {
-	br := bufio.NewReaderSize(r, 64<<10)
+	br := bufio.NewReaderSize(r, readBufferSize)
 	var h [pcap.FileHeaderSize]byte
 	if _, err := io.ReadFull(br, h[:]); err != nil {
 		return nil, fmt.Errorf("reading the PCAP file header: %w", err)
@@ -57,27 +64,41 @@ func newPCAPReader(r io.Reader) (*pcapReader, error) {
 // next reads one record; io.EOF at a clean end. The returned data is
 // valid until the next call.
 func (p *pcapReader) next() (pcap.Packet, error) {
-	if _, err := io.ReadFull(p.r, p.hdr[:]); err != nil {
-		if errors.Is(err, io.EOF) {
+	if p.done > 0 {
+		// Cannot fail: the bytes were peeked, so they are buffered.
+		p.r.Discard(p.done)
+		p.done = 0
+	}
+	hdr, err := p.r.Peek(pcap.RecordHeaderSize)
+	if err != nil {
+		if errors.Is(err, io.EOF) && len(hdr) == 0 {
 			return pcap.Packet{}, io.EOF
 		}
-		return pcap.Packet{}, fmt.Errorf("reading a record header: %w", err)
+		return pcap.Packet{}, fmt.Errorf("reading a record header: %w", unexpected(err))
 	}
-	sec, frac := p.order.Uint32(p.hdr[0:]), p.order.Uint32(p.hdr[4:])
-	incl, orig := p.order.Uint32(p.hdr[8:]), p.order.Uint32(p.hdr[12:])
+	sec, frac := p.order.Uint32(hdr[0:]), p.order.Uint32(hdr[4:])
+	incl, orig := p.order.Uint32(hdr[8:]), p.order.Uint32(hdr[12:])
 	if incl > maxRecord {
 		return pcap.Packet{}, fmt.Errorf("record of %d bytes (more than %d): corrupt stream", incl, maxRecord)
 	}
-	if cap(p.buf) < int(incl) {
-		p.buf = make([]byte, incl)
+	n := pcap.RecordHeaderSize + int(incl)
+	rec, err := p.r.Peek(n)
+	if err != nil {
+		return pcap.Packet{}, fmt.Errorf("reading a %d-byte record: %w", incl, unexpected(err))
 	}
-	p.buf = p.buf[:incl]
-	if _, err := io.ReadFull(p.r, p.buf); err != nil {
-		return pcap.Packet{}, fmt.Errorf("reading a %d-byte record: %w", incl, err)
-	}
+	p.done = n
 	ns := int64(frac)
 	if !p.nanos {
 		ns *= 1000
 	}
-	return pcap.Packet{Timestamp: time.Unix(int64(sec), ns), WireLen: int(orig), Data: p.buf}, nil
+	return pcap.Packet{Timestamp: time.Unix(int64(sec), ns), WireLen: int(orig), Data: rec[pcap.RecordHeaderSize:n:n]}, nil
+}
+
+// unexpected says that a stream ending inside a record was cut short, as
+// io.ReadFull would.
+func unexpected(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
 }

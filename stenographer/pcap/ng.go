@@ -58,7 +58,7 @@ func NewNgWriter(w io.Writer, limits Limits, ifaces []string) (*NgWriter, error)
 	if len(ifaces) == 0 {
 		ifaces = []string{""}
 	}
-	nw := &NgWriter{stream: newStream(w, limits), ifaces: len(ifaces)}
+	nw := &NgWriter{stream: newStream(w, limits, 64<<10), ifaces: len(ifaces)}
 	head := ngBlock(ngSectionHeader, func(b []byte) []byte {
 		b = binary.LittleEndian.AppendUint32(b, ngByteOrderMagic)
 		b = binary.LittleEndian.AppendUint16(b, 1)

@@ -70,8 +70,8 @@ type stream struct {
 	lastFlush  time.Time
 }
 
-func newStream(w io.Writer, limits Limits) stream {
-	s := stream{w: bufio.NewWriterSize(w, 64<<10), limits: limits}
+func newStream(w io.Writer, limits Limits, size int) stream {
+	s := stream{w: bufio.NewWriterSize(w, size), limits: limits}
 	s.under, _ = w.(flusher)
 	return s
 }
@@ -115,7 +115,14 @@ type Writer struct {
 
 // NewWriter writes the file header to w and returns a Writer.
 func NewWriter(w io.Writer, limits Limits) (*Writer, error) {
-	pw := &Writer{stream: newStream(w, limits)}
+	return NewWriterSize(w, limits, 64<<10)
+}
+
+// NewWriterSize is NewWriter with a write buffer of size bytes, for a
+// writer whose every Write costs (stenofleet's HTTP/2 response hands each
+// one to another goroutine).
+func NewWriterSize(w io.Writer, limits Limits, size int) (*Writer, error) {
+	pw := &Writer{stream: newStream(w, limits, size)}
 	var h [FileHeaderSize]byte
 	le := binary.LittleEndian
 	le.PutUint32(h[0:], magicMicros)

@@ -1,0 +1,167 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034  # its variables are results for the sourcing script
+# Shared by the daemon and fleet benchmarks (sourced, not run): the store
+# they serve, the private namespace their daemons run in, starting a real
+# stenographer on part of the store, and the timing helpers of the inner
+# part (the one that runs inside the namespace).
+#
+# The sourcing script sets ROOT, BIN, SHARED and WORK first.
+
+# bench_store NAME: makes sure $WORK/store holds the query benchmark's
+# store (query.sh's, reused when complete, else built from the corpus with
+# tests/bench/mkbig). Sets BENCH_BUILT=1 when it built one.
+bench_store() {
+  BENCH_BUILT=0
+  if [[ -f "$WORK/store/.complete" && -d "$WORK/store/PKT0" ]]; then
+    echo "reusing the store in $WORK"
+    return
+  fi
+  [[ -d "$SHARED/pcaps" ]] || { echo "$1: corpus not found at $SHARED/pcaps" >&2; exit 1; }
+  BENCH_BUILT=1
+  mkdir -p "$WORK"
+  (cd "$ROOT" && go run ./tests/bench/mkbig -o "$WORK/big.pcap" -min_bytes "${BENCH_MIN_BYTES:-2200000000}" "$SHARED"/pcaps/*.pcap)
+  rm -rf "$WORK/store" && mkdir -p "$WORK/store"
+  "$BIN/stenotype" --pcap_in="$WORK/big.pcap" --dir="$WORK/store" --uid=0 --gid=0 --fileage_sec=3600 -q
+  rm -f "$WORK/big.pcap"
+  touch "$WORK/store/.complete"
+}
+
+# bench_need NAME BINARY...: every binary built, every tool the daemons and
+# clients need present, and root (network namespaces).
+bench_need() {
+  local name=$1 b tool
+  shift
+  for b in "$@"; do
+    [[ -x "$b" ]] || { echo "$name: $b not built (make build)" >&2; exit 1; }
+  done
+  for tool in ip curl jq openssl bc; do
+    command -v "$tool" >/dev/null || { echo "$name: $tool not found (make deps)" >&2; exit 1; }
+  done
+  [[ $(id -u) == 0 ]] || { echo "$name: needs root (network namespace)" >&2; exit 1; }
+}
+
+# store_size DIR: sets PKT_BYTES, IDX_BYTES and FILES for the store in DIR.
+store_size() {
+  PKT_BYTES=$(du -cbL "$1"/PKT0/* | tail -1 | cut -f1)
+  IDX_BYTES=$(du -cbL "$1"/IDX0/* | tail -1 | cut -f1)
+  FILES=$(find "$1/PKT0" -maxdepth 1 -type f ! -name '.*' | wc -l)
+}
+
+# bench_netns NS: a namespace with lo up and IPv6 off (so the idle veths
+# see no router solicitations and nothing is captured).
+bench_netns() {
+  ip netns add "$1"
+  ip netns exec "$1" sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+  ip -n "$1" link set lo up
+}
+
+# daemon_config FILE STORE IFACE PORT CERTS [EXTRA]: a stenographer config
+# serving STORE (PKT0, IDX0) on 127.0.0.1:PORT, its stenotype on IFACE (an
+# idle veth of its own, made here inside $NS); EXTRA is more JSON members.
+daemon_config() {
+  local file=$1 store=$2 iface=$3 port=$4 certs=$5 extra=${6:+,$6}
+  ip -n "$NS" link add "$iface" type veth peer name "${iface}p"
+  ip -n "$NS" link set "$iface" up && ip -n "$NS" link set "${iface}p" up
+  cat >"$file" <<EOF
+{
+  "Threads": [{"PacketsDirectory": "$store/PKT0", "IndexDirectory": "$store/IDX0"}],
+  "StenotypePath": "$BIN/stenotype", "Interface": "$iface",
+  "Port": $port, "Host": "127.0.0.1", "CertPath": "$certs",
+  "Flags": ["--fileage_sec=86400", "--stats_sec=5", "--blocks=16", "--uid=0", "--gid=0"]$extra
+}
+EOF
+}
+
+# https_ns CERTS CURL_ARGS...: curl with the client certificate in
+# CERTS, inside $NS.
+https_ns() {
+  local certs=$1
+  shift
+  ip netns exec "$NS" curl -sS --fail --cert "$certs/client_cert.pem" --key "$certs/client_key.pem" \
+    --cacert "$certs/ca_cert.pem" "$@"
+}
+
+# start_daemon CONFIG LOG CERTS PORT STORE QUERY: starts stenographer in $NS
+# and waits until it serves the whole of STORE (QUERY's answer has the
+# bytes stenoquery finds there: its first sync has seen every file). Sets
+# DAEMON_PID; on failure prints the log and exits.
+start_daemon() {
+  local config=$1 log=$2 certs=$3 port=$4 store=$5 query=$6 want got up=0
+  ip netns exec "$NS" "${STENO_DAEMON_BIN:-$BIN/stenographer}" --config="$config" >"$log" 2>&1 &
+  DAEMON_PID=$!
+  want=$("$BIN/stenoquery" --dir "$store" "$query" | wc -c)
+  for _ in $(seq 1 900); do
+    got=$(https_ns "$certs" --data-raw "$query" "https://127.0.0.1:$port/query" 2>/dev/null | wc -c)
+    [[ $got == "$want" ]] && { up=1; break; }
+    kill -0 "$DAEMON_PID" 2>/dev/null || break
+    sleep 0.2
+  done
+  if [[ $up != 1 ]]; then
+    echo "stenographer on port $port did not come up serving $store ('$query': $want bytes expected); its log:" >&2
+    tail -30 "$log" >&2
+    exit 1
+  fi
+}
+
+# stop_pid PID: SIGTERM, up to 30 s to exit, then SIGKILL.
+stop_pid() {
+  [[ -n "$1" ]] && kill -0 "$1" 2>/dev/null || return 0
+  kill -TERM "$1"
+  for _ in $(seq 1 300); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+  kill -KILL "$1" 2>/dev/null
+}
+
+# remove_new_files STORE START_US: removes the files the idle stenotype
+# made in STORE (named after START_US or later); the store's own are
+# named by 2025 packet times.
+remove_new_files() {
+  local d f n
+  for d in "$1/PKT0" "$1/IDX0"; do
+    for f in "$d"/* "$d"/.[0-9]*; do
+      n=${f##*/}
+      n=${n#.}
+      [[ -e "$f" && $n =~ ^[0-9]+$ && $n -ge $2 ]] && rm -f -- "$f"
+    done
+  done
+  return 0
+}
+
+# problems_in NAME LOG...: fails when a log reports a race or a panic.
+problems_in() {
+  local name=$1
+  shift
+  if grep -q 'DATA RACE\|panic' "$@"; then
+    echo "$name: a log reports a problem:" >&2
+    grep -m5 'DATA RACE\|panic' "$@" >&2
+    exit 1
+  fi
+}
+
+# ---- inner part helpers ----
+
+# times_us N CMD...: prints N wall times in microseconds, one per line
+# (bash's clock: no process per reading), after one unmeasured warm-up run.
+times_us() {
+  local n=$1 i s e
+  shift
+  "$@" >/dev/null 2>&1 || { echo "benchmark command failed: $*" >&2; "$@" >/dev/null; exit 1; }
+  for ((i = 0; i < n; i++)); do
+    s=${EPOCHREALTIME/./}
+    "$@" >/dev/null 2>&1
+    e=${EPOCHREALTIME/./}
+    echo $((e - s))
+  done
+}
+
+# pct P: the P-th percentile (nearest rank) of numbers on stdin.
+pct() { sort -n | awk -v p="$1" '{a[NR] = $1} END {i = int((NR * p + 99) / 100); if (i < 1) i = 1; print a[i]}'; }
+
+# proc_ticks PID: user + system CPU clock ticks of a process.
+proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# https_query CERTS PORT QUERY: the PCAP answer of a /query over HTTPS, as
+# stenocurl asks for it.
+https_query() {
+  curl -sS --fail --cert "$1/client_cert.pem" --key "$1/client_key.pem" --cacert "$1/ca_cert.pem" \
+    -H 'Content-Type: text/plain' --data-raw "$3" -o - "https://127.0.0.1:$2/query"
+}
