@@ -172,6 +172,10 @@ func (e *fleetEnv) rateSeen(t *testing.T, before healthSample) {
 			last = x
 		}
 		if rated && last.Packets >= before.Packets+perSensor {
+			// The subtests after this one compare stenofleet's answers
+			// with each sensor's own: the replay must be queryable first,
+			// not land between two of their queries.
+			s.waitCount(t, "host "+sharedHost, 2*perSensor)
 			return
 		}
 	}
