@@ -51,6 +51,7 @@ WriterOptions MakeWriterOptions(const Options& o, int thread) {
   w.file_age_usec = static_cast<int64_t>(o.fileage_sec) * 1000000;
   w.preallocate = static_cast<uint64_t>(o.preallocate_file_mb) << 20;
   w.index = !o.no_index;
+  w.live_index_usec = static_cast<int64_t>(o.live_index_ms) * 1000;
   return w;
 }
 
@@ -104,6 +105,7 @@ void PrintStats(const StatsLine& l) {
 
 int Import(const Options& o, std::atomic<bool>* stop, SignalWatcher* signals) {
   WriterOptions wo = MakeWriterOptions(o, 0);
+  wo.live_index_usec = 0;  // nobody queries an import before it ends
   IndexThread index_thread(o.dir + "/IDX0", o.index_nicelevel);
   BlockWriter writer(wo, &index_thread);
   Status s = writer.Start();

@@ -37,6 +37,7 @@ import (
 
 	"github.com/stenographer-ng/stenographer/stenographer/config"
 	"github.com/stenographer-ng/stenographer/stenographer/connlimit"
+	"github.com/stenographer-ng/stenographer/stenographer/dirwatch"
 	"github.com/stenographer-ng/stenographer/stenographer/metrics"
 	"github.com/stenographer-ng/stenographer/stenographer/retention"
 	"github.com/stenographer-ng/stenographer/stenographer/rpc"
@@ -201,6 +202,7 @@ func serve(cfg *config.Config, log *slog.Logger, syncInterval, staleTimeout time
 	sup.Start()
 	cleaner := retention.New(retention.Config{Store: st, Threads: cfg.Threads, Interval: syncInterval, Logger: log})
 	var wg sync.WaitGroup
+	watchFiles(ctx, &wg, cfg, st, log)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -237,6 +239,33 @@ func serve(cfg *config.Config, log *slog.Logger, syncInterval, staleTimeout time
 		errs = append(errs, err)
 	}
 	return errors.Join(append(errs, supErr)...)
+}
+
+// watchFiles rescans the store as soon as stenotype starts or finishes a
+// file, until ctx ends; the cleaner's periodic rescan remains the
+// fallback, and alone when the watch cannot be set up.
+func watchFiles(ctx context.Context, wg *sync.WaitGroup, cfg *config.Config, st *store.Store, log *slog.Logger) {
+	var dirs []string
+	for _, th := range cfg.StoreThreads() {
+		dirs = append(dirs, th.PacketsDirectory, th.IndexDirectory)
+	}
+	w, err := dirwatch.New(dirs)
+	if err != nil {
+		log.Warn("new files are found by the periodic scan only", "err", err)
+		return
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		err := w.Run(ctx, func() {
+			if err := st.Refresh(); err != nil {
+				log.Debug("rescan after a new file", "err", err)
+			}
+		})
+		if err != nil {
+			log.Warn("new files are found by the periodic scan only", "err", err)
+		}
+	}()
 }
 
 // logHangups takes SIGHUP for the daemon's whole life, which by Go's

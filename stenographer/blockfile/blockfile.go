@@ -124,7 +124,12 @@ func (f *File) FirstBlockHeader() ([]byte, error) {
 // file is used.
 func (f *File) CheckChains() { f.checkChains = true }
 
-// Size returns the file's size in bytes when it was opened.
+// Limit makes the file end at size bytes (when it is longer): the part of
+// a file still being written that its live index covers. Blocks after it
+// may be half written.
+func (f *File) Limit(size int64) { f.size = max(0, min(f.size, size)) }
+
+// Size returns the file's size in bytes when it was opened (or its Limit).
 func (f *File) Size() int64 { return f.size }
 
 // Close closes the file.

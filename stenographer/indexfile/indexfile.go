@@ -346,6 +346,28 @@ func (x *File) getPacketFileID() error {
 	return nil
 }
 
+var liveRangeKey = []byte{TypeVersion, 0x02}
+
+// LiveRange returns the live-range record of a delta table (the index
+// stenotype publishes of a packet file it is still writing): the byte
+// range [from, to) of the packet file's blocks whose positions the table
+// lists. ok is false for an ordinary index.
+func (x *File) LiveRange() (from, to int64, ok bool, err error) {
+	v, err := x.get(liveRangeKey)
+	if err != nil || v == nil {
+		return 0, 0, false, err
+	}
+	if len(v) != 16 {
+		return 0, 0, false, fmt.Errorf("%w %s: live-range record of %d bytes", ErrCorrupt, x.name, len(v))
+	}
+	f, t := binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:])
+	// Positions are 32-bit: no packet file is longer.
+	if f > t || t > 1<<32 {
+		return 0, 0, false, fmt.Errorf("%w %s: live range [%d, %d)", ErrCorrupt, x.name, f, t)
+	}
+	return int64(f), int64(t), true, nil
+}
+
 // get returns the value of key, nil when the file does not hold it.
 func (x *File) get(key []byte) ([]byte, error) {
 	var v []byte

@@ -15,7 +15,7 @@ func (s *Store) Explain(ctx context.Context, q query.Node, w io.Writer) error {
 	fmt.Fprintf(w, "query: %s\n", q)
 	keys := query.Keys(q)
 	for i := range s.cfg.Threads {
-		files := s.Files(i)
+		files := s.queryFiles(i)
 		for j, f := range files {
 			span := s.span(i, files, j)
 			if !query.MayMatch(q, span) {
@@ -27,7 +27,11 @@ func (s *Store) Explain(ctx context.Context, q query.Node, w io.Writer) error {
 				fmt.Fprintf(w, "thread %d file %s: error: %v\n", i, f.Name, err)
 				continue
 			}
-			fmt.Fprintf(w, "thread %d file %s:\n", i, f.Name)
+			if f.Live {
+				fmt.Fprintf(w, "thread %d file %s (being written):\n", i, f.Name)
+			} else {
+				fmt.Fprintf(w, "thread %d file %s:\n", i, f.Name)
+			}
 			for _, k := range keys {
 				pos, err := p.idx.Range(ctx, k.Lo, k.Hi)
 				if err != nil {

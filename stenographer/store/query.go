@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/stenographer-ng/stenographer/stenographer/blockfile"
-	"github.com/stenographer-ng/stenographer/stenographer/indexfile"
 	"github.com/stenographer-ng/stenographer/stenographer/pcap"
 	"github.com/stenographer-ng/stenographer/stenographer/query"
 )
@@ -45,7 +44,7 @@ func (s *Store) Query(ctx context.Context, q query.Node, w pcap.Output) (*Result
 	ifaces := s.Interfaces()
 	for i, th := range s.cfg.Threads {
 		t := &threadSource{ctx: ctx, s: s, q: q, thread: i, iface: slices.Index(ifaces, th.Interface),
-			files: s.Files(i), res: res}
+			files: s.queryFiles(i), res: res}
 		defer t.shutdown()
 		srcs = append(srcs, t)
 	}
@@ -134,7 +133,7 @@ type threadSource struct {
 // fileCursor is the progress through one matching file.
 type fileCursor struct {
 	info    FileInfo
-	idx     *indexfile.File
+	idx     index
 	pkt     *blockfile.File
 	release func()
 	match   query.Match
@@ -256,7 +255,7 @@ func (t *threadSource) evaluate(f FileInfo, span query.Span) *evaluation {
 // counts once), at least 64 Ki so small files never refuse a sane query.
 // A query's lookups in one file then hold no more than a few times the
 // index file's size (DESIGN.md).
-func positionLimit(idx *indexfile.File) int { return max(idx.MaxPositions(), 1<<16) }
+func positionLimit(idx index) int { return max(idx.MaxPositions(), 1<<16) }
 
 // schedule starts evaluations until lookahead are pending.
 func (t *threadSource) schedule() {

@@ -9,6 +9,7 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/stenographer-ng/stenographer/stenographer/blockfile"
 	"github.com/stenographer-ng/stenographer/stenographer/indexfile"
+	"github.com/stenographer-ng/stenographer/stenographer/query"
 )
 
 // Thread names the two directories of one stenotype thread and the
@@ -54,6 +56,9 @@ type FileInfo struct {
 	// less than Size when stenotype left the unused part of sparse blocks
 	// as holes (a slow link). Space, retention and stats count this.
 	Allocated int64
+	// Live marks a file stenotype is still writing, read through its
+	// delta tables (live.go). Files never lists one.
+	Live bool `json:",omitempty"`
 }
 
 // Store tracks the file pairs of every thread. Safe for concurrent use.
@@ -62,7 +67,10 @@ type Store struct {
 	log   *slog.Logger
 	mu    sync.Mutex
 	files [][]FileInfo // per thread, ascending by name
-	open  *openFiles
+	live  [][]FileInfo // per thread, the files still being written
+	// liveSeq is the highest delta sequence number seen per thread/file.
+	liveSeq map[string]int
+	open    *openFiles
 }
 
 // New returns a Store over cfg's threads; call Refresh to find files.
@@ -79,10 +87,12 @@ func New(cfg Config) *Store {
 	}
 	log = log.With("component", "store")
 	return &Store{
-		cfg:   cfg,
-		log:   log,
-		files: make([][]FileInfo, len(cfg.Threads)),
-		open:  newOpenFiles(max(cfg.MaxOpenFiles/2, 1)),
+		cfg:     cfg,
+		log:     log,
+		files:   make([][]FileInfo, len(cfg.Threads)),
+		live:    make([][]FileInfo, len(cfg.Threads)),
+		liveSeq: map[string]int{},
+		open:    newOpenFiles(max(cfg.MaxOpenFiles/2, 1)),
 	}
 }
 
@@ -109,27 +119,38 @@ func ParseName(name string) (time.Time, bool) {
 // the packet file and the index file are visible; half pairs are ignored.
 func (s *Store) Refresh() error {
 	all := make([][]FileInfo, len(s.cfg.Threads))
+	live := make([][]FileInfo, len(s.cfg.Threads))
+	seqs := map[string]int{}
 	for i, th := range s.cfg.Threads {
-		files, err := scanThread(i, th)
+		files, l, seq, err := scanThread(i, th)
 		if err != nil {
 			return err
 		}
-		all[i] = files
+		all[i], live[i] = files, l
+		for n, q := range seq {
+			seqs[strconv.Itoa(i)+"/"+n] = q
+		}
 	}
 	s.mu.Lock()
-	s.files = all
+	s.files, s.live = all, live
+	for k, q := range seqs {
+		seqs[k] = max(q, s.liveSeq[k])
+	}
+	s.liveSeq = seqs // forgets the files no longer live
 	s.mu.Unlock()
 	return nil
 }
 
-func scanThread(i int, th Thread) ([]FileInfo, error) {
+// scanThread lists thread i's usable pairs, and its live files with the
+// highest delta sequence number listed for each.
+func scanThread(i int, th Thread) (files, live []FileInfo, seqs map[string]int, err error) {
 	pkts, err := os.ReadDir(th.PacketsDirectory)
 	if err != nil {
-		return nil, fmt.Errorf("store: thread %d: %w", i, err)
+		return nil, nil, nil, fmt.Errorf("store: thread %d: %w", i, err)
 	}
 	idx, err := os.ReadDir(th.IndexDirectory)
 	if err != nil {
-		return nil, fmt.Errorf("store: thread %d: %w", i, err)
+		return nil, nil, nil, fmt.Errorf("store: thread %d: %w", i, err)
 	}
 	indexed := make(map[string]bool, len(idx))
 	for _, e := range idx {
@@ -151,7 +172,8 @@ func scanThread(i int, th Thread) ([]FileInfo, error) {
 		out = append(out, FileInfo{Thread: i, Name: e.Name(), Start: start, Size: info.Size(), Allocated: AllocatedBytes(info)})
 	}
 	slices.SortFunc(out, func(a, b FileInfo) int { return a.Start.Compare(b.Start) })
-	return out, nil
+	live, seqs = liveFiles(i, th, pkts, idx, indexed)
+	return out, live, seqs, nil
 }
 
 // Files returns a snapshot of thread i's usable pairs, oldest first.
@@ -159,6 +181,15 @@ func (s *Store) Files(i int) []FileInfo {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.files[i])
+}
+
+// queryFiles returns thread i's pairs and live files, oldest first.
+func (s *Store) queryFiles(i int) []FileInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := append(slices.Clone(s.files[i]), s.live[i]...)
+	slices.SortStableFunc(out, func(a, b FileInfo) int { return a.Start.Compare(b.Start) })
+	return out
 }
 
 // has reports whether f is still in the view (Forget has not dropped it).
@@ -174,11 +205,29 @@ func (s *Store) paths(f FileInfo) (pkt, idx string) {
 	return th.PacketsDirectory + "/" + f.Name, th.IndexDirectory + "/" + f.Name
 }
 
-// pair is an open index file and, once a query needs its packets, the
-// packet file beside it: most files of a narrow query are never read.
+// index is what a query reads of a pair's index: one index file, or the
+// delta tables of a live file (liveIndex).
+type index interface {
+	query.WithinIndex
+	Name() string
+	PacketFileID() []byte
+	BytesRead() int64
+	MaxPositions() int
+	LastProtocolPosition(ctx context.Context) (int64, error)
+	Close() error
+}
+
+// pair is an open index and, once a query needs its packets, the packet
+// file beside it: most files of a narrow query are never read.
 type pair struct {
-	idx       *indexfile.File
-	pktPath   string
+	idx     index
+	pktPath string
+	// altPktPath is opened when pktPath is gone: a live file's packet
+	// file is renamed from PKT/.N to PKT/N before its index is written.
+	altPktPath string
+	// limit, unless negative, is where the packet file ends for this pair:
+	// a live file's blocks beyond its index may be half written.
+	limit     int64
 	blockSize int
 	once      sync.Once
 	pkt       *blockfile.File
@@ -195,6 +244,12 @@ var ErrNotAPair = errors.New("store: packet file and index are not a pair")
 func (p *pair) packets() (*blockfile.File, error) {
 	p.once.Do(func() {
 		pkt, err := blockfile.Open(p.pktPath, p.blockSize)
+		if errors.Is(err, fs.ErrNotExist) && p.altPktPath != "" {
+			pkt, err = blockfile.Open(p.altPktPath, p.blockSize)
+		}
+		if err == nil && p.limit >= 0 {
+			pkt.Limit(p.limit)
+		}
 		if err == nil {
 			if err = p.checkPair(pkt); err != nil {
 				pkt.Close()
@@ -236,13 +291,16 @@ func (p *pair) close() {
 
 // acquire opens (or reuses) f's pair. The caller must release it.
 func (s *Store) acquire(f FileInfo) (*pair, func(), error) {
+	if f.Live {
+		return s.openLive(f)
+	}
 	pktPath, idxPath := s.paths(f)
 	return s.open.acquire(pktPath, func() (*pair, error) {
 		idx, err := indexfile.Open(idxPath)
 		if err != nil {
 			return nil, err
 		}
-		return &pair{idx: idx, pktPath: pktPath, blockSize: s.cfg.BlockSize}, nil
+		return &pair{idx: idx, pktPath: pktPath, limit: -1, blockSize: s.cfg.BlockSize}, nil
 	})
 }
 

@@ -8,6 +8,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -117,7 +118,7 @@ func TestNewMakesDirectories(t *testing.T) {
 			t.Errorf("%s existed and must keep its owner", base)
 		}
 	}
-	if want := []string{"--threads=2", "--dir=" + d, "--iface=lo"}; !reflect.DeepEqual(s.Args(), want) {
+	if want := append(slices.Clone(LiveDefaults), "--threads=2", "--dir="+d, "--iface=lo"); !reflect.DeepEqual(s.Args(), want) {
 		t.Errorf("args = %q, want %q", s.Args(), want)
 	}
 	if err := stop(t, s); err != nil {

@@ -192,11 +192,19 @@ func New(cfg Config) (*Supervisor, error) {
 		unlockDirs(s.locks)
 		return nil, err
 	}
-	s.args = append(append([]string(nil), cfg.Flags...),
+	s.args = append(append(append([]string(nil), LiveDefaults...), cfg.Flags...),
 		"--threads="+strconv.Itoa(len(cfg.Threads)), "--dir="+s.dir, "--iface="+cfg.Interface)
 	s.log.Debug("private directory", "dir", s.dir)
 	return s, nil
 }
+
+// LiveDefaults come before the config's Flags, which can override them
+// (stenotype takes the last value of a flag given twice): blocks retire
+// after a second, not the reference's 10 s, and a delta index is
+// published every second, so a packet is queryable about two seconds
+// after it arrives instead of a minute or two (DESIGN.md). A fast link
+// fills its blocks long before either timeout and is not affected.
+var LiveDefaults = []string{"--blockage_sec=1", "--live_index_ms=1000"}
 
 // Dir returns the private directory given to stenotype as --dir.
 func (s *Supervisor) Dir() string { return s.dir }

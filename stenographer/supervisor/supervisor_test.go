@@ -184,7 +184,7 @@ exit 3`)
 	}
 	data, _ := os.ReadFile(argsLog)
 	first := strings.SplitN(string(data), "\n", 2)[0]
-	if want := "--blocks=16 -v --threads=1 --dir=" + s.Dir() + " --iface=lo"; first != want {
+	if want := strings.Join(LiveDefaults, " ") + " --blocks=16 -v --threads=1 --dir=" + s.Dir() + " --iface=lo"; first != want {
 		t.Errorf("stenotype args %q, want %q", first, want)
 	}
 	exits := rec.find("stenotype exited")

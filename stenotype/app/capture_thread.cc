@@ -46,7 +46,10 @@ Status CaptureThread::Run(const std::atomic<bool>* stop, std::atomic<int64_t>* r
     counters_.heartbeat++;
     uint8_t* block = nullptr;
     Status err;
-    Ring::Wait w = ring->Next(drain_until != 0 ? 100 : poll_ms_, &block, &err);
+    int wait_ms = drain_until != 0 ? 100 : poll_ms_;
+    int64_t before = NowMicros(), due = writer_->LiveDeadlineUsec(before);
+    if (due != INT64_MAX) wait_ms = static_cast<int>(std::clamp<int64_t>((due - before) / 1000 + 1, 1, wait_ms));
+    Ring::Wait w = ring->Next(wait_ms, &block, &err);
     int64_t now = NowMicros();
     if (w == Ring::Wait::kError) {
       counters_.socket_errors++;

@@ -30,7 +30,7 @@ std::string Usage() {
          "flags: --count --blocks --blocksize_kb --aiops --filesize_mb --fileage_sec --blockage_sec\n"
          "       --fanout_type --fanout_id --uid --gid --no_index --index_nicelevel --filter=HEX\n"
          "       --filter_expr=EXPR --seccomp=none|trace|kill --preallocate_file_mb --no_watchdogs\n"
-         "       --no_promisc --stats_blocks --stats_sec -v -q\n"
+         "       --no_promisc --stats_blocks --stats_sec --live_index_ms -v -q\n"
          "       stenotype --version | --help\n";
 }
 
@@ -61,6 +61,7 @@ Status ParseOptions(int argc, char** argv, Options* o) {
       {"filesize_mb", integer("filesize_mb", 1, 4096, &o->filesize_mb)},
       {"fileage_sec", integer("fileage_sec", 1, 86400, &o->fileage_sec)},
       {"blockage_sec", integer("blockage_sec", 1, 3600, &o->blockage_sec)},
+      {"live_index_ms", integer("live_index_ms", 0, 60000, &o->live_index_ms)},
       {"fanout_type", str(&o->fanout_type)},
       {"fanout_id", integer("fanout_id", 0, 65535, &o->fanout_id)},
       {"uid", str(&o->uid)},

@@ -22,6 +22,10 @@ struct Options {
   int filesize_mb = 4096;
   int fileage_sec = 60;
   int blockage_sec = 10;
+  // 0: a file's packets become queryable when it is indexed at rotation
+  // (the reference's behaviour); else a delta index is published this
+  // often while the file is written (write/index_thread.h).
+  int live_index_ms = 0;
   // The reference's default: load balancing, and a member whose ring is
   // full passes packets to the next instead of dropping them.
   std::string fanout_type = "lb,rollover";

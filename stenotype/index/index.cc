@@ -104,6 +104,30 @@ void Index::DropFrom(uint32_t position) {
 
 namespace {
 
+void AppendAll(const Positions& from, Positions* to) { to->insert(to->end(), from.begin(), from.end()); }
+
+template <size_t N>
+void AbsorbTable(const KeyTable<N>& from, KeyTable<N>* to) {
+  for (size_t i = 0; i < from.size(); ++i) {
+    if (!from.list(i).empty()) AppendAll(from.list(i), to->Find(from.key(i).data()));
+  }
+}
+
+}  // namespace
+
+void Index::Absorb(const Index& later) {
+  packets_ += later.packets_;
+  if (first_block_header_.empty()) first_block_header_ = later.first_block_header_;
+  for (size_t v = 0; v < proto_.size(); ++v) AppendAll(later.proto_[v], &proto_[v]);
+  for (size_t v = 0; v < port_.size(); ++v) AppendAll(later.port_[v], &port_[v]);
+  for (size_t v = 0; v < vlan_.size(); ++v) AppendAll(later.vlan_[v], &vlan_[v]);
+  AbsorbTable(later.ipv4_, &ipv4_);
+  AbsorbTable(later.mpls_, &mpls_);
+  AbsorbTable(later.ipv6_, &ipv6_);
+}
+
+namespace {
+
 template <size_t N>
 void AddTable(const KeyTable<N>& t, uint8_t type, std::vector<Index::Entry>* out) {
   size_t first = out->size();

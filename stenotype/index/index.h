@@ -48,6 +48,17 @@ enum KeyType : uint8_t {
 // (the reference's included) never meet it.
 inline constexpr char kPacketFileKey[] = {0x00, 0x01};
 
+// The key of the live-range record, only in the delta tables of a file
+// still being written (write/index_thread.h): the byte offsets [from, to)
+// of the packet file's blocks whose positions the table lists, as two
+// big-endian u64. Like the pair-identity record it sorts before every
+// packet key, and visible index files never hold it.
+inline constexpr char kLiveRangeKey[] = {0x00, 0x02};
+
+struct LiveRange {
+  uint64_t from = 0, to = 0;
+};
+
 using Positions = std::vector<uint32_t>;
 
 // KeyTable maps fixed-size keys (N bytes) to position lists with open
@@ -92,6 +103,12 @@ class Index {
   // that could not be written must not be found by queries.
   void DropFrom(uint32_t position);
 
+  // Absorb moves later's positions onto the end of this index's lists and
+  // takes its first block header when this one has none: the index of a
+  // file is the concatenation of the indexes of its runs of blocks.
+  // REQUIRES: every position in later is greater than every position here.
+  void Absorb(const Index& later);
+
   // SetFirstBlockHeader records the header of the block written at offset
   // 0 (header: kBlockHeaderSize bytes) for the pair-identity record.
   void SetFirstBlockHeader(const uint8_t* header);
@@ -122,8 +139,10 @@ class Index {
 // WriteIndexTable writes index as a LevelDB table into file, syncs and
 // closes it (the caller renames it into place): the version record first,
 // then every key in order, values as concatenated big-endian u32
-// positions. path names the file in errors.
-Status WriteIndexTable(const Index& index, leveldb::WritableFile* file, const std::string& path);
+// positions. live, when given, is written as the live-range record (a
+// delta table). path names the file in errors.
+Status WriteIndexTable(const Index& index, leveldb::WritableFile* file, const std::string& path,
+                       const LiveRange* live = nullptr);
 
 // WriteIndexFile is WriteIndexTable into path, created or truncated, mode
 // 0640 (base/file.h).

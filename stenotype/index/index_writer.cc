@@ -30,9 +30,14 @@ void EncodePositions(const Positions& list, std::string* out) {
   }
 }
 
+void PutBigEndian64(uint64_t v, char* p) {
+  for (int i = 7; i >= 0; --i, v >>= 8) p[i] = static_cast<char>(v);
+}
+
 }  // namespace
 
-Status WriteIndexTable(const Index& index, leveldb::WritableFile* file, const std::string& path) {
+Status WriteIndexTable(const Index& index, leveldb::WritableFile* file, const std::string& path,
+                       const LiveRange* live) {
   // The reference writes uncompressed tables with LevelDB's default block
   // size and restart interval; the same options give byte-identical files.
   leveldb::Options options;
@@ -43,6 +48,12 @@ Status WriteIndexTable(const Index& index, leveldb::WritableFile* file, const st
   builder.Add(leveldb::Slice("\0", 1), leveldb::Slice(version, sizeof(version)));
   const std::string& first = index.first_block_header();
   if (!first.empty()) builder.Add(leveldb::Slice(kPacketFileKey, sizeof(kPacketFileKey)), first);
+  if (live != nullptr) {
+    char range[16];
+    PutBigEndian64(live->from, range);
+    PutBigEndian64(live->to, range + 8);
+    builder.Add(leveldb::Slice(kLiveRangeKey, sizeof(kLiveRangeKey)), leveldb::Slice(range, sizeof(range)));
+  }
   std::string value;
   for (const Index::Entry& e : index.SortedEntries()) {
     EncodePositions(*e.positions, &value);

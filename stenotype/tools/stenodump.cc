@@ -92,6 +92,14 @@ int DumpIndex(const std::string& path) {
     }
     // The pair-identity record describes the packet file, not packets.
     if (k == leveldb::Slice(kPacketFileKey, sizeof(kPacketFileKey))) continue;
+    if (k == leveldb::Slice(kLiveRangeKey, sizeof(kLiveRangeKey)) && v.size() == 16) {
+      uint64_t from = 0, to = 0;
+      for (int i = 0; i < 8; ++i) from = from << 8 | static_cast<uint8_t>(v[i]);
+      for (int i = 8; i < 16; ++i) to = to << 8 | static_cast<uint8_t>(v[i]);
+      out = "live " + std::to_string(from) + "-" + std::to_string(to) + "\n";
+      fputs(out.c_str(), stdout);
+      continue;
+    }
     const char* name = k.size() > 0 ? TypeName(static_cast<uint8_t>(k[0])) : nullptr;
     if (name == nullptr || v.size() % 4 != 0) return Fail("index " + path + ": malformed key or value");
     out = std::string(name) + " " + FormatValue(static_cast<uint8_t>(k[0]), std::string(k.data() + 1, k.size() - 1)) + " ";

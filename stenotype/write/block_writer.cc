@@ -37,6 +37,9 @@ Status BlockWriter::Append(const uint8_t* block, int64_t now_usec, std::function
   // says is used, so no reader of the header loses a byte it could see.
   size_t used = std::max<size_t>({kBlockHeaderSize, n.end, LoadLE32(block + 20)});
   Submit(block, WriteLength(used, opts_.block_size), std::move(release));
+  // At once, not at the next call: on a slow link the next block is a
+  // block timeout away.
+  CutPieceIfDue(now_usec);
   return s;
 }
 
@@ -52,9 +55,38 @@ bool BlockWriter::NeedsRotation(int64_t now_usec) const {
 }
 
 Status BlockWriter::RotateIfDue(int64_t now_usec) {
-  if (!NeedsRotation(now_usec)) return Status::OK();
+  if (!NeedsRotation(now_usec)) {
+    CutPieceIfDue(now_usec);
+    return Status::OK();
+  }
   if (Status s = FinishFile(); !s.ok()) LOG_ERROR << s.ToString();
   return Open(now_usec);
+}
+
+void BlockWriter::CutPieceIfDue(int64_t now_usec) {
+  if (!live() || !open_ || offset_ == piece_from_ || now_usec - piece_usec_ < opts_.live_index_usec) return;
+  pieces_.push_back(Piece{std::move(index_), LiveRange{piece_from_, offset_}});
+  index_ = std::make_unique<Index>();
+  piece_from_ = offset_;
+  piece_usec_ = now_usec;
+  HandOffPieces(false);
+}
+
+int64_t BlockWriter::LiveDeadlineUsec(int64_t now_usec) const {
+  if (!pieces_.empty()) return now_usec + 10000;  // its writes finish in about that time
+  if (!live() || !open_ || offset_ == piece_from_) return INT64_MAX;
+  return std::max(now_usec, piece_usec_ + opts_.live_index_usec);
+}
+
+void BlockWriter::HandOffPieces(bool all) {
+  while (!pieces_.empty()) {
+    Piece& p = pieces_.front();
+    // pending_ is in submission order: its front is the oldest write not done.
+    if (!all && !pending_.empty() && pending_.front().offset < p.range.to) return;
+    bool publish = status_.ok() && !all;
+    index_thread_->PushPiece(std::move(p.index), std::to_string(name_), hidden_, p.range, publish);
+    pieces_.pop_front();
+  }
 }
 
 bool BlockWriter::IndexNameTaken(int64_t name) const {
@@ -91,6 +123,8 @@ Status BlockWriter::Open(int64_t name_usec) {
     status_ = Status::OK();
     bad_offset_ = UINT64_MAX;
     index_ = opts_.index ? std::make_unique<Index>() : nullptr;
+    piece_from_ = 0;
+    piece_usec_ = INT64_MIN / 2;  // a file's first block is published at once
     stats_.files++;
     LOG_V1 << "opened " << hidden;
     return Status::OK();
@@ -155,6 +189,7 @@ void BlockWriter::ReapAtLeast(int min) {
     it->release();
     pending_.erase(it);
   }
+  if (!pieces_.empty()) HandOffPieces(false);
 }
 
 void BlockWriter::Drain() {
@@ -182,6 +217,7 @@ Status BlockWriter::Publish(const std::string& hidden, int64_t* name) {
 Status BlockWriter::FinishFile() {
   if (!open_) return Status::OK();
   Drain();
+  if (live()) HandOffPieces(true);
   uint64_t size = std::min(offset_, bad_offset_);
   // Always cut: this drops preallocated space and anything at or after a
   // failed write, and gives a file whose last block was written short its
@@ -200,14 +236,16 @@ Status BlockWriter::FinishFile() {
     if (Status r = opts_.fs->Remove(hidden_); !r.ok()) LOG_ERROR << r.ToString();
     LOG_ERROR << hidden_ << " removed, not indexed: its packets may not be on disk";
     index_.reset();
+    if (live()) index_thread_->Abandon(std::to_string(name_));
     return s;
   }
   std::string visible = opts_.packet_dir + "/" + std::to_string(name);
   if (!status_.ok()) LOG_ERROR << visible << " cut to " << size << " bytes after a failed write";
   LOG_V1 << "finished " << visible << " (" << size << " bytes)";
   if (index_ != nullptr && index_thread_ != nullptr) {
-    if (bad_offset_ != UINT64_MAX) index_->DropFrom(static_cast<uint32_t>(std::min<uint64_t>(size, UINT32_MAX)));
-    index_thread_->Push(std::move(index_), std::to_string(name), visible);
+    // The index thread cuts the assembled index: in live mode the earlier
+    // pieces are already there.
+    index_thread_->Push(std::move(index_), std::to_string(name), visible, bad_offset_ != UINT64_MAX ? size : UINT64_MAX);
   }
   index_.reset();
   return Status::OK();

@@ -28,6 +28,15 @@
 // with whole-block writes, and punches the holes back into preallocated
 // space. Fuller blocks are written whole, as the fast path always was.
 //
+// Live index (live_index_usec > 0): the file's index is built in pieces.
+// At most every live_index_usec the positions of the blocks appended since
+// the last piece are cut off as a piece; once every write below the
+// piece's end has completed, the piece goes to the IndexThread, which
+// publishes it as a delta table of the hidden file and assembles the full
+// index from the pieces. Pieces of a file that had a failed write are
+// never published. So a query can see a packet a second or two after its
+// block retired, and never one whose block is not on disk.
+//
 // Names are never reused: a file is named after its first packet's time
 // (or the clock), moved on by 1 µs while that name, hidden or visible, is
 // taken in the packet or the index directory; creation is O_EXCL and the
@@ -61,6 +70,7 @@ struct WriterOptions {
   int64_t file_age_usec = 60 * 1000000ll;  // --fileage_sec
   uint64_t preallocate = 0;       // --preallocate_file_mb in bytes
   bool index = true;              // false with --no_index
+  int64_t live_index_usec = 0;    // --live_index_ms; 0: index at rotation only
   FileSystem* fs = PosixFileSystem();
 };
 
@@ -113,6 +123,11 @@ class BlockWriter {
 
   const WriterStats& stats() const { return stats_; }
 
+  // LiveDeadlineUsec is when the live index next needs a call (Reap for
+  // a piece waiting for its writes, RotateIfDue to cut one), or INT64_MAX:
+  // an idle capture thread waits no longer than that.
+  int64_t LiveDeadlineUsec(int64_t now_usec) const;
+
  private:
   struct Pending {
     uint64_t tag;
@@ -126,7 +141,18 @@ class BlockWriter {
     uint64_t offset;
     uint64_t length;
   };
+  // A piece of the live index waiting for the writes below its end.
+  struct Piece {
+    std::unique_ptr<Index> index;
+    LiveRange range;
+  };
   bool NeedsRotation(int64_t now_usec) const;
+  bool live() const { return opts_.live_index_usec > 0 && index_thread_ != nullptr && opts_.index; }
+  // CutPieceIfDue ends the current piece when live_index_usec has passed.
+  void CutPieceIfDue(int64_t now_usec);
+  // HandOffPieces gives the index thread the pieces whose writes are all
+  // done; with all, every piece (the file is finished).
+  void HandOffPieces(bool all);
   Status Open(int64_t name_usec);
   void Submit(const uint8_t* block, size_t length, std::function<void()> release);
   void ReapAtLeast(int min);
@@ -153,7 +179,10 @@ class BlockWriter {
   uint64_t offset_ = 0;   // bytes submitted to the current file
   Status status_;         // sticky: the current file's first write error
   uint64_t bad_offset_ = UINT64_MAX;  // offset of that failed write
-  std::unique_ptr<Index> index_;
+  std::unique_ptr<Index> index_;  // the file's, or in live mode the current piece's
+  std::deque<Piece> pieces_;      // cut, waiting for their writes
+  uint64_t piece_from_ = 0;       // offset of the current piece's first block
+  int64_t piece_usec_ = 0;        // when the current piece began
   std::deque<Pending> pending_;  // in submission order
   std::vector<Hole> holes_;      // the current file's, in offset order, with preallocation
   uint64_t next_tag_ = 0;
