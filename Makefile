@@ -77,6 +77,7 @@ bench: build
 	tests/bench/query.sh
 	tests/bench/daemon.sh
 	tests/bench/fleet.sh
+	tests/bench/fresh.sh
 
 run: build
 	scripts/run_local.sh $(IFACE)

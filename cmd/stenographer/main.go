@@ -58,6 +58,8 @@ func main() { os.Exit(run(os.Args[1:], os.Stderr)) }
 type limits struct {
 	maxQueries int
 	conns      connlimit.Limits
+	// watchFiles: find new files through inotify as well as the scan.
+	watchFiles bool
 }
 
 func run(args []string, stderr io.Writer) int {
@@ -73,6 +75,7 @@ func run(args []string, stderr io.Writer) int {
 	fs.IntVar(&lim.conns.MaxConns, "max_conns", 0, "open connections per server (HTTPS, gRPC); 0: 256, or a quarter of the descriptor limit if lower")
 	fs.IntVar(&lim.conns.MaxConnsPerIP, "max_conns_per_ip", connlimit.DefaultMaxConnsPerIP, "open connections per client address and server")
 	fs.DurationVar(&lim.conns.HandshakeTimeout, "handshake_timeout", connlimit.DefaultHandshakeTimeout, "time a connection has for its TLS handshake (and, over HTTPS, its request headers)")
+	fs.BoolVar(&lim.watchFiles, "watch_files", true, "find stenotype's new files at once through inotify (false: at the next --sync_interval scan only, e.g. on a file system without inotify)")
 	showVersion := fs.Bool("version", false, "print the version and commit, then exit")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -202,7 +205,9 @@ func serve(cfg *config.Config, log *slog.Logger, syncInterval, staleTimeout time
 	sup.Start()
 	cleaner := retention.New(retention.Config{Store: st, Threads: cfg.Threads, Interval: syncInterval, Logger: log})
 	var wg sync.WaitGroup
-	watchFiles(ctx, &wg, cfg, st, log)
+	if lim.watchFiles {
+		watchFiles(ctx, &wg, cfg, st, log)
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()

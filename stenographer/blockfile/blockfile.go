@@ -124,10 +124,39 @@ func (f *File) FirstBlockHeader() ([]byte, error) {
 // file is used.
 func (f *File) CheckChains() { f.checkChains = true }
 
-// Limit makes the file end at size bytes (when it is longer): the part of
-// a file still being written that its live index covers. Blocks after it
-// may be half written.
-func (f *File) Limit(size int64) { f.size = max(0, min(f.size, size)) }
+// Limit makes the file end at size bytes: the part of a file still being
+// written that its live index covers. Blocks after it may be half written.
+// Bytes before size but past the end on disk read as zeros: stenotype
+// writes a nearly empty block only up to its used part and extends the
+// file to the whole block when it finishes it, so until then the last
+// block is short on disk: only that block is padded. Call it before any
+// read.
+func (f *File) Limit(size int64) {
+	size = max(0, min(size, (f.size+f.blockSize-1)/f.blockSize*f.blockSize))
+	if size > f.size {
+		f.f = zeroTail{r: f.f, end: f.size}
+	}
+	f.size = size
+}
+
+// zeroTail reads r, and zeros from end on.
+type zeroTail struct {
+	r   io.ReaderAt
+	end int64
+}
+
+func (z zeroTail) ReadAt(p []byte, off int64) (int, error) {
+	n := 0
+	if off < z.end {
+		var err error
+		n, err = z.r.ReadAt(p[:min(int64(len(p)), z.end-off)], off)
+		if err != nil && err != io.EOF {
+			return n, err
+		}
+	}
+	clear(p[n:])
+	return len(p), nil
+}
 
 // Size returns the file's size in bytes when it was opened (or its Limit).
 func (f *File) Size() int64 { return f.size }

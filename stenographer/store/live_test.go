@@ -148,6 +148,11 @@ func TestLiveFiles(t *testing.T) {
 			f.packetFile(t, false)
 			f.delta(t, 1, 0, 3*b, 0, 3*b, nil)
 		}, []int{0, 3}, nil},
+		{"the last block short on disk, as stenotype writes a sparse one", func(t *testing.T, f *liveFixture) {
+			f.data = f.data[:2*b+2048] // its packets end before that
+			f.packetFile(t, true)
+			f.delta(t, 1, 0, 3*b, 0, 3*b, nil)
+		}, []int{0, 3}, nil},
 		{"a range past the end of the file", func(t *testing.T, f *liveFixture) {
 			f.packetFile(t, true)
 			f.delta(t, 1, 0, 1<<32, 0, 3*b, nil)

@@ -58,8 +58,10 @@ bench_netns() {
 # daemon_config FILE STORE IFACE PORT CERTS [EXTRA]: a stenographer config
 # serving STORE (PKT0, IDX0) on 127.0.0.1:PORT, its stenotype on IFACE (an
 # idle veth of its own, made here inside $NS); EXTRA is more JSON members.
+# DAEMON_FLAGS, when set, replaces stenotype's Flags (a JSON list's body).
 daemon_config() {
   local file=$1 store=$2 iface=$3 port=$4 certs=$5 extra=${6:+,$6}
+  local flags=${DAEMON_FLAGS:-'"--fileage_sec=86400", "--stats_sec=5", "--blocks=16", "--uid=0", "--gid=0"'}
   ip -n "$NS" link add "$iface" type veth peer name "${iface}p"
   ip -n "$NS" link set "$iface" up && ip -n "$NS" link set "${iface}p" up
   cat >"$file" <<EOF
@@ -67,7 +69,7 @@ daemon_config() {
   "Threads": [{"PacketsDirectory": "$store/PKT0", "IndexDirectory": "$store/IDX0"}],
   "StenotypePath": "$BIN/stenotype", "Interface": "$iface",
   "Port": $port, "Host": "127.0.0.1", "CertPath": "$certs",
-  "Flags": ["--fileage_sec=86400", "--stats_sec=5", "--blocks=16", "--uid=0", "--gid=0"]$extra
+  "Flags": [$flags]$extra
 }
 EOF
 }
@@ -81,13 +83,15 @@ https_ns() {
     --cacert "$certs/ca_cert.pem" "$@"
 }
 
-# start_daemon CONFIG LOG CERTS PORT STORE QUERY: starts stenographer in $NS
-# and waits until it serves the whole of STORE (QUERY's answer has the
-# bytes stenoquery finds there: its first sync has seen every file). Sets
-# DAEMON_PID; on failure prints the log and exits.
+# start_daemon CONFIG LOG CERTS PORT STORE QUERY [ARGS...]: starts
+# stenographer (with ARGS) in $NS and waits until it serves the whole of
+# STORE (QUERY's answer has the bytes stenoquery finds there: its first
+# sync has seen every file). Sets DAEMON_PID; on failure prints the log
+# and exits.
 start_daemon() {
   local config=$1 log=$2 certs=$3 port=$4 store=$5 query=$6 want got up=0
-  ip netns exec "$NS" "${STENO_DAEMON_BIN:-$BIN/stenographer}" --config="$config" >"$log" 2>&1 &
+  shift 6
+  ip netns exec "$NS" "${STENO_DAEMON_BIN:-$BIN/stenographer}" --config="$config" "$@" >"$log" 2>&1 &
   DAEMON_PID=$!
   want=$("$BIN/stenoquery" --dir "$store" "$query" | wc -c)
   for _ in $(seq 1 900); do

@@ -34,6 +34,7 @@ func TestDamagedFilesInDaemon(t *testing.T) {
 	d := daemon.Start(t, pair, daemon.Options{})
 	replay(t, pair, 1000, len(frames), pcap)
 	waitCount(t, d, everything, len(frames), 2*time.Minute)
+	waitFinished(t, d, 0)
 
 	th := d.Config.Threads[0]
 	files := d.Files(0)

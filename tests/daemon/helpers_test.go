@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -148,6 +149,33 @@ func waitCount(t *testing.T, d *daemon.Daemon, query string, want int, timeout t
 	if !ok {
 		t.Fatalf("after %v, %q returns %d packets, want %d (last error: %s); log:\n%s", timeout, query, last, want, lastErr, d.LogTail())
 	}
+}
+
+// waitFinished waits until every packet thread i captured is in finished
+// (visible, indexed) files, for tests that work on the files: a query
+// finds packets while their file is still being written, so a query's
+// answer says nothing of the files. With FastFlags a file ends every
+// second, and the one being written then holds no block.
+func waitFinished(t *testing.T, d *daemon.Daemon, i int) {
+	t.Helper()
+	th := d.Config.Threads[i]
+	d.WaitFor(fmt.Sprintf("thread %d's packets in finished files", i), 2*time.Minute, func() bool {
+		pkts, _ := os.ReadDir(th.PacketsDirectory)
+		visible := 0
+		for _, e := range pkts {
+			info, err := e.Info()
+			if err != nil {
+				return false
+			}
+			if strings.HasPrefix(e.Name(), ".") && info.Size() > 0 {
+				return false // a file being written holds packets
+			}
+			if !strings.HasPrefix(e.Name(), ".") {
+				visible++
+			}
+		}
+		return visible > 0 && len(d.IndexFiles(i)) == visible
+	})
 }
 
 // boundary returns a whole second safely after now and sleeps until it has
