@@ -202,12 +202,13 @@ func serve(cfg *config.Config, log *slog.Logger, syncInterval, staleTimeout time
 
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer cancel()
-	sup.Start()
-	cleaner := retention.New(retention.Config{Store: st, Threads: cfg.Threads, Interval: syncInterval, Logger: log})
 	var wg sync.WaitGroup
+	// Watching before stenotype starts: its first file must not be missed.
 	if lim.watchFiles {
 		watchFiles(ctx, &wg, cfg, st, log)
 	}
+	sup.Start()
+	cleaner := retention.New(retention.Config{Store: st, Threads: cfg.Threads, Interval: syncInterval, Logger: log})
 	wg.Add(1)
 	go func() {
 		defer wg.Done()

@@ -46,7 +46,7 @@ trap cleanup EXIT
 bench_netns "$NS"
 load_pcap=
 if [[ -d "$SHARED/pcaps" ]]; then
-  load_pcap=$(ls -S "$SHARED"/pcaps/*.pcap | head -1)
+  load_pcap=$(ls -S "$SHARED"/pcaps/*.pcap | sed -n 1p)
 fi
 printf 'machine: %s CPUs, load %s; %s probes per condition; load: %s at %s Mbit/s\n' "$(nproc)" \
   "$(cut -d' ' -f1-3 /proc/loadavg)" "$PROBES" "${load_pcap:-(no corpus: load conditions skipped)}" "$LOAD_MBPS"
