@@ -34,6 +34,9 @@ import (
 const (
 	maxDeltaProbes = 4096
 	maxDeltaTables = 256
+	// maxDeltaGap bounds the names probed past a removed table; the
+	// periodic scan finds anything further.
+	maxDeltaGap = 1024
 )
 
 // parseDeltaName splits ".N.d<seq>" into N and seq.
@@ -224,11 +227,28 @@ func (s *Store) openDeltas(th Thread, f FileInfo) (*liveIndex, error) {
 	s.mu.Lock()
 	top := s.liveSeq[key]
 	s.mu.Unlock()
-	for n := 0; n < maxDeltaProbes; n++ {
-		if _, err := os.Lstat(prefix + strconv.Itoa(top+1)); err != nil {
-			break
+	exists := func(seq int) bool {
+		_, err := os.Lstat(prefix + strconv.Itoa(seq))
+		return err == nil
+	}
+	probes := 0
+	up := func() {
+		for ; probes < maxDeltaProbes && exists(top+1); probes++ {
+			top++
 		}
-		top++
+	}
+	up()
+	if top > 0 && !exists(top) {
+		// A whole table replaced the newest one seen: it and the deltas
+		// after it are further on, past the removed ones (at most those
+		// written since the last scan listed the directory).
+		for gap := 1; gap <= maxDeltaGap; gap++ {
+			if exists(top + gap) {
+				top += gap
+				up()
+				break
+			}
+		}
 	}
 	s.mu.Lock()
 	s.liveSeq[key] = max(s.liveSeq[key], top)

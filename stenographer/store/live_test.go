@@ -261,3 +261,28 @@ func TestParseDeltaName(t *testing.T) {
 		}
 	}
 }
+
+// TestLiveDeltasReplaced: between two queries stenotype wrote more deltas
+// and a whole table that replaced them all, so the newest table the store
+// saw is gone and the next names up to the whole one are free.
+func TestLiveDeltasReplaced(t *testing.T) {
+	const b = blockSize
+	f := newLiveFixture(t)
+	f.packetFile(t, true)
+	f.delta(t, 1, 0, b, 0, b, nil)
+	f.delta(t, 2, b, 2*b, b, 2*b, nil)
+	s := open(t, f.dir)
+	if got, _ := run(t, s, "port 2000", pcap.Limits{}); len(got) != 10+len(f.blocks(0, 2)) {
+		t.Fatalf("before: %d packets", len(got))
+	}
+	for _, seq := range []int{1, 2} {
+		if err := os.Remove(filepath.Join(f.dir, "IDX0", "."+f.name+".d"+strconv.Itoa(seq))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.delta(t, 18, 0, 3*b, 0, 3*b, nil)
+	got, res := run(t, s, "port 2000", pcap.Limits{})
+	if want := append(seq(0, 10, 1, nil), f.blocks(0, 3)...); !slices.Equal(got, want) || len(res.Errors) != 0 {
+		t.Errorf("after the whole table replaced the deltas: %v (errors %v), want %v", got, res.Errors, want)
+	}
+}

@@ -50,6 +50,27 @@ func main() {
 		index[addr(i)] = i
 	}
 
+	// The daemon answers queries before its stenotype's socket is bound:
+	// a warm-up probe, sent until it is found, shows that capture runs.
+	warm := probeFrame(fmt.Sprintf("10.77.%d.250", *subnet))
+	warmed := false
+	for start := time.Now(); !warmed && time.Since(start) < 3*time.Minute; {
+		if err := send(warm); err != nil {
+			log.Fatalf("fresh: sending the warm-up probe: %v", err)
+		}
+		for i := 0; i < 10 && !warmed; i++ {
+			time.Sleep(*poll)
+			out, err := exec.Command(*stenoread, fmt.Sprintf("host 10.77.%d.250", *subnet), "-nn").Output()
+			if err != nil {
+				log.Fatalf("fresh: stenoread: %v", err)
+			}
+			warmed = bytes.Contains(out, []byte(fmt.Sprintf("10.77.%d.250", *subnet)))
+		}
+	}
+	if !warmed {
+		log.Fatalf("fresh: %s: the warm-up probe was never found: is capture running?", *label)
+	}
+
 	var mu sync.Mutex
 	sent := make([]time.Time, *probes)
 	go func() {
@@ -72,7 +93,13 @@ func main() {
 	deadline := time.Now().Add(time.Duration(*probes)*(*every) + *timeout)
 	for seen < *probes {
 		if time.Now().After(deadline) {
-			log.Fatalf("fresh: %s: %d of %d probes found before the deadline", *label, seen, *probes)
+			var missing []string
+			for i := range found {
+				if found[i] == 0 {
+					missing = append(missing, addr(i))
+				}
+			}
+			log.Fatalf("fresh: %s: %d of %d probes found before the deadline; missing %v", *label, seen, *probes, missing)
 		}
 		var terms []string
 		mu.Lock()
