@@ -12,7 +12,7 @@ GO ?= go
 FUZZ_SECONDS ?= 60
 
 DEB_PACKAGES := build-essential pkg-config clang libclang-rt-14-dev \
-  libleveldb-dev libsnappy-dev libaio-dev libseccomp-dev libpcap-dev libgtest-dev \
+  libleveldb-dev libsnappy-dev libaio-dev liburing-dev libseccomp-dev libpcap-dev libgtest-dev \
   tcpdump tcpreplay tshark iproute2 openssl jq curl ethtool libcap2-bin \
   python3-grpc-tools strace shellcheck chromium
 

@@ -51,6 +51,7 @@ WriterOptions MakeWriterOptions(const Options& o, int thread) {
   w.file_age_usec = static_cast<int64_t>(o.fileage_sec) * 1000000;
   w.preallocate = static_cast<uint64_t>(o.preallocate_file_mb) << 20;
   w.index = !o.no_index;
+  w.fs = PosixFileSystem(o.io_engine);
   return w;
 }
 
@@ -181,6 +182,7 @@ int Capture(const Options& o, const Identity& id, std::atomic<bool>* stop, Signa
     LOG_ERROR << s.ToString();
     return 1;
   }
+  LOG_INFO << "packet files written with --io_engine=" << IoEngineName(o.io_engine);
   std::atomic<int64_t> remaining{o.count};
   std::vector<std::thread> running;
   std::vector<Status> results(threads.size());
