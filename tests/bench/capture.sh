@@ -25,8 +25,10 @@
 # CAPTURE_TOP_LOOPS (loops at top speed, default 500),
 # CAPTURE_BLOCKS (ring blocks of 1 MiB per thread, default 256; tcpdump
 # gets the same buffer), CAPTURE_REPEAT (rounds, default 1; figures are
-# medians over rounds), CAPTURE_NS_PREFIX (names of the namespaces and
-# veths, default stt<pid>).
+# medians over rounds), CAPTURE_ONLY (an extended regular expression: only
+# the configurations whose label matches, e.g. 'uring|1t aio'),
+# CAPTURE_NS_PREFIX (names of the namespaces and veths, default stt<pid>).
+# In the table, files counts packet and index files.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -38,6 +40,7 @@ TOP_LOOPS="${CAPTURE_TOP_LOOPS:-500}"
 BLOCKS="${CAPTURE_BLOCKS:-256}"
 REPEAT="${CAPTURE_REPEAT:-1}"
 OLD="${STENO_OLD_STENOTYPE:-}"
+ONLY="${CAPTURE_ONLY:-}"
 P="${CAPTURE_NS_PREFIX:-stt$$}"
 NS_CAP="$P-cost-cap" NS_SND="$P-cost-snd"
 IF_CAP="${P:0:11}cc" IF_SND="${P:0:11}cs"
@@ -106,6 +109,7 @@ stat_field() {
 measure() {
   local label=$1 mode=$2 ready=$3 log="$WORK/cap.log" tfile="$WORK/cap.time" child u0 s0 rate_args loops
   shift 3
+  [[ -z "$ONLY" || $label =~ $ONLY ]] || return 0
   rm -rf "$WORK/out" && mkdir -p "$WORK/out" && chown nobody:nogroup "$WORK/out"
   ip netns exec "$NS_CAP" /usr/bin/time -f '%U %S' -o "$tfile" "$@" >"$log" 2>&1 &
   CAP_PID=$!
