@@ -27,7 +27,7 @@
 # gets the same buffer), CAPTURE_REPEAT (rounds, default 1; figures are
 # medians over rounds), CAPTURE_ONLY (an extended regular expression: only
 # the configurations whose label matches, e.g. 'uring|1t aio'),
-# CAPTURE_NS_PREFIX (names of the namespaces and veths, default stt<pid>).
+# CAPTURE_NS_PREFIX (names of the namespaces and veths, default stt-<pid>).
 # In the table, files counts packet and index files.
 set -euo pipefail
 
@@ -41,9 +41,13 @@ BLOCKS="${CAPTURE_BLOCKS:-256}"
 REPEAT="${CAPTURE_REPEAT:-1}"
 OLD="${STENO_OLD_STENOTYPE:-}"
 ONLY="${CAPTURE_ONLY:-}"
-P="${CAPTURE_NS_PREFIX:-stt$$}"
+P="${CAPTURE_NS_PREFIX:-stt-$$}"  # tests/internal/netns's scheme: a crashed run's leftovers are swept
 NS_CAP="$P-cost-cap" NS_SND="$P-cost-snd"
-IF_CAP="${P:0:11}cc" IF_SND="${P:0:11}cs"
+IF_P="${P//-/}"
+IF_CAP="${IF_P:0:11}cc" IF_SND="${IF_P:0:11}cs"
+
+# shellcheck source=SCRIPTDIR/lib.sh
+source "$ROOT/tests/bench/lib.sh"
 
 die() { echo "capture bench: $*" >&2; exit 1; }
 [[ -x "$BIN/stenotype" ]] || die "$BIN/stenotype not built (make build)"
@@ -82,10 +86,8 @@ with open(sys.argv[1], "wb") as f:
 GEN
 fi
 
-for ns in "$NS_CAP" "$NS_SND"; do
-  ip netns add "$ns"
-  ip netns exec "$ns" sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-done
+bench_netns "$NS_CAP"
+bench_netns "$NS_SND"
 ip link add "$IF_CAP" netns "$NS_CAP" mtu 9000 type veth peer name "$IF_SND" netns "$NS_SND" mtu 9000
 ip -n "$NS_CAP" link set "$IF_CAP" up
 ip -n "$NS_SND" link set "$IF_SND" up
@@ -96,12 +98,6 @@ ROWS="$WORK/rows"
 
 # ticks PID: user and system clock ticks of a process, all its threads.
 ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
-
-# Sum over threads of a field of each thread's last STATS line.
-stat_field() {
-  awk -v k="$2" '/STATS thread=/ { for (i = 1; i <= NF; i++) { split($i, kv, "="); if (kv[1] == "thread") t = kv[2]; if (kv[1] == k) v[t] = kv[2] } }
-    END { s = 0; for (t in v) s += v[t]; print s }' "$1"
-}
 
 # measure LABEL MODE READY CMD...: one capture of one replay. CMD runs in
 # the capture namespace under GNU time; READY is a line its log prints
