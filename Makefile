@@ -12,9 +12,9 @@ GO ?= go
 FUZZ_SECONDS ?= 60
 
 DEB_PACKAGES := build-essential pkg-config clang libclang-rt-14-dev \
-  libleveldb-dev libsnappy-dev libaio-dev libseccomp-dev libpcap-dev libgtest-dev \
+  libleveldb-dev libsnappy-dev libaio-dev liburing-dev libseccomp-dev libpcap-dev libgtest-dev \
   tcpdump tcpreplay tshark iproute2 openssl jq curl ethtool libcap2-bin \
-  python3-grpc-tools strace shellcheck chromium
+  python3-grpc-tools strace shellcheck chromium time
 
 .PHONY: deps build test bench run run-fleet install unit asan fuzz-smoke gofuzz gotest vet clean
 deps:
@@ -74,6 +74,7 @@ test: build unit asan fuzz-smoke gofuzz vet gotest
 
 bench: build
 	tests/bench/run.sh
+	tests/bench/capture.sh
 	tests/bench/query.sh
 	tests/bench/daemon.sh
 	tests/bench/fleet.sh

@@ -52,6 +52,7 @@ WriterOptions MakeWriterOptions(const Options& o, int thread) {
   w.preallocate = static_cast<uint64_t>(o.preallocate_file_mb) << 20;
   w.index = !o.no_index;
   w.live_index_usec = static_cast<int64_t>(o.live_index_ms) * 1000;
+  w.fs = PosixFileSystem(o.io_engine);
   return w;
 }
 
@@ -183,6 +184,7 @@ int Capture(const Options& o, const Identity& id, std::atomic<bool>* stop, Signa
     LOG_ERROR << s.ToString();
     return 1;
   }
+  LOG_INFO << "packet files written with --io_engine=" << IoEngineName(o.io_engine);
   std::atomic<int64_t> remaining{o.count};
   std::vector<std::thread> running;
   std::vector<Status> results(threads.size());

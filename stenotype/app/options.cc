@@ -27,7 +27,7 @@ Status ParseInt(const std::string& name, const std::string& v, int64_t lo, int64
 std::string Usage() {
   return "usage: stenotype --dir=DIR [--iface=eth0] [--threads=N] [flags]\n"
          "       stenotype --pcap_in=FILE --dir=DIR [flags]\n"
-         "flags: --count --blocks --blocksize_kb --aiops --filesize_mb --fileage_sec --blockage_sec\n"
+         "flags: --count --blocks --blocksize_kb --aiops --io_engine=aio|uring --filesize_mb --fileage_sec --blockage_sec\n"
          "       --fanout_type --fanout_id --uid --gid --no_index --index_nicelevel --filter=HEX\n"
          "       --filter_expr=EXPR --seccomp=none|trace|kill --preallocate_file_mb --no_watchdogs\n"
          "       --no_promisc --stats_blocks --stats_sec --live_index_ms -v -q\n"
@@ -58,6 +58,10 @@ Status ParseOptions(int argc, char** argv, Options* o) {
       {"blocks", integer("blocks", 16, 1 << 20, &o->blocks)},
       {"blocksize_kb", integer("blocksize_kb", 4, 1 << 20, &o->blocksize_kb)},
       {"aiops", integer("aiops", 1, 65536, &o->aiops)},
+      {"io_engine", Setter([o](const std::string& v) {
+         if (!ParseIoEngine(v, &o->io_engine)) return Status::Invalid("--io_engine must be aio or uring");
+         return Status::OK();
+       })},
       {"filesize_mb", integer("filesize_mb", 1, 4096, &o->filesize_mb)},
       {"fileage_sec", integer("fileage_sec", 1, 86400, &o->fileage_sec)},
       {"blockage_sec", integer("blockage_sec", 1, 3600, &o->blockage_sec)},

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "base/file.h"
 #include "base/status.h"
 
 namespace steno {
@@ -19,6 +20,7 @@ struct Options {
   int blocks = 2048;
   int blocksize_kb = 1024;
   int aiops = 128;
+  IoEngine io_engine = kDefaultIoEngine;  // not in the reference: packet-file writes by libaio or io_uring
   int filesize_mb = 4096;
   int fileage_sec = 60;
   int blockage_sec = 10;

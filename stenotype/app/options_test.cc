@@ -27,6 +27,7 @@ TEST(Options, Defaults) {
   EXPECT_EQ(o.blocks, 2048);
   EXPECT_EQ(o.blocksize_kb, 1024);
   EXPECT_EQ(o.aiops, 128);
+  EXPECT_EQ(o.io_engine, kDefaultIoEngine);
   EXPECT_EQ(o.filesize_mb, 4096);
   EXPECT_EQ(o.fileage_sec, 60);
   EXPECT_EQ(o.blockage_sec, 10);
@@ -49,6 +50,10 @@ TEST(Options, Forms) {
   EXPECT_TRUE(o.no_index);
   EXPECT_TRUE(o.no_promisc);
   EXPECT_EQ(o.fanout_type, "hash,defrag");
+  ASSERT_TRUE(Parse({"--dir=/d", "--io_engine=uring"}, &o).ok());
+  EXPECT_EQ(o.io_engine, IoEngine::kUring);
+  ASSERT_TRUE(Parse({"--dir=/d", "--io_engine", "aio"}, &o).ok());
+  EXPECT_EQ(o.io_engine, IoEngine::kAio);
 }
 
 TEST(Options, Errors) {
@@ -65,6 +70,7 @@ TEST(Options, Errors) {
       {{"--dir=/d", "--filesize_mb=1", "--blocksize_kb=2048"}, "--filesize_mb must hold at least one block of --blocksize_kb"},
       {{"--dir=/d", "--filter=00", "--filter_expr=tcp"}, "--filter and --filter_expr cannot be used together"},
       {{"--dir=/d", "--seccomp=maybe"}, "--seccomp must be none, trace or kill"},
+      {{"--dir=/d", "--io_engine=posix"}, "--io_engine must be aio or uring"},
       {{"--dir=/d", "--pcap_in=x.pcap", "--threads=2"}, "--pcap_in imports with one thread; drop --threads"},
       {{"--dir=/d", "--preallocate_file_mb=100", "--filesize_mb=10"}, "--preallocate_file_mb cannot exceed --filesize_mb"},
       {{"--dir=/d", "--count"}, "--count needs a value"},

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "base/direct_file.h"
 #include "base/logging.h"
 
 namespace steno {
@@ -77,35 +78,22 @@ class FdFile : public leveldb::WritableFile {
 // AioFile writes with libaio on an O_DIRECT descriptor: the kernel reads
 // each block straight from the caller's memory (a ring block, for a live
 // capture), no copy.
-class AioFile : public PacketFile {
+class AioFile : public DirectFile {
  public:
   AioFile(io_context_t ctx, int max_inflight) : ctx_(ctx), events_(static_cast<size_t>(max_inflight)) {}
   ~AioFile() override {
     if (Status s = Close(); !s.ok()) LOG_ERROR << s.ToString();
-    if (int r = io_destroy(ctx_); r < 0) LOG_ERROR << Status::FromErrno(-r, "io_destroy for", path_).ToString();
-  }
-
-  Status Open(const std::string& path, uint64_t preallocate) override {
-    CHECK(fd_ < 0) << "opening " << path << " while " << path_ << " is open";
-    int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_DIRECT | O_CLOEXEC, kFileMode);
-    if (fd < 0) return Status::FromErrno(errno, "open", path);
-    if (preallocate > 0) {
-      if (int err = posix_fallocate(fd, 0, static_cast<off_t>(preallocate)); err != 0)
-        LOG_ERROR << Status::FromErrno(err, "fallocate", path).ToString();
-    }
-    fd_ = fd;
-    path_ = path;
-    return Status::OK();
+    if (int r = io_destroy(ctx_); r < 0) LOG_ERROR << Status::FromErrno(-r, "io_destroy for", path()).ToString();
   }
 
   Status Write(const uint8_t* buf, size_t n, uint64_t offset, uint64_t tag) override {
     auto cb = std::make_unique<struct iocb>();
     // libaio's prep takes a non-const buffer for both directions.
-    io_prep_pwrite(cb.get(), fd_, const_cast<uint8_t*>(buf), n, static_cast<long long>(offset));
+    io_prep_pwrite(cb.get(), fd(), const_cast<uint8_t*>(buf), n, static_cast<long long>(offset));
     cb->data = reinterpret_cast<void*>(static_cast<uintptr_t>(tag));
     struct iocb* cbs[1] = {cb.get()};
     int r = io_submit(ctx_, 1, cbs);
-    if (r != 1) return Status::FromErrno(r < 0 ? -r : EAGAIN, "io_submit", path_);
+    if (r != 1) return Status::FromErrno(r < 0 ? -r : EAGAIN, "io_submit", path());
     inflight_.push_back(std::move(cb));
     return Status::OK();
   }
@@ -117,7 +105,7 @@ class AioFile : public PacketFile {
     do {
       n = io_getevents(ctx_, min, max, events_.data(), min > 0 ? nullptr : &zero);
     } while (n == -EINTR);
-    if (n < 0) return Status::FromErrno(-n, "io_getevents", path_);
+    if (n < 0) return Status::FromErrno(-n, "io_getevents", path());
     for (int i = 0; i < n; ++i) {
       const struct io_event& e = events_[i];
       out->push_back({static_cast<uint64_t>(reinterpret_cast<uintptr_t>(e.data)), static_cast<long>(e.res)});
@@ -132,44 +120,21 @@ class AioFile : public PacketFile {
     return Status::OK();
   }
 
-  Status Truncate(uint64_t size) override {
-    if (ftruncate(fd_, static_cast<off_t>(size)) != 0) return Status::FromErrno(errno, "ftruncate", path_);
-    return Status::OK();
-  }
-  Status PunchHole(uint64_t offset, uint64_t length) override {
-    if (fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
-                  static_cast<off_t>(length)) != 0)
-      return Status::FromErrno(errno, "fallocate(PUNCH_HOLE) at offset " + std::to_string(offset) + " of", path_);
-    return Status::OK();
-  }
-  Status Sync() override {
-    if (fdatasync(fd_) != 0) return Status::FromErrno(errno, "fdatasync", path_);
-    return Status::OK();
-  }
-  Status Close() override {
-    if (fd_ < 0) return Status::OK();
-    CHECK(inflight_.empty()) << path_ << " closed with " << inflight_.size() << " writes in flight";
-    Status s;
-    if (close(fd_) != 0) s = Status::FromErrno(errno, "close", path_);
-    fd_ = -1;
-    return s;
-  }
+ protected:
+  size_t in_flight() const override { return inflight_.size(); }
 
  private:
   const io_context_t ctx_;
-  int fd_ = -1;
-  std::string path_;  // the open (or last) file, for messages
   std::vector<std::unique_ptr<struct iocb>> inflight_;  // the kernel holds pointers to these
   std::vector<struct io_event> events_;
 };
 
 class Posix : public FileSystem {
  public:
+  explicit Posix(IoEngine engine) : engine_(engine) {}
+
   Status NewPacketFile(int max_inflight, std::unique_ptr<PacketFile>* out) override {
-    io_context_t ctx = nullptr;
-    if (int r = io_setup(max_inflight, &ctx); r < 0) return Status::FromErrno(-r, "io_setup", "");
-    *out = std::make_unique<AioFile>(ctx, max_inflight);
-    return Status::OK();
+    return engine_ == IoEngine::kUring ? NewUringFile(max_inflight, out) : NewAioFile(max_inflight, out);
   }
 
   Status NewWritableFile(const std::string& path, bool exclusive,
@@ -200,13 +165,36 @@ class Posix : public FileSystem {
     if (unlink(path.c_str()) != 0 && errno != ENOENT) return Status::FromErrno(errno, "unlink", path);
     return Status::OK();
   }
+
+ private:
+  const IoEngine engine_;
 };
 
 }  // namespace
 
-FileSystem* PosixFileSystem() {
-  static Posix fs;  // stateless, so sharing it is safe
-  return &fs;
+Status NewAioFile(int max_inflight, std::unique_ptr<PacketFile>* out) {
+  io_context_t ctx = nullptr;
+  if (int r = io_setup(max_inflight, &ctx); r < 0) return Status::FromErrno(-r, "io_setup", "");
+  *out = std::make_unique<AioFile>(ctx, max_inflight);
+  return Status::OK();
+}
+
+const char* IoEngineName(IoEngine engine) { return engine == IoEngine::kUring ? "uring" : "aio"; }
+
+bool ParseIoEngine(const std::string& name, IoEngine* out) {
+  for (IoEngine e : {IoEngine::kAio, IoEngine::kUring}) {
+    if (name == IoEngineName(e)) {
+      *out = e;
+      return true;
+    }
+  }
+  return false;
+}
+
+FileSystem* PosixFileSystem(IoEngine engine) {
+  // Stateless apart from the engine, so sharing them is safe.
+  static Posix aio(IoEngine::kAio), uring(IoEngine::kUring);
+  return engine == IoEngine::kUring ? &uring : &aio;
 }
 
 }  // namespace steno

@@ -92,9 +92,22 @@ class FileSystem {
   virtual Status Remove(const std::string& path) = 0;
 };
 
-// PosixFileSystem is the real file system; the pointer is to a stateless
-// process-wide object and is never freed.
-FileSystem* PosixFileSystem();
+// IoEngine is the kernel interface packet-file writes go through
+// (--io_engine): libaio (io_submit/io_getevents) or io_uring. Both write
+// the same O_DIRECT blocks with the same PacketFile semantics; DESIGN.md
+// gives the measurements behind the default.
+enum class IoEngine { kAio, kUring };
+constexpr IoEngine kDefaultIoEngine = IoEngine::kAio;
+
+// IoEngineName is the flag spelling ("aio", "uring"); ParseIoEngine is its
+// inverse and returns false for any other name.
+const char* IoEngineName(IoEngine engine);
+bool ParseIoEngine(const std::string& name, IoEngine* out);
+
+// PosixFileSystem is the real file system, its packet files written with
+// engine; the pointer is to a stateless process-wide object and is never
+// freed.
+FileSystem* PosixFileSystem(IoEngine engine = kDefaultIoEngine);
 
 }  // namespace steno
 

@@ -132,10 +132,11 @@ Ring::Wait Ring::Next(int timeout_ms, uint8_t** block, Status* error) {
     uint32_t status = __atomic_load_n(&desc->hdr.bh1.block_status, __ATOMIC_ACQUIRE);
     if (status & TP_STATUS_USER) {
       cursor_ = (cursor_ + 1) % blocks_;
+      ++held_;
       *block = b;
       return Wait::kBlock;
     }
-    if (attempt == 1) break;
+    if (attempt == 1) return held_ > 0 ? Wait::kHeld : Wait::kTimeout;
     struct pollfd pfd = {fd_, POLLIN, 0};
     int n = poll(&pfd, 1, timeout_ms);
     if (n < 0) {
@@ -181,6 +182,7 @@ bool Ring::Detached() const {
 void Ring::Release(uint8_t* block) {
   auto* desc = reinterpret_cast<struct tpacket_block_desc*>(block);
   __atomic_store_n(&desc->hdr.bh1.block_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
+  --held_;
 }
 
 Status Ring::UpdateStats() {

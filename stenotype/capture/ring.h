@@ -43,6 +43,11 @@ class Ring {
     kBlock,    // *block is the next filled block
     kTimeout,  // nothing within timeout_ms (or a signal interrupted the wait)
     kError,    // the socket reported an error, now read and cleared: *error
+    // The socket polls readable but the next block is still the kernel's:
+    // the kernel reports a ring readable while the block before its current
+    // one is not back, so while the caller holds that block (its write in
+    // flight) every poll returns at once. Wait for a write, not the ring.
+    kHeld,
   };
   // Next waits up to timeout_ms for the next filled block. An error such as
   // ENETDOWN (the link went down) is returned once; the kernel reattaches
@@ -56,6 +61,8 @@ class Ring {
   static int64_t LastPacketMicros(const uint8_t* block);
   // Release returns a block to the kernel.
   void Release(uint8_t* block);
+  // held is how many blocks Next handed out that are not released.
+  int held() const { return held_; }
 
   // Stats adds the kernel's packet and drop counts since the last call
   // (PACKET_STATISTICS resets on read) to the running totals.
@@ -72,6 +79,7 @@ class Ring {
   size_t block_size_ = 0;
   int blocks_ = 0;
   int cursor_ = 0;
+  int held_ = 0;
   int ifindex_ = 0;
   std::string iface_;
   uint64_t kernel_packets_ = 0, kernel_drops_ = 0;

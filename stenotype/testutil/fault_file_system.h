@@ -116,6 +116,8 @@ class LimitedFile : public leveldb::WritableFile {
 
 class FaultFileSystem : public FileSystem {
  public:
+  // engine writes the packet files underneath the faults.
+  explicit FaultFileSystem(IoEngine engine = kDefaultIoEngine) : base_(PosixFileSystem(engine)) {}
   Faults faults;
 
   Status NewPacketFile(int max_inflight, std::unique_ptr<PacketFile>* out) override {
@@ -139,7 +141,7 @@ class FaultFileSystem : public FileSystem {
   Status Remove(const std::string& path) override { return base_->Remove(path); }
 
  private:
-  FileSystem* const base_ = PosixFileSystem();
+  FileSystem* const base_;
 };
 
 }  // namespace steno

@@ -47,6 +47,13 @@ store_size() {
   FILES=$(find "$1/PKT0" -maxdepth 1 -type f ! -name '.*' | wc -l)
 }
 
+# stat_field FILE NAME: the last value of a STATS field in a stenotype
+# log, summed over its threads.
+stat_field() {
+  awk -v k="$2" '/STATS thread=/ { for (i = 1; i <= NF; i++) { split($i, kv, "="); if (kv[1] == "thread") t = kv[2]; if (kv[1] == k) v[t] = kv[2] } }
+    END { s = 0; for (t in v) s += v[t]; print s }' "$1"
+}
+
 # bench_netns NS: a namespace with lo up and IPv6 off (so the idle veths
 # see no router solicitations and nothing is captured).
 bench_netns() {

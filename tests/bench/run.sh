@@ -32,6 +32,9 @@ NS_SND="stt-$$-bench-snd"   # so a crashed run's leftovers are swept
 IF_CAP="stt$$xbc"
 IF_SND="stt$$xbs"
 
+# shellcheck source=SCRIPTDIR/lib.sh
+source "$ROOT/tests/bench/lib.sh"
+
 die() { echo "bench: $*" >&2; exit 1; }
 [[ -x "$BIN/stenotype" ]] || die "$BIN/stenotype not built (make build)"
 [[ -d "$PCAPS" ]] || die "corpus not found at $PCAPS (set STENO_SHARED)"
@@ -55,12 +58,6 @@ outdir() {
   mkdir -p "$d/PKT0" "$d/IDX0"
   chown nobody:nogroup "$d" "$d/PKT0" "$d/IDX0"
   echo "$d"
-}
-
-# Last STATS field value of a log: stat_field FILE NAME (summed over threads).
-stat_field() {
-  awk -v k="$2" '/STATS thread=/ { for (i = 1; i <= NF; i++) { split($i, kv, "="); if (kv[1] == "thread") t = kv[2]; if (kv[1] == k) v[t] = kv[2] } }
-    END { s = 0; for (t in v) s += v[t]; print s }' "$1"
 }
 
 echo "== conditions"

@@ -440,10 +440,17 @@ func TestLiveRotation(t *testing.T) {
 }
 
 // TestLiveFanout captures with two threads (PACKET_FANOUT): together they
-// hold every replayed frame once.
+// hold every replayed frame once. Both write engines, each under the
+// default seccomp sandbox (kill), which must allow what the engine calls.
 func TestLiveFanout(t *testing.T) {
+	for _, engine := range []string{"aio", "uring"} {
+		t.Run(engine, func(t *testing.T) { liveFanout(t, "--io_engine="+engine) })
+	}
+}
+
+func liveFanout(t *testing.T, flags ...string) {
 	files := corpusFiles(t, "pcapplusplus-many-protocols.pcap")
-	res := runLive(t, liveConfig{threads: 2, pcaps: files, pps: 4000, minFiles: 1})
+	res := runLive(t, liveConfig{threads: 2, pcaps: files, pps: 4000, minFiles: 1, flags: flags})
 	var all [][]byte
 	for i, s := range res.stored {
 		t.Logf("thread %d stored %d packets in %d files", i, len(s.Packets), len(s.Pairs))

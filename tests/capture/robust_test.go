@@ -356,13 +356,20 @@ func TestLiveStderrReaderGone(t *testing.T) {
 
 // TestLiveDiskFull captures onto a small file system until it is full:
 // blocks whose write fails are dropped, counted in the STATS line
-// (blocks_dropped), and capture goes on.
+// (blocks_dropped), and capture goes on. With both write engines: each
+// reports ENOSPC its own way (libaio and io_uring completions).
 func TestLiveDiskFull(t *testing.T) {
+	for _, engine := range []string{"aio", "uring"} {
+		t.Run(engine, func(t *testing.T) { liveDiskFull(t, "--io_engine="+engine) })
+	}
+}
+
+func liveDiskFull(t *testing.T, engineFlag string) {
 	pcap, frames, pair := liveSetup(t)
 	mnt := testenv.LoopDisk(t, 16)
 	dir := filepath.Join(mnt, "steno")
 	// Registered after the disk, so it stops before the unmount.
-	st := startCapture(t, pair, dir, 1, "--uid=0", "--gid=0", "--filesize_mb=4")
+	st := startCapture(t, pair, dir, 1, "--uid=0", "--gid=0", "--filesize_mb=4", engineFlag)
 	// A ballast leaves room for a few blocks: the replay's blocks are
 	// written sparse, so the traffic alone would take long to fill the disk.
 	testenv.FillDisk(t, mnt, 256<<10)
