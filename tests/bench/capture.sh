@@ -2,7 +2,8 @@
 # Capture cost benchmark (in `make bench`): what capturing costs the capture
 # process, in CPU seconds per million packets (user and system apart), and
 # what it loses (kernel drops), for stenotype with one and two threads
-# (fanout) on each write engine (--io_engine=aio|uring), next to
+# (fanout) on each write engine (--io_engine=aio|uring), with the live
+# index stenographer turns on (--live_index_ms=1000), next to
 # `tcpdump -w` on the same replay.
 #
 # Each configuration captures alone: a veth pair between two private
@@ -171,6 +172,9 @@ for ((r = 1; r <= REPEAT; r++)); do
     steno "stenotype 1t uring" "$mode" "$BIN/stenotype" 1 --io_engine=uring
     steno "stenotype 2t aio" "$mode" "$BIN/stenotype" 2 --io_engine=aio
     steno "stenotype 2t uring" "$mode" "$BIN/stenotype" 2 --io_engine=uring
+    # What stenographer runs by default: a delta index every second.
+    steno "stenotype 1t aio live" "$mode" "$BIN/stenotype" 1 --io_engine=aio --live_index_ms=1000
+    steno "stenotype 2t aio live" "$mode" "$BIN/stenotype" 2 --io_engine=aio --live_index_ms=1000
     tcpdump_w "$mode"
     [[ -n "$OLD" && $mode == top ]] && steno "old stenotype 1t" "$mode" "$OLD" 1
   done
