@@ -21,7 +21,6 @@ PROBES="${BENCH_FRESH_PROBES:-20}"
 LOAD_MBPS="${BENCH_FRESH_LOAD_MBPS:-100}"
 PORT=1237
 export PATH=/usr/local/go/bin:$PATH
-WORK=/unused
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$ROOT/tests/bench/lib.sh"
 
@@ -32,7 +31,7 @@ echo "== time-to-queryable benchmark =="
 RUN=$(mktemp -d /tmp/steno-fresh.XXXXXX)
 chmod 755 "$RUN"
 NS="stfresh-$$"
-DAEMON_PID= LOAD_PID=
+DAEMON_PID='' LOAD_PID=''
 cleanup() {
   set +e
   [[ -n "$LOAD_PID" ]] && kill "$LOAD_PID" 2>/dev/null
@@ -46,7 +45,7 @@ trap cleanup EXIT
 bench_netns "$NS"
 load_pcap=
 if [[ -d "$SHARED/pcaps" ]]; then
-  load_pcap=$(ls -S "$SHARED"/pcaps/*.pcap | sed -n 1p)
+  load_pcap=$(find "$SHARED/pcaps" -maxdepth 1 -name '*.pcap' -printf '%s %p\n' | sort -n | tail -1 | cut -d' ' -f2-)
 fi
 printf 'machine: %s CPUs, load %s; %s probes per condition; load: %s at %s Mbit/s\n' "$(nproc)" \
   "$(cut -d' ' -f1-3 /proc/loadavg)" "$PROBES" "${load_pcap:-(no corpus: load conditions skipped)}" "$LOAD_MBPS"
@@ -68,8 +67,6 @@ condition() {
     LOAD_PID=$!
     sleep 2
   fi
-  local c0
-  c0=$(proc_ticks "$DAEMON_PID")
   ip netns exec "$NS" env STENOGRAPHER_CONFIG="$RUN/config-$subnet" "$RUN/fresh" --iface "stfr${subnet}p" \
     --probes "$PROBES" --every "$every" --subnet "$subnet" --label "$label" --stenoread "$ROOT/scripts/stenoread"
   if [[ -n "$LOAD_PID" ]]; then kill "$LOAD_PID" 2>/dev/null; wait "$LOAD_PID" 2>/dev/null || true; LOAD_PID=; fi

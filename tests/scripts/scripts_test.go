@@ -35,7 +35,7 @@ func TestLint(t *testing.T) {
 	files := []string{
 		"scripts/stenoread", "scripts/stenocurl", "scripts/stenokeys.sh",
 		"scripts/run_local.sh", "scripts/run_fleet.sh", "scripts/compile_bpf.sh", "install/install.sh",
-		"tests/bench/lib.sh", "tests/bench/daemon.sh", "tests/bench/fleet.sh", "tests/bench/capture.sh",
+		"tests/bench/lib.sh", "tests/bench/daemon.sh", "tests/bench/fleet.sh", "tests/bench/capture.sh", "tests/bench/fresh.sh",
 	}
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
