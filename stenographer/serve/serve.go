@@ -214,6 +214,35 @@ func (r *Runner) Run(ctx context.Context, req Request, sink Sink) Outcome {
 	return o
 }
 
+// Cost parses req and, in a running slot like any query (it reads every
+// index of its time range), returns what running it would touch without
+// reading a packet: the --explain of a remote client. The Outcome is
+// OutcomeBadQuery, OutcomeBusy, OutcomeCanceled, OutcomeError or OutcomeOK.
+func (r *Runner) Cost(ctx context.Context, req Request) (query.Node, *store.Cost, Outcome) {
+	log := r.logger(req)
+	q, err := Parse(req.Text, time.Now())
+	if err != nil {
+		return nil, nil, r.Refuse(req, err)
+	}
+	release, err := r.admit(ctx)
+	if err != nil {
+		outcome := metrics.OutcomeBusy
+		if ctx.Err() != nil {
+			outcome = metrics.OutcomeCanceled
+		}
+		r.cfg.Metrics.Refused(req.Transport, outcome)
+		log.Warn("explain refused", "query", req.Text, "err", err)
+		return nil, nil, Outcome{Outcome: outcome, Err: err}
+	}
+	defer release()
+	start := time.Now()
+	c, err := r.cfg.Store.Cost(ctx, q)
+	o := Outcome{Outcome: metrics.Outcome(ctx, false, err), Err: err}
+	log.Info("explain", "query", req.Text, "outcome", o.Outcome, "files_opened", c.FilesOpened,
+		"candidates", c.Candidates, "duration", time.Since(start))
+	return q, c, o
+}
+
 // newOutput writes the result's header in the format req asks for.
 func (r *Runner) newOutput(w io.Writer, req Request) (pcap.Output, error) {
 	if req.Pcapng {

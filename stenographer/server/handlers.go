@@ -94,6 +94,40 @@ func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// handleExplain answers POST /explain: what the query in the body would
+// touch (files, index bytes, candidate packets), found by reading indexes
+// only, as text lines "name: value".
+func (s *Server) handleExplain(w http.ResponseWriter, r *http.Request) {
+	req := serve.Request{Transport: metrics.TransportHTTP, Log: s.log.With("remote", r.RemoteAddr)}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxQueryBytes))
+	if err != nil {
+		s.refuse(w, s.runner.Refuse(req, fmt.Errorf("reading query: %w", err)))
+		return
+	}
+	req.Text = string(body)
+	q, c, o := s.runner.Cost(r.Context(), req)
+	switch o.Outcome {
+	case metrics.OutcomeBadQuery, metrics.OutcomeBusy:
+		s.refuse(w, o)
+		return
+	case metrics.OutcomeOK:
+	default:
+		http.Error(w, oneLine(o.Err.Error()), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	check := ""
+	if c.TimeChecked {
+		check = " (before a per-packet time check)"
+	}
+	fmt.Fprintf(w, "query: %s\nfiles: %d\nfiles skipped by time or interface: %d\nindexes read: %d\nindex bytes read: %d\n"+
+		"candidate packets: %d%s\nfiles read whole (no indexed term): %d (%d bytes)\nunreadable files: %d\n",
+		q, c.Files, c.FilesSkipped, c.FilesOpened, c.IndexBytes, c.Candidates, check, c.ScanFiles, c.ScanBytes, len(c.Errors))
+	if d := serve.FileErrorDetail(c.Errors); d != "" {
+		fmt.Fprintf(w, "unreadable: %s\n", d)
+	}
+}
+
 // ContentTypePcapng is the media type a client sends in Accept to get a
 // pcapng result, and the Content-Type of that result.
 const ContentTypePcapng = "application/x-pcapng"

@@ -119,6 +119,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.idle = sync.NewCond(&s.runningMu)
 	s.mux.HandleFunc("POST /query", s.handleQuery)
+	s.mux.HandleFunc("POST /explain", s.handleExplain)
 	s.mux.HandleFunc("GET /debug/stats", s.handleStats)
 	s.mux.HandleFunc("GET /debug/config", s.handleConfig)
 	s.mux.HandleFunc("GET /debug/{thread}/files", s.handleFiles)

@@ -78,7 +78,18 @@ func startStore(t *testing.T, st *store.Store, cfg server.Config) *env {
 
 func (e *env) post(t *testing.T, q string, headers map[string]string) *http.Response {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, e.url+"/query", strings.NewReader(q))
+	return e.postHeaders(t, "/query", q, headers)
+}
+
+// postTo posts q to path.
+func (e *env) postTo(t *testing.T, path, q string) *http.Response {
+	t.Helper()
+	return e.postHeaders(t, path, q, nil)
+}
+
+func (e *env) postHeaders(t *testing.T, path, q string, headers map[string]string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, e.url+path, strings.NewReader(q))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +98,7 @@ func (e *env) post(t *testing.T, q string, headers map[string]string) *http.Resp
 	}
 	resp, err := e.client.Do(req)
 	if err != nil {
-		t.Fatalf("POST /query %q: %v", q, err)
+		t.Fatalf("POST %s %q: %v", path, q, err)
 	}
 	return resp
 }

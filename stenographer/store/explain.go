@@ -55,3 +55,65 @@ func (s *Store) Explain(ctx context.Context, q query.Node, w io.Writer) error {
 	}
 	return nil
 }
+
+// Cost is what a query would touch, found by reading indexes only.
+type Cost struct {
+	Files        int   // file pairs (and live files) in the store
+	FilesSkipped int   // pruned by time or interface without opening
+	FilesOpened  int   // whose index was read
+	IndexBytes   int64 // read from the indexes by the key lookups
+	// Candidates is the packets the index lookups leave: the result's
+	// size, or more when a per-packet time check remains (TimeChecked).
+	Candidates  int64
+	TimeChecked bool
+	// ScanFiles files have no indexed term to narrow them (a time-only
+	// query): their ScanBytes bytes of packets would all be read.
+	ScanFiles int
+	ScanBytes int64
+	Errors    []error // files whose index could not be read
+}
+
+// Cost evaluates q against every index as Query would, without reading
+// a packet: a client can ask what a query would cost before running it.
+func (s *Store) Cost(ctx context.Context, q query.Node) (*Cost, error) {
+	c := &Cost{}
+	for i := range s.cfg.Threads {
+		files := s.queryFiles(i)
+		c.Files += len(files)
+		for j, f := range files {
+			if err := ctx.Err(); err != nil {
+				return c, err
+			}
+			span := s.span(i, files, j)
+			if !query.MayMatch(q, span) {
+				c.FilesSkipped++
+				continue
+			}
+			p, release, err := s.acquire(f)
+			if err != nil {
+				c.Errors = append(c.Errors, err)
+				continue
+			}
+			before := p.idx.BytesRead()
+			m, err := query.EvaluateLimited(ctx, q, p.idx, span, positionLimit(p.idx))
+			c.IndexBytes += p.idx.BytesRead() - before
+			release()
+			if err != nil && ctx.Err() != nil {
+				return c, ctx.Err()
+			}
+			if err != nil {
+				c.Errors = append(c.Errors, err)
+				continue
+			}
+			c.FilesOpened++
+			c.TimeChecked = c.TimeChecked || (m.Keep != nil && !m.Empty())
+			if m.All {
+				c.ScanFiles++
+				c.ScanBytes += f.Size
+				continue
+			}
+			c.Candidates += int64(len(m.Positions))
+		}
+	}
+	return c, nil
+}

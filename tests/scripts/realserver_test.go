@@ -63,3 +63,34 @@ func TestStenoreadWarnings(t *testing.T) {
 		}
 	}
 }
+
+// TestStenoreadExplain: `stenoread --explain` prints what the real HTTPS
+// server says a query would touch, reading indexes only; a bad query
+// prints the server's reason and exits 1.
+func TestStenoreadExplain(t *testing.T) {
+	testenv.RequireTools(t, "curl")
+	_, certs := makeCerts(t, "nobody", "nogroup", "127.0.0.1")
+	st := servertest.Store(t, servertest.Layout{Packets: 2000, PerFile: 200, Step: 100 * time.Millisecond})
+	srv, err := server.New(server.Config{Addr: "127.0.0.1:0", CertPath: certs, Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	servertest.Serve(t, srv)
+	_, port, _ := net.SplitHostPort(srv.Addr().String())
+	p, _ := strconv.Atoi(port)
+	config := writeConfig(t, t.TempDir(), "127.0.0.1", p, certs)
+
+	stdout, stderr, status := script(t, config, nil, "stenoread", "--explain", "port 1003")
+	if status != 0 {
+		t.Fatalf("exit status %d; stderr:\n%s", status, stderr)
+	}
+	for _, want := range []string{"query: port 1003\n", "files: 20\n", "indexes read: 20\n", "candidate packets: 200\n", "unreadable files: 0\n"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout)
+		}
+	}
+	_, stderr, status = script(t, config, nil, "stenoread", "--explain", "port")
+	if status == 0 || !strings.Contains(stderr, "port") {
+		t.Errorf("a bad query: exit status %d, stderr %q; want a failure naming the problem", status, stderr)
+	}
+}

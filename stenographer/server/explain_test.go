@@ -1,0 +1,82 @@
+package server_test
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stenographer-ng/stenographer/stenographer/query"
+)
+
+// TestExplain: POST /explain tells what a query would touch, as the store
+// computes it, without running it; a bad query is a 400 naming the problem.
+func TestExplain(t *testing.T) {
+	t.Parallel()
+	e := start(t, small)
+	for _, tc := range []struct {
+		query                 string
+		candidates, scanFiles int
+		timeChecked           bool
+	}{
+		{"port 1003", 200, 0, false},
+		{"port 1003 or port 1006", 400, 0, false},
+		{"after 3h ago", 0, 20, false},
+		{"port 1004 and before 2h ago", -1, 0, true},
+		{"port 2000", 0, 0, false},
+	} {
+		t.Run(tc.query, func(t *testing.T) {
+			resp := e.postTo(t, "/explain", tc.query)
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("status %d: %s", resp.StatusCode, body)
+			}
+			got := map[string]string{}
+			sc := bufio.NewScanner(strings.NewReader(string(body)))
+			for sc.Scan() {
+				k, v, _ := strings.Cut(sc.Text(), ": ")
+				got[k] = v
+			}
+			q, err := query.Parse(tc.query, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := e.st.Cost(context.Background(), q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.candidates >= 0 && c.Candidates != int64(tc.candidates) {
+				t.Errorf("the store counts %d candidates, want %d", c.Candidates, tc.candidates)
+			}
+			cand := strconv.FormatInt(c.Candidates, 10)
+			if tc.timeChecked {
+				cand += " (before a per-packet time check)"
+			}
+			for k, want := range map[string]string{
+				"files": "20", "indexes read": strconv.Itoa(c.FilesOpened), "index bytes read": strconv.FormatInt(c.IndexBytes, 10),
+				"candidate packets": cand, "unreadable files": "0",
+			} {
+				if got[k] != want {
+					t.Errorf("%s: %q, want %q\n%s", k, got[k], want, body)
+				}
+			}
+			if !strings.HasPrefix(got["files read whole (no indexed term)"], strconv.Itoa(tc.scanFiles)+" (") {
+				t.Errorf("files read whole: %q, want %d", got["files read whole (no indexed term)"], tc.scanFiles)
+			}
+			if tc.scanFiles == 0 && c.FilesOpened > 0 && c.IndexBytes == 0 {
+				t.Errorf("no index bytes read for %d indexes", c.FilesOpened)
+			}
+		})
+	}
+	resp := e.postTo(t, "/explain", "port")
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "port") {
+		t.Errorf("a bad query: status %d %q, want 400 naming the problem", resp.StatusCode, body)
+	}
+}
