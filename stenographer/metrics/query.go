@@ -39,6 +39,8 @@ type Metrics struct {
 	servedPackets   *prometheus.CounterVec
 	queriesInFlight *prometheus.GaugeVec
 	queryFileErrors *prometheus.CounterVec
+	queryWait       *prometheus.HistogramVec
+	queriesWaiting  *prometheus.GaugeVec
 
 	// Prometheus counters cannot be read back cheaply, so the totals that
 	// /debug/stats shows are kept beside them.
@@ -76,6 +78,15 @@ func New(reg *prometheus.Registry) *Metrics {
 			Name: "stenographer_query_file_errors_total",
 			Help: "Files a query could not read completely (the query went on without them), by transport.",
 		}, []string{"transport"}),
+		queryWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "stenographer_query_wait_seconds",
+			Help:    "Time each query (or explain) waited for a running slot (--max_queries), by transport: 0 when one was free; those that gave up count too.",
+			Buckets: []float64{.001, .01, .1, .5, 1, 2.5, 5, 10},
+		}, []string{"transport"}),
+		queriesWaiting: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "stenographer_queries_waiting",
+			Help: "Queries waiting now for a running slot, by transport.",
+		}, []string{"transport"}),
 		counts: map[string]*QueryCounts{},
 	}
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
@@ -87,9 +98,20 @@ func New(reg *prometheus.Registry) *Metrics {
 	})
 	buildInfo.Set(1)
 	reg.MustRegister(m.queriesTotal, m.queryDuration, m.servedBytes, m.servedPackets,
-		m.queriesInFlight, m.queryFileErrors, buildInfo)
+		m.queriesInFlight, m.queryFileErrors, m.queryWait, m.queriesWaiting, buildInfo)
 	reg.MustRegister(processCollectors...)
 	return m
+}
+
+// StartWait counts a query of transport waiting for a running slot; the
+// returned function ends the wait.
+func (m *Metrics) StartWait(transport string) (done func()) {
+	start := time.Now()
+	m.queriesWaiting.WithLabelValues(transport).Inc()
+	return func() {
+		m.queriesWaiting.WithLabelValues(transport).Dec()
+		m.queryWait.WithLabelValues(transport).Observe(time.Since(start).Seconds())
+	}
 }
 
 // Registry returns the registry New registered on, for /metrics.

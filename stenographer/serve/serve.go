@@ -166,7 +166,7 @@ func (r *Runner) Run(ctx context.Context, req Request, sink Sink) Outcome {
 	if err != nil {
 		return r.Refuse(req, err)
 	}
-	release, err := r.admit(ctx)
+	release, err := r.admit(ctx, req.Transport)
 	if err != nil {
 		outcome := metrics.OutcomeBusy
 		if ctx.Err() != nil {
@@ -224,7 +224,7 @@ func (r *Runner) Cost(ctx context.Context, req Request) (query.Node, *store.Cost
 	if err != nil {
 		return nil, nil, r.Refuse(req, err)
 	}
-	release, err := r.admit(ctx)
+	release, err := r.admit(ctx, req.Transport)
 	if err != nil {
 		outcome := metrics.OutcomeBusy
 		if ctx.Err() != nil {
@@ -259,7 +259,8 @@ func (o Outcome) resultErrors() []error {
 }
 
 // admit takes a running slot, waiting up to MaxWait for one.
-func (r *Runner) admit(ctx context.Context) (release func(), err error) {
+func (r *Runner) admit(ctx context.Context, transport string) (release func(), err error) {
+	defer r.cfg.Metrics.StartWait(transport)()
 	release = func() { <-r.slots }
 	select {
 	case r.slots <- struct{}{}:

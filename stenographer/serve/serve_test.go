@@ -122,4 +122,36 @@ func TestBusy(t *testing.T) {
 	if o := r.Run(context.Background(), serve.Request{Transport: metrics.TransportGRPC, Text: "port 1001"}, &s); o.Outcome != metrics.OutcomeOK {
 		t.Errorf("query after the slot was freed: %+v", o)
 	}
+	// Every query's wait is in /metrics: gRPC's busy one waited MaxWait.
+	count, sum, waiting := waits(t, m, metrics.TransportGRPC)
+	if count != 3 || sum < 0.2 || waiting != 0 {
+		t.Errorf("gRPC waits: %d observed, %.3f s in all, %v waiting; want 3, at least 0.2 s, 0", count, sum, waiting)
+	}
+	if count, _, _ := waits(t, m, metrics.TransportHTTP); count != 1 {
+		t.Errorf("HTTP waits: %d observed, want 1", count)
+	}
+}
+
+// waits reads stenographer_query_wait_seconds and
+// stenographer_queries_waiting of transport from m's registry.
+func waits(t *testing.T, m *metrics.Metrics, transport string) (count uint64, sum, waiting float64) {
+	t.Helper()
+	families, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		for _, mt := range f.GetMetric() {
+			if len(mt.GetLabel()) != 1 || mt.GetLabel()[0].GetValue() != transport {
+				continue
+			}
+			switch f.GetName() {
+			case "stenographer_query_wait_seconds":
+				count, sum = mt.GetHistogram().GetSampleCount(), mt.GetHistogram().GetSampleSum()
+			case "stenographer_queries_waiting":
+				waiting = mt.GetGauge().GetValue()
+			}
+		}
+	}
+	return count, sum, waiting
 }
