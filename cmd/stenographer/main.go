@@ -60,6 +60,8 @@ type limits struct {
 	conns      connlimit.Limits
 	// watchFiles: find new files through inotify as well as the scan.
 	watchFiles bool
+	// indexReaders, packetReaders: the store's reader pools.
+	indexReaders, packetReaders int
 }
 
 func run(args []string, stderr io.Writer) int {
@@ -75,6 +77,8 @@ func run(args []string, stderr io.Writer) int {
 	fs.IntVar(&lim.conns.MaxConns, "max_conns", 0, "open connections per server (HTTPS, gRPC); 0: 256, or a quarter of the descriptor limit if lower")
 	fs.IntVar(&lim.conns.MaxConnsPerIP, "max_conns_per_ip", connlimit.DefaultMaxConnsPerIP, "open connections per client address and server")
 	fs.DurationVar(&lim.conns.HandshakeTimeout, "handshake_timeout", connlimit.DefaultHandshakeTimeout, "time a connection has for its TLS handshake (and, over HTTPS, its request headers)")
+	fs.IntVar(&lim.indexReaders, "index_readers", store.DefaultIndexReaders, "index files evaluated at once, over all queries together")
+	fs.IntVar(&lim.packetReaders, "packet_readers", store.DefaultPacketReaders, "batches of packets read at once, over all queries together")
 	fs.BoolVar(&lim.watchFiles, "watch_files", true, "find stenotype's new files at once through inotify (false: at the next --sync_interval scan only, e.g. on a file system without inotify)")
 	showVersion := fs.Bool("version", false, "print the version and commit, then exit")
 	if err := fs.Parse(args); err != nil {
@@ -108,6 +112,10 @@ func run(args []string, stderr io.Writer) int {
 	}
 	log.Info("starting", "config", *configPath, "interfaces", strings.Join(cfg.Interfaces(), ","), "threads", len(cfg.Threads),
 		"https", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)), "grpc", cfg.Rpc != nil)
+	if lim.indexReaders <= 0 || lim.packetReaders <= 0 {
+		fmt.Fprintf(stderr, "stenographer: --index_readers and --packet_readers must be positive, not %d and %d\n", lim.indexReaders, lim.packetReaders)
+		return 2
+	}
 	if lim.maxQueries <= 0 {
 		fmt.Fprintf(stderr, "stenographer: --max_queries must be positive, not %d\n", lim.maxQueries)
 		return 2
@@ -145,7 +153,7 @@ func serve(cfg *config.Config, log *slog.Logger, syncInterval, staleTimeout time
 	}
 
 	st := store.New(store.Config{Threads: cfg.StoreThreads(), BlockSize: cfg.BlockSize(),
-		MaxOpenFiles: cfg.MaxOpenFiles, Logger: log})
+		MaxOpenFiles: cfg.MaxOpenFiles, IndexReaders: lim.indexReaders, PacketReaders: lim.packetReaders, Logger: log})
 	if err := st.Refresh(); err != nil {
 		return errors.Join(err, stopSup())
 	}

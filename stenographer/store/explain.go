@@ -89,8 +89,12 @@ func (s *Store) Cost(ctx context.Context, q query.Node) (*Cost, error) {
 				c.FilesSkipped++
 				continue
 			}
+			if err := take(ctx, s.indexSlots); err != nil {
+				return c, err
+			}
 			p, release, err := s.acquire(f)
 			if err != nil {
+				<-s.indexSlots
 				c.Errors = append(c.Errors, err)
 				continue
 			}
@@ -98,6 +102,7 @@ func (s *Store) Cost(ctx context.Context, q query.Node) (*Cost, error) {
 			m, err := query.EvaluateLimited(ctx, q, p.idx, span, positionLimit(p.idx))
 			c.IndexBytes += p.idx.BytesRead() - before
 			release()
+			<-s.indexSlots
 			if err != nil && ctx.Err() != nil {
 				return c, ctx.Err()
 			}

@@ -230,6 +230,10 @@ func (t *threadSource) evaluate(f FileInfo, span query.Span) *evaluation {
 	}
 	go func() {
 		defer close(e.done)
+		if e.err = take(t.ctx, t.s.indexSlots); e.err != nil {
+			return
+		}
+		defer func() { <-t.s.indexSlots }()
 		p, release, err := t.s.acquire(f)
 		if err != nil {
 			e.err = err
@@ -361,6 +365,11 @@ func (t *threadSource) scanEnd(c *fileCursor) error {
 // fill reads the next batch from the current file, moving past the file
 // when it is exhausted.
 func (t *threadSource) fill() {
+	if err := take(t.ctx, t.s.packetSlots); err != nil {
+		t.err = err
+		return
+	}
+	defer func() { <-t.s.packetSlots }()
 	t.batch, t.bi = t.batch[:0], 0
 	t.arena, t.used = t.arena[:0], 0
 	c := t.cur

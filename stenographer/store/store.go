@@ -43,8 +43,21 @@ type Config struct {
 	// means 1000. Pairs in use by a query are never closed, so the bound
 	// can be exceeded while that many pairs are being read at once.
 	MaxOpenFiles int
-	Logger       *slog.Logger
+	// IndexReaders bounds the index files being evaluated at once, and
+	// PacketReaders the batches of packets being read at once, over every
+	// query together: many broad queries then share the disks with each
+	// other and with capture instead of each adding its own readers.
+	// 0 means DefaultIndexReaders, DefaultPacketReaders.
+	IndexReaders, PacketReaders int
+	Logger                      *slog.Logger
 }
+
+// Defaults of Config's reader pools: a few per query of the default
+// --max_queries (16), and lookahead (8) for one query alone.
+const (
+	DefaultIndexReaders  = 16
+	DefaultPacketReaders = 8
+)
 
 // FileInfo describes one usable file pair.
 type FileInfo struct {
@@ -71,6 +84,8 @@ type Store struct {
 	// liveSeq is the highest delta sequence number seen per thread/file.
 	liveSeq map[string]int
 	open    *openFiles
+	// indexSlots and packetSlots are the reader pools (Config).
+	indexSlots, packetSlots chan struct{}
 }
 
 // New returns a Store over cfg's threads; call Refresh to find files.
@@ -80,6 +95,12 @@ func New(cfg Config) *Store {
 	}
 	if cfg.MaxOpenFiles <= 0 {
 		cfg.MaxOpenFiles = 1000
+	}
+	if cfg.IndexReaders <= 0 {
+		cfg.IndexReaders = DefaultIndexReaders
+	}
+	if cfg.PacketReaders <= 0 {
+		cfg.PacketReaders = DefaultPacketReaders
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -93,6 +114,9 @@ func New(cfg Config) *Store {
 		live:    make([][]FileInfo, len(cfg.Threads)),
 		liveSeq: map[string]int{},
 		open:    newOpenFiles(max(cfg.MaxOpenFiles/2, 1)),
+
+		indexSlots:  make(chan struct{}, cfg.IndexReaders),
+		packetSlots: make(chan struct{}, cfg.PacketReaders),
 	}
 }
 
@@ -315,6 +339,17 @@ func (s *Store) Forget(f FileInfo) {
 	s.mu.Unlock()
 	pktPath, _ := s.paths(f)
 	s.open.forget(pktPath)
+}
+
+// take waits for a slot of pool, or for ctx to end. The caller releases
+// the slot by receiving from pool.
+func take(ctx context.Context, pool chan struct{}) error {
+	select {
+	case pool <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // AllocatedBytes is the space info's file takes on disk (st_blocks * 512),
