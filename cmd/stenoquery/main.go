@@ -69,6 +69,7 @@ func main() {
 	stats := flag.Bool("stats", false, "print what the query read (files, lookups, index bytes) to stderr")
 	limitPackets := flag.Int64("limit-packets", 0, "stop after this many packets (0: no limit)")
 	limitBytes := flag.Int64("limit-bytes", 0, "stop once the PCAP reaches this many bytes, after the packet that crosses it, as stenoread does (0: no limit)")
+	filter := flag.String("filter", "", "tcpdump expression refining the result (compiled by libpcap, run on each packet the query finds)")
 	showVersion := flag.Bool("version", false, "print the version and commit, then exit")
 	flag.Usage = func() {
 		fmt.Fprintf(os.Stderr, "usage: stenoquery (--config FILE | --dir DIR | --thread P:I ...) [flags] QUERY\n")
@@ -91,14 +92,14 @@ func main() {
 			blockSize = *blockKB * 1024
 		}
 	})
-	if err := run(*configPath, *dir, threads, blockSize, flag.Arg(0), *out, *count, *explain, *stats, *ng, pcap.Limits{MaxPackets: *limitPackets, MaxBytes: *limitBytes}); err != nil {
+	if err := run(*configPath, *dir, threads, blockSize, flag.Arg(0), *filter, *out, *count, *explain, *stats, *ng, pcap.Limits{MaxPackets: *limitPackets, MaxBytes: *limitBytes}); err != nil {
 		fmt.Fprintln(os.Stderr, "stenoquery:", err)
 		os.Exit(1)
 	}
 }
 
 // run answers the query. blockSize 0 means the config's, else 1 MiB.
-func run(configPath, dir string, threads []store.Thread, blockSize int, text, out string, count, explain, stats, ng bool, limits pcap.Limits) error {
+func run(configPath, dir string, threads []store.Thread, blockSize int, text, filter, out string, count, explain, stats, ng bool, limits pcap.Limits) error {
 	var err error
 	switch {
 	case configPath != "":
@@ -149,7 +150,7 @@ func run(configPath, dir string, threads []store.Thread, blockSize int, text, ou
 	if err != nil {
 		return err
 	}
-	o := runner.Run(ctx, serve.Request{Transport: metrics.TransportLocal, Text: text, Limits: limits, Pcapng: ng}, sink{w})
+	o := runner.Run(ctx, serve.Request{Transport: metrics.TransportLocal, Text: text, Filter: filter, Limits: limits, Pcapng: ng}, sink{w})
 	if o.Err != nil {
 		return o.Err
 	}

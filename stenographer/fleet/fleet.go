@@ -36,6 +36,9 @@ type Request struct {
 	// Sensors are sensor names or tags; empty means every sensor.
 	Sensors []string
 	Limits  pcap.Limits
+	// Filter is a tcpdump expression each sensor refines its result with
+	// (the Steno-Filter header, passed through as it is).
+	Filter string
 	// User is who asked, for the log.
 	User string
 }
@@ -354,6 +357,9 @@ func (s *source) open(ctx context.Context, q Request, answered chan<- *source) {
 	}
 	if q.Limits.MaxBytes > 0 {
 		req.Header.Set(server.HeaderLimitBytes, strconv.FormatInt(q.Limits.MaxBytes, 10))
+	}
+	if q.Filter != "" {
+		req.Header.Set(server.HeaderFilter, q.Filter)
 	}
 	resp, err := s.s.client.Do(req)
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/stenographer-ng/stenographer/stenographer/bpffilter"
 	"github.com/stenographer-ng/stenographer/stenographer/fleet/auth"
 	"github.com/stenographer-ng/stenographer/stenographer/fleet/config"
 	"github.com/stenographer-ng/stenographer/stenographer/fleet/docket"
@@ -282,7 +283,15 @@ func (s *Server) run(w http.ResponseWriter, r *http.Request, text string, _ []st
 		s.badRequest(w, r, err)
 		return
 	}
-	req := Request{Query: text, Sensors: selection(r), Limits: limits, User: User(r.Context())}
+	req := Request{Query: text, Sensors: selection(r), Limits: limits, User: User(r.Context()),
+		Filter: strings.TrimSpace(r.Header.Get(server.HeaderFilter))}
+	if req.Filter != "" {
+		// Refused here, once, rather than by every sensor.
+		if _, err := bpffilter.Compile(req.Filter); err != nil {
+			s.badRequest(w, r, err)
+			return
+		}
+	}
 	h := w.Header()
 	h.Set("Content-Type", "application/octet-stream")
 	h.Set("Trailer", strings.Join([]string{server.TrailerTruncated, server.TrailerPackets, server.TrailerBytes,

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stenographer-ng/stenographer/stenographer/bpffilter"
 	"github.com/stenographer-ng/stenographer/stenographer/metrics"
 	"github.com/stenographer-ng/stenographer/stenographer/pcap"
 	"github.com/stenographer-ng/stenographer/stenographer/query"
@@ -103,6 +104,9 @@ type Request struct {
 	// Pcapng asks for a pcapng result (an interface block per capture
 	// interface, each packet naming its own) instead of PCAP.
 	Pcapng bool
+	// Filter, when set, is a tcpdump expression the result is refined
+	// with on the server (bpffilter): only the packets it accepts are sent.
+	Filter string
 	Log    *slog.Logger // carries the transport's attributes (remote, uid); nil: the Runner's
 }
 
@@ -166,6 +170,12 @@ func (r *Runner) Run(ctx context.Context, req Request, sink Sink) Outcome {
 	if err != nil {
 		return r.Refuse(req, err)
 	}
+	var filter *bpffilter.Filter
+	if req.Filter != "" {
+		if filter, err = bpffilter.Compile(req.Filter); err != nil {
+			return r.Refuse(req, err)
+		}
+	}
 	release, err := r.admit(ctx, req.Transport)
 	if err != nil {
 		outcome := metrics.OutcomeBusy
@@ -186,7 +196,11 @@ func (r *Runner) Run(ctx context.Context, req Request, sink Sink) Outcome {
 	if err == nil {
 		pw.SetFlushInterval(pcap.StreamFlushInterval)
 		if err = pw.Flush(); err == nil {
-			o.Result, err = r.cfg.Store.Query(ctx, q, pw)
+			var dst pcap.Output = pw
+			if filter != nil {
+				dst = filter.Output(pw)
+			}
+			o.Result, err = r.cfg.Store.Query(ctx, q, dst)
 		}
 		o.Packets, o.Bytes = pw.Packets(), pw.Bytes()
 	}
@@ -198,7 +212,7 @@ func (r *Runner) Run(ctx context.Context, req Request, sink Sink) Outcome {
 	}
 	m.End(o.Outcome, o.Packets, o.Bytes, o.FileErrors())
 
-	attrs := []any{"query", req.Text, "outcome", o.Outcome, "packets", o.Packets, "bytes", o.Bytes,
+	attrs := []any{"query", req.Text, "filter", req.Filter, "outcome", o.Outcome, "packets", o.Packets, "bytes", o.Bytes,
 		"duration", time.Since(start)}
 	for _, ferr := range o.resultErrors() {
 		log.Warn("query: file could not be read; result lacks its packets", "query", req.Text, "err", ferr)

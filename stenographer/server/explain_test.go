@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/stenographer-ng/stenographer/stenographer/query"
+	"github.com/stenographer-ng/stenographer/stenographer/server"
+	"github.com/stenographer-ng/stenographer/stenographer/server/servertest"
 )
 
 // TestExplain: POST /explain tells what a query would touch, as the store
@@ -78,5 +80,37 @@ func TestExplain(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "port") {
 		t.Errorf("a bad query: status %d %q, want 400 naming the problem", resp.StatusCode, body)
+	}
+}
+
+// TestFilterHeader: Steno-Filter refines the result on the server (here
+// on the first byte of the frames, which holds the packet number); one
+// that libpcap refuses is a 400 with its message.
+func TestFilterHeader(t *testing.T) {
+	t.Parallel()
+	e := start(t, small)
+	resp := e.post(t, "after 3h ago", map[string]string{server.HeaderFilter: "ether[0] = 7"})
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	pkts := servertest.Packets(t, body)
+	if len(pkts) != 8 { // 7, 263, ..., 1799 of 2000
+		t.Errorf("%d packets, want the 8 whose number is 7 mod 256", len(pkts))
+	}
+	for _, k := range pkts {
+		if k%256 != 7 {
+			t.Errorf("packet %d passed the filter", k)
+		}
+	}
+	if tr := resp.Trailer.Get(server.TrailerPackets); tr != strconv.Itoa(len(pkts)) {
+		t.Errorf("trailer %s = %q, want the %d packets sent", server.TrailerPackets, tr, len(pkts))
+	}
+	resp = e.post(t, "after 3h ago", map[string]string{server.HeaderFilter: "port"})
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "syntax error") {
+		t.Errorf("a filter libpcap refuses: status %d %q, want 400 with libpcap's message", resp.StatusCode, body)
 	}
 }

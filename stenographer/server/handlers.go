@@ -21,6 +21,10 @@ import (
 const (
 	HeaderLimitPackets = "Steno-Limit-Packets"
 	HeaderLimitBytes   = "Steno-Limit-Bytes"
+	// HeaderFilter is a tcpdump expression the result is refined with on
+	// the server; one that libpcap does not compile is a 400 with its
+	// message.
+	HeaderFilter = "Steno-Filter"
 	// HeaderCapture is sent while capture is down: "down since <RFC 3339
 	// time>", so the analyst knows recent packets are missing.
 	HeaderCapture = "Steno-Capture"
@@ -61,6 +65,7 @@ func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request) {
 	}
 	req.Text = string(body)
 	req.Pcapng = WantsPcapng(r.Header)
+	req.Filter = strings.TrimSpace(r.Header.Get(HeaderFilter))
 
 	ctx := r.Context()
 	h := w.Header()

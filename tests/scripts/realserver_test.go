@@ -94,3 +94,30 @@ func TestStenoreadExplain(t *testing.T) {
 		t.Errorf("a bad query: exit status %d, stderr %q; want a failure naming the problem", status, stderr)
 	}
 }
+
+// TestStenoreadFilter: `stenoread --filter EXPR` has the real HTTPS server
+// refine the result (only the packets EXPR accepts reach tcpdump); one
+// that libpcap refuses prints its message and exits 1.
+func TestStenoreadFilter(t *testing.T) {
+	testenv.RequireTools(t, "tcpdump", "curl")
+	_, certs := makeCerts(t, "nobody", "nogroup", "127.0.0.1")
+	st := servertest.Store(t, servertest.Layout{Packets: 2000, PerFile: 200, Step: 100 * time.Millisecond})
+	srv, err := server.New(server.Config{Addr: "127.0.0.1:0", CertPath: certs, Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	servertest.Serve(t, srv)
+	_, port, _ := net.SplitHostPort(srv.Addr().String())
+	p, _ := strconv.Atoi(port)
+	config := writeConfig(t, t.TempDir(), "127.0.0.1", p, certs)
+
+	// The frames' first byte is their number mod 256: 7, 263, ..., 1799.
+	stdout, stderr, status := script(t, config, nil, "stenoread", "--filter", "ether[0] = 7", "after 3h ago", "-n")
+	if status != 0 || lines(stdout) != 8 {
+		t.Errorf("exit status %d, %d packets printed, want 0 and 8; stderr:\n%s", status, lines(stdout), stderr)
+	}
+	_, stderr, status = script(t, config, nil, "stenoread", "--filter=port", "after 3h ago", "-n")
+	if status != 1 || !strings.Contains(stderr, "syntax error") {
+		t.Errorf("a filter libpcap refuses: exit status %d, stderr %q; want 1 and libpcap's message", status, stderr)
+	}
+}
