@@ -95,6 +95,8 @@ func TestCaptureAndQuery(t *testing.T) {
 		}
 	}
 	for i := 0; i < 2; i++ {
+		// Queries find packets before their files are finished.
+		waitFinished(t, d, i)
 		var bytes int64
 		for _, n := range d.Files(i) {
 			if fi, err := os.Stat(filepath.Join(d.Config.Threads[i].PacketsDirectory, n)); err == nil {
