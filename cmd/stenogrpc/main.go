@@ -47,6 +47,7 @@ func main() {
 	maxSize := fs.Int64("max_size", 0, "most PCAP bytes to receive; 0: the server's default")
 	out := fs.String("out", "-", "output file, - for stdout")
 	ng := fs.Bool("pcapng", false, "ask for pcapng (an interface block per capture interface) instead of PCAP")
+	filter := fs.String("filter", "", "tcpdump expression the server refines the result with (only the packets it accepts are sent)")
 	showVersion := fs.Bool("version", false, "print the version and commit, then exit")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: stenogrpc --server HOST:PORT --ca FILE --cert FILE --key FILE [flags] QUERY\n")
@@ -69,7 +70,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	req := &pb.PcapRequest{Uid: *uid, ChunkSize: *chunk, MaxSize: *maxSize, Query: q, Pcapng: *ng}
+	req := &pb.PcapRequest{Uid: *uid, ChunkSize: *chunk, MaxSize: *maxSize, Query: q, Pcapng: *ng, Filter: *filter}
 	if err := run(ctx, *server, *ca, *cert, *key, *serverName, req, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "stenogrpc:", err)
 		os.Exit(1)

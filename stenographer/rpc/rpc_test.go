@@ -234,6 +234,28 @@ func TestSizeLimits(t *testing.T) {
 	}
 }
 
+// TestFilter: the filter field refines the result on the server, as
+// Steno-Filter does over HTTPS.
+func TestFilter(t *testing.T) {
+	t.Parallel()
+	st, certs := servertest.Store(t, small), servertest.Certs(t)
+	e := start(t, st, certs, rpc.Config{})
+	c := e.client(t, certs.Client)
+	a, err := retrieve(context.Background(), c, &pb.PcapRequest{Query: "after 3h ago", Filter: "ether[0] = 7"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkts := servertest.Packets(t, a.data)
+	if len(pkts) != (small.Packets+255-7)/256 {
+		t.Errorf("%d packets, want those whose number is 7 mod 256", len(pkts))
+	}
+	for _, k := range pkts {
+		if k%256 != 7 {
+			t.Errorf("packet %d passed the filter", k)
+		}
+	}
+}
+
 func TestInvalidArgument(t *testing.T) {
 	t.Parallel()
 	st, certs := servertest.Store(t, small), servertest.Certs(t)
@@ -250,6 +272,7 @@ func TestInvalidArgument(t *testing.T) {
 		{"negative chunk", &pb.PcapRequest{Query: "port 1", ChunkSize: -1}, "chunk_size"},
 		{"negative max", &pb.PcapRequest{Query: "port 1", MaxSize: -5}, "max_size"},
 		{"long uid", &pb.PcapRequest{Query: "port 1", Uid: strings.Repeat("u", rpc.MaxUIDBytes+1)}, "uid"},
+		{"bad filter", &pb.PcapRequest{Query: "port 1", Filter: "port"}, "syntax error"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := e.m.Queries()[metrics.TransportGRPC].ByOutcome[metrics.OutcomeBadQuery]

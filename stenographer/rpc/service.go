@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -62,7 +63,7 @@ func (s *service) RetrievePcap(req *pb.PcapRequest, stream grpc.ServerStreamingS
 	if p, ok := peer.FromContext(ctx); ok {
 		remote = p.Addr.String()
 	}
-	sreq := serve.Request{Transport: metrics.TransportGRPC, Text: req.Query, Pcapng: req.Pcapng,
+	sreq := serve.Request{Transport: metrics.TransportGRPC, Text: req.Query, Pcapng: req.Pcapng, Filter: strings.TrimSpace(req.Filter),
 		Log: s.log.With("uid", req.Uid, "remote", remote)}
 	chunk, maxBytes, err := s.limits(req)
 	if err != nil {
