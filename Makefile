@@ -76,6 +76,7 @@ bench: build
 	tests/bench/run.sh
 	tests/bench/capture.sh
 	tests/bench/query.sh
+	tests/bench/filecount.sh
 	tests/bench/daemon.sh
 	tests/bench/fleet.sh
 	tests/bench/fresh.sh

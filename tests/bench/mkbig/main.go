@@ -5,6 +5,11 @@
 // rare as it was in one copy.
 //
 //	mkbig -o big.pcap -min_bytes 2200000000 ../shared/pcaps/*.pcap
+//
+// With -byte_rate the packets' own timing is dropped: each packet is stamped
+// as if the whole output had been captured at that constant rate of packet
+// bytes, so that a small capture spans as many seconds as the file-count
+// benchmark needs and every stored block covers about the same time.
 package main
 
 import (
@@ -28,6 +33,7 @@ type packet struct {
 func main() {
 	out := flag.String("o", "big.pcap", "output pcap")
 	minBytes := flag.Int64("min_bytes", 2_200_000_000, "write at least this many packet bytes")
+	byteRate := flag.Int64("byte_rate", 0, "if > 0, stamp packets at this constant rate of packet bytes per second instead of their own timing")
 	flag.Parse()
 	var pkts []packet
 	var span time.Duration
@@ -81,7 +87,12 @@ func main() {
 				data = append([]byte(nil), p.data...)
 				shiftIPv4(data, byte(copyN))
 			}
-			ci := gopacketCI(start.Add(p.ts), len(data), p.wire)
+			ts := start.Add(p.ts)
+			if *byteRate > 0 {
+				// In float: written * 1e9 overflows int64 past 9 GB.
+				ts = base.Add(time.Duration(float64(written) / float64(*byteRate) * 1e9))
+			}
+			ci := gopacketCI(ts, len(data), p.wire)
 			if err := w.WritePacket(ci, data); err != nil {
 				fatal(err)
 			}
@@ -94,6 +105,9 @@ func main() {
 	}
 	o.Close()
 	fmt.Printf("mkbig: %d packets, %d bytes of packets in %s\n", n, written, *out)
+	if *byteRate > 0 {
+		fmt.Printf("mkbig: packets stamped at %d bytes/s from %s over %.0f s\n", *byteRate, base.Format(time.RFC3339), float64(written)/float64(*byteRate))
+	}
 }
 
 // shiftIPv4 adds k to the second octet of both addresses of an untagged
