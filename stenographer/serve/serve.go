@@ -176,15 +176,9 @@ func (r *Runner) Run(ctx context.Context, req Request, sink Sink) Outcome {
 			return r.Refuse(req, err)
 		}
 	}
-	release, err := r.admit(ctx, req.Transport)
-	if err != nil {
-		outcome := metrics.OutcomeBusy
-		if ctx.Err() != nil {
-			outcome = metrics.OutcomeCanceled
-		}
-		r.cfg.Metrics.Refused(req.Transport, outcome)
-		log.Warn("query refused", "query", req.Text, "err", err)
-		return Outcome{Outcome: outcome, Err: err}
+	release, refused := r.enter(ctx, req)
+	if refused != nil {
+		return *refused
 	}
 	defer release()
 
@@ -238,15 +232,9 @@ func (r *Runner) Cost(ctx context.Context, req Request) (query.Node, *store.Cost
 	if err != nil {
 		return nil, nil, r.Refuse(req, err)
 	}
-	release, err := r.admit(ctx, req.Transport)
-	if err != nil {
-		outcome := metrics.OutcomeBusy
-		if ctx.Err() != nil {
-			outcome = metrics.OutcomeCanceled
-		}
-		r.cfg.Metrics.Refused(req.Transport, outcome)
-		log.Warn("explain refused", "query", req.Text, "err", err)
-		return nil, nil, Outcome{Outcome: outcome, Err: err}
+	release, refused := r.enter(ctx, req)
+	if refused != nil {
+		return nil, nil, *refused
 	}
 	defer release()
 	start := time.Now()
@@ -270,6 +258,22 @@ func (o Outcome) resultErrors() []error {
 		return nil
 	}
 	return o.Result.Errors
+}
+
+// enter takes a running slot for req, or counts and logs why it could
+// not (busy, or the client left while waiting) and returns that Outcome.
+func (r *Runner) enter(ctx context.Context, req Request) (release func(), refused *Outcome) {
+	release, err := r.admit(ctx, req.Transport)
+	if err == nil {
+		return release, nil
+	}
+	outcome := metrics.OutcomeBusy
+	if ctx.Err() != nil {
+		outcome = metrics.OutcomeCanceled
+	}
+	r.cfg.Metrics.Refused(req.Transport, outcome)
+	r.logger(req).Warn("query refused", "query", req.Text, "err", err)
+	return nil, &Outcome{Outcome: outcome, Err: err}
 }
 
 // admit takes a running slot, waiting up to MaxWait for one.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/stenographer-ng/stenographer/stenographer/server"
 	"github.com/stenographer-ng/stenographer/stenographer/server/servertest"
+	"github.com/stenographer-ng/stenographer/stenographer/store"
 	"github.com/stenographer-ng/stenographer/tests/internal/testenv"
 )
 
@@ -38,14 +39,7 @@ func TestStenoreadWarnings(t *testing.T) {
 		t.Fatal(err)
 	}
 	down := time.Now().Add(-time.Hour).Truncate(time.Second)
-	srv, err := server.New(server.Config{Addr: "127.0.0.1:0", CertPath: certs, Store: st, Capture: captureDown(down)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	servertest.Serve(t, srv)
-	_, port, _ := net.SplitHostPort(srv.Addr().String())
-	p, _ := strconv.Atoi(port)
-	config := writeConfig(t, t.TempDir(), "127.0.0.1", p, certs)
+	config := serveStore(t, certs, st, captureDown(down))
 
 	stdout, stderr, status := script(t, config, nil, "stenoread", "after 3h ago", "-n")
 	if status != 3 {
@@ -69,16 +63,7 @@ func TestStenoreadWarnings(t *testing.T) {
 // prints the server's reason and exits 1.
 func TestStenoreadExplain(t *testing.T) {
 	testenv.RequireTools(t, "curl")
-	_, certs := makeCerts(t, "nobody", "nogroup", "127.0.0.1")
-	st := servertest.Store(t, servertest.Layout{Packets: 2000, PerFile: 200, Step: 100 * time.Millisecond})
-	srv, err := server.New(server.Config{Addr: "127.0.0.1:0", CertPath: certs, Store: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	servertest.Serve(t, srv)
-	_, port, _ := net.SplitHostPort(srv.Addr().String())
-	p, _ := strconv.Atoi(port)
-	config := writeConfig(t, t.TempDir(), "127.0.0.1", p, certs)
+	config := realServer(t, nil)
 
 	stdout, stderr, status := script(t, config, nil, "stenoread", "--explain", "port 1003")
 	if status != 0 {
@@ -100,16 +85,7 @@ func TestStenoreadExplain(t *testing.T) {
 // that libpcap refuses prints its message and exits 1.
 func TestStenoreadFilter(t *testing.T) {
 	testenv.RequireTools(t, "tcpdump", "curl")
-	_, certs := makeCerts(t, "nobody", "nogroup", "127.0.0.1")
-	st := servertest.Store(t, servertest.Layout{Packets: 2000, PerFile: 200, Step: 100 * time.Millisecond})
-	srv, err := server.New(server.Config{Addr: "127.0.0.1:0", CertPath: certs, Store: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	servertest.Serve(t, srv)
-	_, port, _ := net.SplitHostPort(srv.Addr().String())
-	p, _ := strconv.Atoi(port)
-	config := writeConfig(t, t.TempDir(), "127.0.0.1", p, certs)
+	config := realServer(t, nil)
 
 	// The frames' first byte is their number mod 256: 7, 263, ..., 1799.
 	stdout, stderr, status := script(t, config, nil, "stenoread", "--filter", "ether[0] = 7", "after 3h ago", "-n")
@@ -120,4 +96,27 @@ func TestStenoreadFilter(t *testing.T) {
 	if status != 1 || !strings.Contains(stderr, "syntax error") {
 		t.Errorf("a filter libpcap refuses: exit status %d, stderr %q; want 1 and libpcap's message", status, stderr)
 	}
+}
+
+// realServer serves a store of 2000 packets (servertest's layout, 200 per
+// file) with the real HTTPS server and returns a client config for it.
+func realServer(t *testing.T, capture server.CaptureState) string {
+	t.Helper()
+	_, certs := makeCerts(t, "nobody", "nogroup", "127.0.0.1")
+	st := servertest.Store(t, servertest.Layout{Packets: 2000, PerFile: 200, Step: 100 * time.Millisecond})
+	return serveStore(t, certs, st, capture)
+}
+
+// serveStore serves st with the real HTTPS server and the certificates in
+// certs, and returns a client config for it.
+func serveStore(t *testing.T, certs string, st *store.Store, capture server.CaptureState) string {
+	t.Helper()
+	srv, err := server.New(server.Config{Addr: "127.0.0.1:0", CertPath: certs, Store: st, Capture: capture})
+	if err != nil {
+		t.Fatal(err)
+	}
+	servertest.Serve(t, srv)
+	_, port, _ := net.SplitHostPort(srv.Addr().String())
+	p, _ := strconv.Atoi(port)
+	return writeConfig(t, t.TempDir(), "127.0.0.1", p, certs)
 }
