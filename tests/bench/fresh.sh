@@ -80,8 +80,8 @@ condition() {
 
 old=', "--blockage_sec=10", "--live_index_ms=0"'
 condition "defaults, idle" 1 1s 0 ""
-[[ -n "$load_pcap" ]] && condition "defaults, loaded" 2 1s 1 ""
+if [[ -n "$load_pcap" ]]; then condition "defaults, loaded" 2 1s 1 ""; fi
 condition "reference timings, idle" 3 2s 0 "$old" --watch_files=false
-[[ -n "$load_pcap" ]] && condition "reference timings, loaded" 4 2s 1 "$old" --watch_files=false
+if [[ -n "$load_pcap" ]]; then condition "reference timings, loaded" 4 2s 1 "$old" --watch_files=false; fi
 echo "(seconds from a probe's send to the end of the first stenoread that returned it, client included;"
 echo " defaults: --blockage_sec=1 --live_index_ms=1000 and inotify; reference timings: --blockage_sec=10, no live index, 15 s scan)"
