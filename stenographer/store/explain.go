@@ -89,27 +89,20 @@ func (s *Store) Cost(ctx context.Context, q query.Node) (*Cost, error) {
 				c.FilesSkipped++
 				continue
 			}
-			if err := take(ctx, s.indexSlots); err != nil {
-				return c, err
+			e := &evaluation{info: f}
+			s.evaluateFile(ctx, q, span, e)
+			c.IndexBytes += e.indexBytes
+			if e.release != nil {
+				e.release()
 			}
-			p, release, err := s.acquire(f)
-			if err != nil {
-				<-s.indexSlots
-				c.Errors = append(c.Errors, err)
-				continue
-			}
-			before := p.idx.BytesRead()
-			m, err := query.EvaluateLimited(ctx, q, p.idx, span, positionLimit(p.idx))
-			c.IndexBytes += p.idx.BytesRead() - before
-			release()
-			<-s.indexSlots
-			if err != nil && ctx.Err() != nil {
+			if e.err != nil && ctx.Err() != nil {
 				return c, ctx.Err()
 			}
-			if err != nil {
-				c.Errors = append(c.Errors, err)
+			if e.err != nil {
+				c.Errors = append(c.Errors, e.err)
 				continue
 			}
+			m := e.match
 			c.FilesOpened++
 			c.TimeChecked = c.TimeChecked || (m.Keep != nil && !m.Empty())
 			if m.All {

@@ -230,28 +230,35 @@ func (t *threadSource) evaluate(f FileInfo, span query.Span) *evaluation {
 	}
 	go func() {
 		defer close(e.done)
-		if e.err = take(t.ctx, t.s.indexSlots); e.err != nil {
-			return
-		}
-		defer func() { <-t.s.indexSlots }()
-		p, release, err := t.s.acquire(f)
-		if err != nil {
-			e.err = err
-			return
-		}
-		before := p.idx.BytesRead()
-		e.match, e.err = query.EvaluateLimited(t.ctx, t.q, p.idx, span, positionLimit(p.idx))
-		e.indexBytes = p.idx.BytesRead() - before
-		if errors.Is(e.err, query.ErrTooLarge) {
-			e.err = fmt.Errorf("store: %s: %w", p.idx.Name(), e.err)
-		}
-		if e.err != nil || e.match.Empty() {
-			release()
-			return
-		}
-		e.p, e.release = p, release
+		t.s.evaluateFile(t.ctx, t.q, span, e)
 	}()
 	return e
+}
+
+// evaluateFile evaluates q on e.info's index in an index reader slot,
+// filling e. On a non-empty match the pair stays acquired in e (the
+// caller releases it); otherwise it is released here.
+func (s *Store) evaluateFile(ctx context.Context, q query.Node, span query.Span, e *evaluation) {
+	if e.err = take(ctx, s.indexSlots); e.err != nil {
+		return
+	}
+	defer func() { <-s.indexSlots }()
+	p, release, err := s.acquire(e.info)
+	if err != nil {
+		e.err = err
+		return
+	}
+	before := p.idx.BytesRead()
+	e.match, e.err = query.EvaluateLimited(ctx, q, p.idx, span, positionLimit(p.idx))
+	e.indexBytes = p.idx.BytesRead() - before
+	if errors.Is(e.err, query.ErrTooLarge) {
+		e.err = fmt.Errorf("store: %s: %w", p.idx.Name(), e.err)
+	}
+	if e.err != nil || e.match.Empty() {
+		release()
+		return
+	}
+	e.p, e.release = p, release
 }
 
 // positionLimit bounds the positions one file's evaluation may look up in
