@@ -211,8 +211,12 @@ func (s *Store) Files(i int) []FileInfo {
 func (s *Store) queryFiles(i int) []FileInfo {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := append(slices.Clone(s.files[i]), s.live[i]...)
-	slices.SortStableFunc(out, func(a, b FileInfo) int { return a.Start.Compare(b.Start) })
+	out := slices.Clone(s.files[i])
+	if len(s.live[i]) > 0 {
+		// Usually the newest already; a renamed file can sort anywhere.
+		out = append(out, s.live[i]...)
+		slices.SortStableFunc(out, func(a, b FileInfo) int { return a.Start.Compare(b.Start) })
+	}
 	return out
 }
 
