@@ -5,9 +5,18 @@ package query
 // as "maybe").
 // It lets a caller skip a file without opening its index.
 func MayMatch(q Node, span Span) bool {
+	return MayMatchKeys(q, span, nil)
+}
+
+// MayMatchKeys is MayMatch judging index keys too: has reports whether the
+// file may hold a key in [lo, hi] (a summary of many files' keys answers
+// it without opening the file's index). A nil has counts every key as
+// "maybe". has must never say false for a key the file holds: a false
+// answer skips the file.
+func MayMatchKeys(q Node, span Span, has func(lo, hi []byte) bool) bool {
 	switch n := q.(type) {
 	case Key:
-		return true
+		return has == nil || has(n.Lo, n.Hi)
 	case Iface:
 		return n.Name == span.Interface
 	case Time:
@@ -17,14 +26,14 @@ func MayMatch(q Node, span Span) bool {
 		return span.Max.IsZero() || span.Max.After(n.At)
 	case And:
 		for _, c := range n.Children {
-			if !MayMatch(c, span) {
+			if !MayMatchKeys(c, span, has) {
 				return false
 			}
 		}
 		return true
 	case Or:
 		for _, c := range n.Children {
-			if MayMatch(c, span) {
+			if MayMatchKeys(c, span, has) {
 				return true
 			}
 		}
