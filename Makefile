@@ -62,6 +62,7 @@ gotest: build
 GOFUZZ_SECONDS ?= 15
 gofuzz:
 	tests/gofuzz.sh $(GOFUZZ_SECONDS) FuzzParse ./stenographer/query
+	tests/gofuzz.sh $(GOFUZZ_SECONDS) FuzzParse ./stenographer/frame
 	tests/gofuzz.sh $(GOFUZZ_SECONDS) FuzzScan ./stenographer/blockfile
 	tests/gofuzz.sh $(GOFUZZ_SECONDS) FuzzTable ./stenographer/indexfile
 

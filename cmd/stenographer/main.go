@@ -62,7 +62,14 @@ type limits struct {
 	watchFiles bool
 	// indexReaders, packetReaders: the store's reader pools.
 	indexReaders, packetReaders int
+	// maxScanBytes: store.Config.MaxScanBytes.
+	maxScanBytes int64
 }
+
+// DefaultMaxScanBytes is --max_scan_bytes: 10 GiB, a scan of a minute or
+// two from one disk, so that a stray `not port 22` cannot occupy the
+// sensor's disks for hours.
+const DefaultMaxScanBytes = 10 << 30
 
 func run(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("stenographer", flag.ContinueOnError)
@@ -79,6 +86,7 @@ func run(args []string, stderr io.Writer) int {
 	fs.DurationVar(&lim.conns.HandshakeTimeout, "handshake_timeout", connlimit.DefaultHandshakeTimeout, "time a connection has for its TLS handshake (and, over HTTPS, its request headers)")
 	fs.IntVar(&lim.indexReaders, "index_readers", store.DefaultIndexReaders, "index files evaluated at once, over all queries together")
 	fs.IntVar(&lim.packetReaders, "packet_readers", store.DefaultPacketReaders, "batches of packets read at once, over all queries together")
+	fs.Int64Var(&lim.maxScanBytes, "max_scan_bytes", DefaultMaxScanBytes, "refuse a query whose negation no indexed term bounds ('not port 22') when the packets of its time range exceed this many bytes (it reads them all); 0: no limit")
 	fs.BoolVar(&lim.watchFiles, "watch_files", true, "find stenotype's new files at once through inotify (false: at the next --sync_interval scan only, e.g. on a file system without inotify)")
 	showVersion := fs.Bool("version", false, "print the version and commit, then exit")
 	if err := fs.Parse(args); err != nil {
@@ -114,6 +122,10 @@ func run(args []string, stderr io.Writer) int {
 		"https", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)), "grpc", cfg.Rpc != nil)
 	if lim.indexReaders <= 0 || lim.packetReaders <= 0 {
 		fmt.Fprintf(stderr, "stenographer: --index_readers and --packet_readers must be positive, not %d and %d\n", lim.indexReaders, lim.packetReaders)
+		return 2
+	}
+	if lim.maxScanBytes < 0 {
+		fmt.Fprintf(stderr, "stenographer: --max_scan_bytes must be 0 (no limit) or positive, not %d\n", lim.maxScanBytes)
 		return 2
 	}
 	if lim.maxQueries <= 0 {
@@ -153,7 +165,8 @@ func serve(cfg *config.Config, log *slog.Logger, syncInterval, staleTimeout time
 	}
 
 	st := store.New(store.Config{Threads: cfg.StoreThreads(), BlockSize: cfg.BlockSize(),
-		MaxOpenFiles: cfg.MaxOpenFiles, IndexReaders: lim.indexReaders, PacketReaders: lim.packetReaders, Logger: log})
+		MaxOpenFiles: cfg.MaxOpenFiles, IndexReaders: lim.indexReaders, PacketReaders: lim.packetReaders,
+		MaxScanBytes: lim.maxScanBytes, Logger: log})
 	if err := st.Refresh(); err != nil {
 		return errors.Join(err, stopSup())
 	}

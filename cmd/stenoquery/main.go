@@ -62,14 +62,16 @@ func main() {
 	dir := flag.String("dir", "", "stenotype --dir output: reads every PKT<i>/IDX<i> pair in it")
 	flag.Var(&threads, "thread", "PACKETS_DIR:INDEX_DIR[:INTERFACE] of one thread (repeatable; the interface is for iface and --pcapng)")
 	blockKB := flag.Int("blocksize_kb", 1024, "packet file block size, as stenotype's --blocksize_kb (default: the config's Flags, else 1024)")
-	out := flag.String("w", "-", "write PCAP to this file (- for stdout)")
-	ng := flag.Bool("pcapng", false, "write pcapng (an interface block per capture interface, nanosecond timestamps) instead of PCAP")
-	count := flag.Bool("count", false, "print the number of matching packets instead of PCAP")
-	explain := flag.Bool("explain", false, "print the parsed query and, per file, the positions each primitive matched")
-	stats := flag.Bool("stats", false, "print what the query read (files, lookups, index bytes) to stderr")
-	limitPackets := flag.Int64("limit-packets", 0, "stop after this many packets (0: no limit)")
-	limitBytes := flag.Int64("limit-bytes", 0, "stop once the PCAP reaches this many bytes, after the packet that crosses it, as stenoread does (0: no limit)")
-	filter := flag.String("filter", "", "tcpdump expression refining the result (compiled by libpcap, run on each packet the query finds)")
+	var o options
+	flag.StringVar(&o.out, "w", "-", "write PCAP to this file (- for stdout)")
+	flag.BoolVar(&o.ng, "pcapng", false, "write pcapng (an interface block per capture interface, nanosecond timestamps) instead of PCAP")
+	flag.BoolVar(&o.count, "count", false, "print the number of matching packets instead of PCAP")
+	flag.BoolVar(&o.explain, "explain", false, "print the parsed query and, per file, the positions each primitive matched")
+	flag.BoolVar(&o.stats, "stats", false, "print what the query read (files, lookups, index bytes) to stderr")
+	flag.Int64Var(&o.limits.MaxPackets, "limit-packets", 0, "stop after this many packets (0: no limit)")
+	flag.Int64Var(&o.limits.MaxBytes, "limit-bytes", 0, "stop once the PCAP reaches this many bytes, after the packet that crosses it, as stenoread does (0: no limit)")
+	flag.StringVar(&o.filter, "filter", "", "tcpdump expression refining the result (compiled by libpcap, run on each packet the query finds)")
+	flag.Int64Var(&o.maxScanBytes, "max_scan_bytes", 0, "refuse a query whose negation no indexed term bounds when the packets of its time range exceed this many bytes (0: no limit)")
 	showVersion := flag.Bool("version", false, "print the version and commit, then exit")
 	flag.Usage = func() {
 		fmt.Fprintf(os.Stderr, "usage: stenoquery (--config FILE | --dir DIR | --thread P:I ...) [flags] QUERY\n")
@@ -92,14 +94,24 @@ func main() {
 			blockSize = *blockKB * 1024
 		}
 	})
-	if err := run(*configPath, *dir, threads, blockSize, flag.Arg(0), *filter, *out, *count, *explain, *stats, *ng, pcap.Limits{MaxPackets: *limitPackets, MaxBytes: *limitBytes}); err != nil {
+	if err := run(*configPath, *dir, threads, blockSize, flag.Arg(0), o); err != nil {
 		fmt.Fprintln(os.Stderr, "stenoquery:", err)
 		os.Exit(1)
 	}
 }
 
+// options are the flags that say how to answer the query.
+type options struct {
+	out                   string
+	filter                string
+	count, explain, stats bool
+	ng                    bool
+	limits                pcap.Limits
+	maxScanBytes          int64
+}
+
 // run answers the query. blockSize 0 means the config's, else 1 MiB.
-func run(configPath, dir string, threads []store.Thread, blockSize int, text, filter, out string, count, explain, stats, ng bool, limits pcap.Limits) error {
+func run(configPath, dir string, threads []store.Thread, blockSize int, text string, o options) error {
 	var err error
 	switch {
 	case configPath != "":
@@ -128,18 +140,18 @@ func run(configPath, dir string, threads []store.Thread, blockSize int, text, fi
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	st := store.New(store.Config{Threads: threads, BlockSize: blockSize, Logger: logger})
+	st := store.New(store.Config{Threads: threads, BlockSize: blockSize, MaxScanBytes: o.maxScanBytes, Logger: logger})
 	if err := st.Refresh(); err != nil {
 		return err
 	}
-	if explain {
+	if o.explain {
 		return st.Explain(ctx, q, os.Stdout)
 	}
 	var w io.Writer = os.Stdout
-	if count {
+	if o.count {
 		w = io.Discard
-	} else if out != "-" {
-		f, err := os.Create(out)
+	} else if o.out != "-" {
+		f, err := os.Create(o.out)
 		if err != nil {
 			return err
 		}
@@ -150,18 +162,18 @@ func run(configPath, dir string, threads []store.Thread, blockSize int, text, fi
 	if err != nil {
 		return err
 	}
-	o := runner.Run(ctx, serve.Request{Transport: metrics.TransportLocal, Text: text, Filter: filter, Limits: limits, Pcapng: ng}, sink{w})
-	if o.Err != nil {
-		return o.Err
+	outcome := runner.Run(ctx, serve.Request{Transport: metrics.TransportLocal, Text: text, Filter: o.filter, Limits: o.limits, Pcapng: o.ng}, sink{w})
+	if outcome.Err != nil {
+		return outcome.Err
 	}
-	res := o.Result
+	res := outcome.Result
 	for _, e := range res.Errors {
 		fmt.Fprintln(os.Stderr, "stenoquery: warning:", e)
 	}
-	if count {
+	if o.count {
 		fmt.Println(res.Packets)
 	}
-	if stats {
+	if o.stats {
 		fmt.Fprintf(os.Stderr, "stats: packets=%d pcap_bytes=%d files_opened=%d files_skipped=%d lookups=%d index_bytes_read=%d\n",
 			res.Packets, res.Bytes, res.FilesOpened, res.FilesSkipped, res.Lookups, res.IndexBytes)
 	}

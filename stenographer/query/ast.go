@@ -37,6 +37,18 @@ type Time struct {
 // not packets, so it costs no index lookup.
 type Iface struct{ Name string }
 
+// Dir matches packets whose source (Src) or destination address or port
+// is in Key's range: `src host A`, `dst net N`, `src port P`. The index
+// does not know direction, so Key's lookup gives candidates and each
+// candidate's headers decide (package frame, the indexer's rules).
+type Dir struct {
+	Src bool
+	Key Key // an address range or a port
+}
+
+// Not matches packets its child does not match.
+type Not struct{ Child Node }
+
 // And matches packets that all of its children match.
 type And struct{ Children []Node }
 
@@ -46,12 +58,23 @@ type Or struct{ Children []Node }
 func (Key) node()   {}
 func (Time) node()  {}
 func (Iface) node() {}
+func (Dir) node()   {}
+func (Not) node()   {}
 func (And) node()   {}
 func (Or) node()    {}
 
 func (k Key) String() string { return k.Text }
 
 func (i Iface) String() string { return "iface " + i.Name }
+
+func (d Dir) String() string {
+	if d.Src {
+		return "src " + d.Key.Text
+	}
+	return "dst " + d.Key.Text
+}
+
+func (n Not) String() string { return "not " + join([]Node{n.Child}, "") }
 
 func (t Time) String() string {
 	w := "after"
@@ -69,13 +92,19 @@ func join(ns []Node, sep string) string {
 	for i, n := range ns {
 		parts[i] = n.String()
 		switch n.(type) {
-		case Key, Time, Iface:
+		case Key, Time, Iface, Dir, Not:
 		default:
 			parts[i] = "(" + parts[i] + ")"
 		}
 	}
 	return strings.Join(parts, sep)
 }
+
+// Key type bytes of address keys (SPEC §4).
+const (
+	keyIPv4 = 0x04
+	keyIPv6 = 0x06
+)
 
 // Key constructors, shared by both syntaxes.
 

@@ -1,11 +1,14 @@
 package query
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/stenographer-ng/stenographer/stenographer/frame"
 )
 
 // Index is what evaluation needs from one index file: the sorted,
@@ -39,9 +42,10 @@ type Match struct {
 	All       bool
 	Positions []uint32
 	// Keep, when not nil, must be called for each candidate packet: it
-	// decides on the packet's own timestamp. Nil means every candidate
-	// matches.
-	Keep func(pos uint32, ts time.Time) bool
+	// decides on the packet's own timestamp and, for `src`/`dst`
+	// primitives, its headers (data is the frame with any VLAN tag the
+	// kernel stripped put back). Nil means every candidate matches.
+	Keep func(pos uint32, ts time.Time, data []byte) bool
 	// Lookups counts index range lookups done, for --explain and stats.
 	Lookups int
 }
@@ -71,23 +75,34 @@ func EvaluateLimited(ctx context.Context, q Node, idx Index, span Span, limit in
 	if err != nil {
 		return Match{}, err
 	}
+	r.settle()
 	m := Match{All: r.all, Positions: r.set, Lookups: e.lookups}
-	if !r.exact && !r.empty() {
-		m.Keep = r.keep
+	if !r.empty() && (!r.exact || len(r.exclude) > 0) {
+		m.Keep = r.matchesCandidate
 	}
 	return m, nil
 }
 
-// result is an evaluated subtree. For an inexact result, set (or all) is
-// a superset of the matching packets and keep decides exactly.
+// result is an evaluated subtree: the packets of set (or all packets),
+// less those of exclude, and, for an inexact result, only those keep
+// accepts. exclude holds what an exact `not` removes from a result that
+// has no set of its own to subtract it from yet.
 type result struct {
-	all   bool
-	set   []uint32
-	exact bool
-	keep  func(pos uint32, ts time.Time) bool
+	all     bool
+	set     []uint32
+	exclude []uint32
+	exact   bool
+	keep    func(pos uint32, ts time.Time, data []byte) bool
 }
 
 func (r *result) empty() bool { return !r.all && len(r.set) == 0 }
+
+// settle subtracts exclude from set once there is a set.
+func (r *result) settle() {
+	if !r.all && len(r.exclude) > 0 {
+		r.set, r.exclude = difference(r.set, r.exclude), nil
+	}
+}
 
 type evaluator struct {
 	ctx      context.Context
@@ -133,12 +148,125 @@ func (e *evaluator) eval(n Node) (*result, error) {
 	case Iface:
 		// The whole file is in or out.
 		return &result{all: n.Name == e.span.Interface, exact: true}, nil
+	case Dir:
+		r, err := e.eval(n.Key)
+		if err != nil {
+			return nil, err
+		}
+		return directed(n, r), nil
+	case Not:
+		r, err := e.eval(n.Child)
+		if err != nil {
+			return nil, err
+		}
+		return negate(r), nil
 	case And:
 		return e.evalAnd(n.Children)
 	case Or:
 		return e.evalOr(n.Children)
 	}
 	panic("query: unknown node type")
+}
+
+// directed narrows r, the lookup of d's key, to packets whose headers
+// have the key in d's direction.
+func directed(d Dir, r *result) *result {
+	if r.empty() {
+		return r
+	}
+	field := d.field()
+	return &result{set: r.set, keep: func(_ uint32, _ time.Time, data []byte) bool {
+		ep := frame.Parse(data)
+		v := field(&ep)
+		return v != nil && bytes.Compare(v, d.Key.Lo[1:]) >= 0 && bytes.Compare(v, d.Key.Hi[1:]) <= 0
+	}}
+}
+
+// field returns the header field d compares with its key: an address
+// (only of the key's family) or a port, as bytes in network order.
+func (d Dir) field() func(*frame.Endpoints) []byte {
+	want := 0
+	switch d.Key.Lo[0] {
+	case keyIPv4:
+		want = 4
+	case keyIPv6:
+		want = 6
+	}
+	if want == 0 { // a port
+		return func(ep *frame.Endpoints) []byte {
+			if !ep.Ports {
+				return nil
+			}
+			p := ep.DstPort
+			if d.Src {
+				p = ep.SrcPort
+			}
+			return []byte{byte(p >> 8), byte(p)}
+		}
+	}
+	return func(ep *frame.Endpoints) []byte {
+		if ep.Version != want {
+			return nil
+		}
+		if d.Src {
+			return ep.SrcAddr()
+		}
+		return ep.DstAddr()
+	}
+}
+
+// negate returns the complement of r. An exact set becomes an exclusion
+// that an enclosing 'and' subtracts without reading a packet; anything
+// else leaves every packet a candidate, decided one by one.
+func negate(r *result) *result {
+	if !r.exact {
+		return &result{all: true, keep: func(pos uint32, ts time.Time, data []byte) bool {
+			return !r.matches(pos, ts, data)
+		}}
+	}
+	r.settle()
+	switch {
+	case r.all && len(r.exclude) > 0: // all but X: X
+		return &result{set: r.exclude, exact: true}
+	case r.all:
+		return &result{exact: true}
+	case len(r.set) == 0:
+		return &result{all: true, exact: true}
+	}
+	return &result{all: true, exact: true, exclude: r.set}
+}
+
+// evalWithin evaluates c, one child of an 'and', given the candidates acc
+// that the children before it left: a lookup, directed or negated
+// lookup then reads the index only for those candidates. narrowed
+// reports that the result's set is already within acc's.
+func (e *evaluator) evalWithin(c Node, acc *result) (r *result, narrowed bool, err error) {
+	if acc.all {
+		r, err = e.eval(c)
+		return r, false, err
+	}
+	switch n := c.(type) {
+	case Key:
+		return e.evalKeyWithin(n, acc.set)
+	case Dir:
+		r, narrowed, err = e.evalKeyWithin(n.Key, acc.set)
+		if err != nil {
+			return nil, false, err
+		}
+		return directed(n, r), narrowed, nil
+	case Not:
+		switch n.Child.(type) {
+		case Key, Dir:
+			// Only the candidates' own matches of the child matter.
+			r, _, err = e.evalWithin(n.Child, acc)
+			if err != nil {
+				return nil, false, err
+			}
+			return negate(r), false, nil
+		}
+	}
+	r, err = e.eval(c)
+	return r, false, err
 }
 
 // evalKeyWithin looks key up among the positions of within only, when
@@ -177,7 +305,7 @@ func (e *evaluator) evalTime(t Time) *result {
 	case t.Before && !e.span.Min.Before(t.At), !t.Before && hasMax && !e.span.Max.After(t.At):
 		return &result{exact: true} // the whole file is outside
 	}
-	return &result{all: true, keep: func(_ uint32, ts time.Time) bool { return in(ts) }}
+	return &result{all: true, keep: func(_ uint32, ts time.Time, _ []byte) bool { return in(ts) }}
 }
 
 // evalAnd evaluates index lookups before time bounds and intersects as it
@@ -190,19 +318,15 @@ func (e *evaluator) evalAnd(children []Node) (*result, error) {
 	var inexact []*result
 	acc := &result{all: true, exact: true}
 	for _, c := range ordered {
-		var r *result
-		var err error
-		narrowed := false
-		if k, ok := c.(Key); ok && !acc.all {
-			r, narrowed, err = e.evalKeyWithin(k, acc.set)
-		} else {
-			r, err = e.eval(c)
-		}
+		r, narrowed, err := e.evalWithin(c, acc)
 		if err != nil {
 			return nil, err
 		}
 		if !r.exact {
 			inexact = append(inexact, r)
+		}
+		if len(r.exclude) > 0 {
+			acc.exclude = union(acc.exclude, r.exclude)
 		}
 		switch {
 		case r.all:
@@ -211,15 +335,16 @@ func (e *evaluator) evalAnd(children []Node) (*result, error) {
 		default:
 			acc.set = intersect(acc.set, r.set)
 		}
+		acc.settle()
 		acc.exact = acc.exact && r.exact
 		if acc.empty() {
 			return &result{exact: true}, nil
 		}
 	}
 	if !acc.exact {
-		acc.keep = func(pos uint32, ts time.Time) bool {
+		acc.keep = func(pos uint32, ts time.Time, data []byte) bool {
 			for _, p := range inexact {
-				if !p.matches(pos, ts) {
+				if !p.matches(pos, ts, data) {
 					return false
 				}
 			}
@@ -241,10 +366,13 @@ func (e *evaluator) evalOr(children []Node) (*result, error) {
 		if err != nil {
 			return nil, err
 		}
+		// An exclusion is decided packet by packet here: an 'or' has no
+		// set to subtract it from.
+		plain := r.exact && len(r.exclude) == 0
 		switch {
-		case r.all && r.exact:
+		case plain && r.all:
 			return &result{all: true, exact: true}, nil
-		case r.exact:
+		case plain:
 			exactSet = union(exactSet, r.set)
 		default:
 			inexact = append(inexact, r)
@@ -261,12 +389,12 @@ func (e *evaluator) evalOr(children []Node) (*result, error) {
 			acc.set = union(acc.set, r.set)
 		}
 	}
-	acc.keep = func(pos uint32, ts time.Time) bool {
+	acc.keep = func(pos uint32, ts time.Time, data []byte) bool {
 		if _, found := slices.BinarySearch(exactSet, pos); found {
 			return true
 		}
 		for _, p := range inexact {
-			if p.matches(pos, ts) {
+			if p.matches(pos, ts, data) {
 				return true
 			}
 		}
@@ -276,13 +404,23 @@ func (e *evaluator) evalOr(children []Node) (*result, error) {
 }
 
 // matches decides one packet against an evaluated subtree.
-func (r *result) matches(pos uint32, ts time.Time) bool {
+func (r *result) matches(pos uint32, ts time.Time, data []byte) bool {
 	if !r.all {
 		if _, found := slices.BinarySearch(r.set, pos); !found {
 			return false
 		}
 	}
-	return r.keep == nil || r.keep(pos, ts)
+	return r.matchesCandidate(pos, ts, data)
+}
+
+// matchesCandidate is matches for a packet known to be in r's set.
+func (r *result) matchesCandidate(pos uint32, ts time.Time, data []byte) bool {
+	if len(r.exclude) > 0 {
+		if _, found := slices.BinarySearch(r.exclude, pos); found {
+			return false
+		}
+	}
+	return r.keep == nil || r.keep(pos, ts, data)
 }
 
 // cost orders the children of an 'and': lookups of narrow keys first,
@@ -293,7 +431,7 @@ func cost(n Node) int {
 		return -1 // free, and an 'and' on another interface stops here
 	case Key:
 		switch n.Lo[0] {
-		case 0x04, 0x06: // addresses: usually the rarest
+		case keyIPv4, keyIPv6: // addresses: usually the rarest
 			if string(n.Lo) == string(n.Hi) {
 				return 0
 			}
@@ -303,10 +441,31 @@ func cost(n Node) int {
 		default: // protocols match a large share of traffic
 			return 3
 		}
+	case Dir:
+		return cost(n.Key)
 	case Time:
 		return 5
+	case Not:
+		// Last: it only removes, and removes cheapest from few candidates.
+		return 6
 	}
 	return 4
+}
+
+// difference returns the elements of sorted set a that are not in b.
+func difference(a, b []uint32) []uint32 {
+	out := make([]uint32, 0, len(a))
+	j := 0
+	for _, x := range a {
+		for j < len(b) && b[j] < x {
+			j++
+		}
+		if j < len(b) && b[j] == x {
+			continue
+		}
+		out = append(out, x)
+	}
+	return out
 }
 
 // intersect returns the elements of both sorted sets.

@@ -103,6 +103,24 @@ func testEvaluate(t *testing.T, idx Index) {
 		{"(iface eth1 and port 80) or (iface eth0 and port 443)", []uint32{40, 50}, 1},
 		{"iface eth0 or port 443", all, 0},
 		{"iface eth0 and after " + at(45), []uint32{50, 60}, 0},
+		// Negation: a difference of sets where an 'and' has one, else
+		// every packet of the file decided one by one.
+		{"not port 80", []uint32{40, 50, 60}, 1},
+		{"tcp and not port 80", []uint32{40}, 2},
+		{"not port 80 and tcp", []uint32{40}, 2},
+		{"! udp", []uint32{10, 20, 30, 40}, 1},
+		{"!udp and !tcp", nil, 2},
+		{"not (port 80 or port 443)", []uint32{60}, 2},
+		{"not tcp or port 80", []uint32{10, 20, 30, 50, 60}, 2},
+		{"not not port 80", []uint32{10, 20, 30}, 1},
+		{"host 10.0.0.1 and not after " + at(35), []uint32{10}, 1},
+		{"vlan 7 and not (tcp and after " + at(25) + ")", []uint32{20, 50}, 2},
+		{"not after " + at(0), nil, 0},
+		{"not before " + at(45), []uint32{50, 60}, 0},
+		{"not iface eth1", all, 0},
+		{"not iface eth0 or port 443", []uint32{40, 50}, 1},
+		{"net 10.0.0.0/8 and not host 10.0.0.2 and not udp", []uint32{10, 40}, 3},
+		{"host 11.0.0.1 and not port 80", nil, 2},
 	}
 	for _, tc := range tests {
 		q, err := Parse(tc.q, base)
@@ -119,7 +137,7 @@ func testEvaluate(t *testing.T, idx Index) {
 		}
 		var got []uint32
 		for _, p := range cands {
-			if m.Keep == nil || m.Keep(p, ts(p)) {
+			if m.Keep == nil || m.Keep(p, ts(p), nil) {
 				got = append(got, p)
 			}
 		}
@@ -128,6 +146,24 @@ func testEvaluate(t *testing.T, idx Index) {
 		}
 		if m.Lookups != tc.lookups {
 			t.Errorf("%q did %d lookups, want %d", tc.q, m.Lookups, tc.lookups)
+		}
+	}
+}
+
+// A negation an 'and' bounds is a difference of position sets: the
+// candidates are exactly the result, and no packet is read to decide.
+func TestNegationReadsNoExtraPackets(t *testing.T) {
+	for _, q := range []string{"tcp and not port 80", "net 10.0.0.0/8 and not (port 443 or udp)", "vlan 7 and !host 10.0.0.2 and !!tcp"} {
+		n, err := Parse(q, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := Evaluate(context.Background(), n, testIndex, Span{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.All || m.Keep != nil {
+			t.Errorf("%q: every packet a candidate %v, per-packet check %v; want an exact set", q, m.All, m.Keep != nil)
 		}
 	}
 }

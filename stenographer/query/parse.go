@@ -70,7 +70,7 @@ func lex(s string) []token {
 		switch {
 		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
 			i++
-		case c == '(' || c == ')':
+		case c == '(' || c == ')' || c == '!':
 			out = append(out, token{string(c), i + 1})
 			i++
 		case (c == '&' || c == '|') && i+1 < len(s) && s[i+1] == c:
@@ -190,6 +190,18 @@ func (p *parser) term() (Node, error) {
 		return nil, p.errAt(t, "unexpected ')'")
 	case "and", "or", "&&", "||":
 		return nil, p.errAt(t, "%q needs a primitive before it", t.text)
+	case "not", "!":
+		// Binds tighter than 'and' and 'or', as in pcap-filter; each one
+		// recurses, so it counts against the nesting limit.
+		if p.depth++; p.depth > MaxDepth {
+			return nil, p.errAt(t, "'not' and parentheses nested deeper than %d levels", MaxDepth)
+		}
+		c, err := p.term()
+		if err != nil {
+			return nil, err
+		}
+		p.depth--
+		return Not{Child: c}, nil
 	}
 	if p.primitives++; p.primitives > MaxPrimitives {
 		return nil, p.errAt(t, "more than %d primitives in one query", MaxPrimitives)
@@ -200,8 +212,9 @@ func (p *parser) term() (Node, error) {
 	case "net":
 		return p.net()
 	case "port":
-		v, err := p.number("port", 65535)
-		return portKey(uint16(v)), err
+		return p.port()
+	case "src", "dst":
+		return p.direction(t)
 	case "ip":
 		if k := p.next(); k == nil || k.text != "proto" {
 			return nil, p.errAt(k, "expected 'proto' after 'ip'")
@@ -226,7 +239,35 @@ func (p *parser) term() (Node, error) {
 	case "iface":
 		return p.iface()
 	}
-	return nil, p.errAt(t, "unknown primitive %q (expected host, net, port, ip proto, tcp, udp, icmp, vlan, mpls, before, after, iface)", t.text)
+	return nil, p.errAt(t, "unknown primitive %q (expected host, net, port, src, dst, ip proto, tcp, udp, icmp, vlan, mpls, before, after, iface, not)", t.text)
+}
+
+func (p *parser) port() (Key, error) {
+	v, err := p.number("port", 65535)
+	return portKey(uint16(v)), err
+}
+
+// direction reads what follows `src` or `dst`: host, net or port.
+func (p *parser) direction(t *token) (Node, error) {
+	k := p.next()
+	var key Key
+	var err error
+	switch {
+	case k == nil:
+		return nil, p.errAt(nil, "%s needs 'host', 'net' or 'port' after it", t.text)
+	case k.text == "host":
+		key, err = p.host()
+	case k.text == "net":
+		key, err = p.net()
+	case k.text == "port":
+		key, err = p.port()
+	default:
+		return nil, p.errAt(k, "%s needs 'host', 'net' or 'port' after it, not %q", t.text, k.text)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return Dir{Src: t.text == "src", Key: key}, nil
 }
 
 // iface NAME: a capture interface's name as the kernel allows it.
@@ -291,16 +332,16 @@ func looksLikeName(s string) bool {
 	return false
 }
 
-func (p *parser) host() (Node, error) {
+func (p *parser) host() (Key, error) {
 	a, _, err := p.address("host")
 	if err != nil {
-		return nil, err
+		return Key{}, err
 	}
 	return addrRangeKey(a, a, "host "+a.String()), nil
 }
 
 // net A/N or net A mask M. Host bits below the prefix are ignored.
-func (p *parser) net() (Node, error) {
+func (p *parser) net() (Key, error) {
 	t := p.peek()
 	if t != nil && strings.Contains(t.text, "/") {
 		p.next()
@@ -314,35 +355,35 @@ func (p *parser) net() (Node, error) {
 					max = 128
 				}
 				if n, nerr := strconv.Atoi(bits); nerr == nil && (n < 0 || n > max) {
-					return nil, p.errAt(t, "net: prefix length %d too long for %s (at most %d)", n, addr, max)
+					return Key{}, p.errAt(t, "net: prefix length %d too long for %s (at most %d)", n, addr, max)
 				}
 			}
-			return nil, p.errAt(t, "net: %q is not a network like 10.0.0.0/8", t.text)
+			return Key{}, p.errAt(t, "net: %q is not a network like 10.0.0.0/8", t.text)
 		}
 		lo, hi := prefixRange(pfx)
 		return addrRangeKey(lo, hi, "net "+pfx.Masked().String()), nil
 	}
 	a, at, err := p.address("net")
 	if err != nil {
-		return nil, err
+		return Key{}, err
 	}
 	if m := p.peek(); m == nil || m.text != "mask" {
 		// pcap-filter's `net 10.0.0.0` without a length: a single network
 		// address is ambiguous, so ask for the length.
-		return nil, p.errAt(at, "net needs a prefix length (10.0.0.0/8) or 'mask'")
+		return Key{}, p.errAt(at, "net needs a prefix length (10.0.0.0/8) or 'mask'")
 	}
 	p.next()
 	mt := p.next()
 	if mt == nil {
-		return nil, p.errAt(nil, "mask needs a netmask like 255.255.0.0")
+		return Key{}, p.errAt(nil, "mask needs a netmask like 255.255.0.0")
 	}
 	mask, err := netip.ParseAddr(mt.text)
 	if err != nil || mask.Is4() != a.Is4() {
-		return nil, p.errAt(mt, "mask: %q is not a netmask of the same family as %s", mt.text, a)
+		return Key{}, p.errAt(mt, "mask: %q is not a netmask of the same family as %s", mt.text, a)
 	}
 	bits, ok := maskBits(mask)
 	if !ok {
-		return nil, p.errAt(mt, "mask: %s is not a contiguous netmask", mask)
+		return Key{}, p.errAt(mt, "mask: %s is not a contiguous netmask", mask)
 	}
 	pfx := netip.PrefixFrom(a, bits)
 	lo, hi := prefixRange(pfx)

@@ -46,6 +46,21 @@ func TestParse(t *testing.T) {
 		{"iface eth1 and port 80", "iface eth1 and port 80"},
 		{"(iface a or iface b.100) and tcp", "(iface a or iface b.100) and ip proto 6"},
 		{"iface x&&tcp", "iface x and ip proto 6"},
+		// Direction and negation; 'not' binds tighter than 'and'/'or'.
+		{"src host 1.2.3.4", "src host 1.2.3.4"},
+		{"dst host 2001:db8::1", "dst host 2001:db8::1"},
+		{"src net 10.1.0.0/16", "src net 10.1.0.0/16"},
+		{"dst net 10.0.0.0 mask 255.0.0.0", "dst net 10.0.0.0/8"},
+		{"src port 53 and dst port 80", "src port 53 and dst port 80"},
+		{"not tcp", "not ip proto 6"},
+		{"!tcp", "not ip proto 6"},
+		{"! tcp && !udp", "not ip proto 6 and not ip proto 17"},
+		{"not host 1.1.1.1 and port 80", "not host 1.1.1.1 and port 80"},
+		{"not (host 1.1.1.1 and port 80)", "not (host 1.1.1.1 and port 80)"},
+		{"port 80 or not src port 80", "port 80 or not src port 80"},
+		{"not not tcp", "not not ip proto 6"},
+		{"not after 3h ago", "not after 2024-05-06T09:00:00Z"},
+		{"host 1.1.1.1&&!(port 22||port 80)", "host 1.1.1.1 and not (port 22 or port 80)"},
 		// Legacy syntax.
 		{"ip=1.1.1.1", "host 1.1.1.1"},
 		{"ip=1.1.1.0-1.1.2.200", "ip=1.1.1.0-1.1.2.200"},
@@ -127,8 +142,19 @@ func TestParseErrors(t *testing.T) {
 		{"(tcp", "invalid query at position 5: missing ')' to close '(' at position 1"},
 		{"tcp)", `invalid query at position 4: unexpected ")"; expected 'and', 'or' or the end of the query`},
 		{"()", "invalid query at position 2: unexpected ')'"},
-		{"TCP", `invalid query at position 1: unknown primitive "TCP" (expected host, net, port, ip proto, tcp, udp, icmp, vlan, mpls, before, after, iface)`},
-		{"not tcp", `invalid query at position 1: unknown primitive "not" (expected host, net, port, ip proto, tcp, udp, icmp, vlan, mpls, before, after, iface)`},
+		{"TCP", `invalid query at position 1: unknown primitive "TCP" (expected host, net, port, src, dst, ip proto, tcp, udp, icmp, vlan, mpls, before, after, iface, not)`},
+		{"NOT tcp", `invalid query at position 1: unknown primitive "NOT" (expected host, net, port, src, dst, ip proto, tcp, udp, icmp, vlan, mpls, before, after, iface, not)`},
+		{"not", "invalid query at position 4: unexpected end of query; expected a primitive such as 'host 1.2.3.4' or '('"},
+		{"tcp and not", "invalid query at position 12: unexpected end of query; expected a primitive such as 'host 1.2.3.4' or '('"},
+		{"not )", "invalid query at position 5: unexpected ')'"},
+		{"! and tcp", `invalid query at position 3: "and" needs a primitive before it`},
+		{"src", "invalid query at position 4: src needs 'host', 'net' or 'port' after it"},
+		{"dst vlan 3", `invalid query at position 5: dst needs 'host', 'net' or 'port' after it, not "vlan"`},
+		{"src port 70000", "invalid query at position 10: port 70000 out of range (0-65535)"},
+		{"dst host example.com", `invalid query at position 10: host needs an IP address, not a host name ("example.com"): names are not resolved`},
+		{"src net 10.0.0.0/33", "invalid query at position 9: net: prefix length 33 too long for 10.0.0.0 (at most 32)"},
+		{"tcp not port 80", `invalid query at position 5: unexpected "not"; expected 'and' or 'or'`},
+		{strings.Repeat("not ", MaxDepth+1) + "tcp", "invalid query at position 401: 'not' and parentheses nested deeper than 100 levels"},
 		{"iface", "invalid query at position 6: iface needs an interface name"},
 		{"iface abcdefghijklmnop", `invalid query at position 7: iface: "abcdefghijklmnop" is not an interface name`},
 		{"tcp and iface a/b", `invalid query at position 15: iface: "a/b" is not an interface name`},
@@ -174,7 +200,8 @@ func TestParseErrors(t *testing.T) {
 }
 
 func FuzzParse(f *testing.F) {
-	for _, s := range []string{"host 1.2.3.4 and (port 80 or udp)", "ip=1.1.1.1 port=80|port=443 last=2h", "net 10.0.0.0 mask 255.0.0.0", "after 3h ago"} {
+	for _, s := range []string{"host 1.2.3.4 and (port 80 or udp)", "ip=1.1.1.1 port=80|port=443 last=2h", "net 10.0.0.0 mask 255.0.0.0", "after 3h ago",
+		"src host 1.2.3.4 and not dst port 80", "!(tcp or !udp)"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {

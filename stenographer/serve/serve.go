@@ -176,6 +176,9 @@ func (r *Runner) Run(ctx context.Context, req Request, sink Sink) Outcome {
 			return r.Refuse(req, err)
 		}
 	}
+	if err := r.cfg.Store.CheckScan(q); err != nil {
+		return r.Refuse(req, err)
+	}
 	release, refused := r.enter(ctx, req)
 	if refused != nil {
 		return *refused

@@ -57,7 +57,7 @@ func TestExplain(t *testing.T) {
 			}
 			cand := strconv.FormatInt(c.Candidates, 10)
 			if tc.timeChecked {
-				cand += " (before a per-packet time check)"
+				cand += " (before a per-packet check: time, src/dst or not)"
 			}
 			for k, want := range map[string]string{
 				"files": "20", "indexes read": strconv.Itoa(c.FilesOpened), "index bytes read": strconv.FormatInt(c.IndexBytes, 10),
@@ -112,5 +112,50 @@ func TestFilterHeader(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "syntax error") {
 		t.Errorf("a filter libpcap refuses: status %d %q, want 400 with libpcap's message", resp.StatusCode, body)
+	}
+}
+
+// TestNegation: `not` over HTTPS is exact with and without an indexed
+// term; one without is read whole, which /explain says, and is refused
+// with a 400 naming the limit once its time range holds more packet data
+// than --max_scan_bytes.
+func TestNegation(t *testing.T) {
+	t.Parallel()
+	limited := small
+	limited.MaxScanBytes = 1000
+	for _, tc := range []struct {
+		layout    servertest.Layout
+		query     string
+		packets   int // -1: refused
+		unbounded bool
+	}{
+		{small, "not port 1003", 1800, true},
+		{small, "!port 1003 and !port 1004 and after 3h ago", 1600, true},
+		{limited, "port 1003 or port 1004 and not port 1004", 200, false},
+		{limited, "not port 1003", -1, true},
+		{limited, "after 3h ago", 2000, false}, // time bounds alone are not limited
+	} {
+		e := start(t, tc.layout)
+		resp := e.post(t, tc.query, nil)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if tc.packets < 0 {
+			if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "--max_scan_bytes") ||
+				!strings.Contains(string(body), "1000 bytes") {
+				t.Errorf("%q: status %d %q, want 400 naming the limit", tc.query, resp.StatusCode, body)
+			}
+		} else if resp.StatusCode != http.StatusOK {
+			t.Errorf("%q: status %d %q", tc.query, resp.StatusCode, body)
+		} else if n := len(servertest.Packets(t, body)); n != tc.packets {
+			t.Errorf("%q: %d packets, want %d", tc.query, n, tc.packets)
+		}
+		resp = e.postTo(t, "/explain", tc.query)
+		body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		unbounded := strings.Contains(string(body), "negation bounded by no indexed term")
+		refused := strings.Contains(string(body), "refused: ")
+		if resp.StatusCode != http.StatusOK || unbounded != tc.unbounded || refused != (tc.packets < 0) {
+			t.Errorf("/explain %q: status %d, says unbounded %v, refused %v:\n%s", tc.query, resp.StatusCode, unbounded, refused, body)
+		}
 	}
 }

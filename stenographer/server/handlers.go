@@ -13,6 +13,7 @@ import (
 
 	"github.com/stenographer-ng/stenographer/stenographer/metrics"
 	"github.com/stenographer-ng/stenographer/stenographer/pcap"
+	"github.com/stenographer-ng/stenographer/stenographer/query"
 	"github.com/stenographer-ng/stenographer/stenographer/serve"
 )
 
@@ -123,13 +124,19 @@ func (s *Server) handleExplain(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	check := ""
 	if c.TimeChecked {
-		check = " (before a per-packet time check)"
+		check = " (before a per-packet check: time, src/dst or not)"
 	}
 	fmt.Fprintf(w, "query: %s\nfiles: %d\nfiles skipped by time or interface: %d\nindexes read: %d\nindex bytes read: %d\n"+
 		"candidate packets: %d%s\nfiles read whole (no indexed term): %d (%d bytes)\nunreadable files: %d\n",
 		q, c.Files, c.FilesSkipped, c.FilesOpened, c.IndexBytes, c.Candidates, check, c.ScanFiles, c.ScanBytes, len(c.Errors))
 	if d := serve.FileErrorDetail(c.Errors); d != "" {
 		fmt.Fprintf(w, "unreadable: %s\n", d)
+	}
+	if query.UnboundedNegation(q) {
+		fmt.Fprintf(w, "negation bounded by no indexed term: every packet of the time range is read\n")
+	}
+	if c.Refused != nil {
+		fmt.Fprintf(w, "refused: %s\n", oneLine(c.Refused.Error()))
 	}
 }
 

@@ -13,6 +13,12 @@ import (
 // query leaves (before per-packet time checks).
 func (s *Store) Explain(ctx context.Context, q query.Node, w io.Writer) error {
 	fmt.Fprintf(w, "query: %s\n", q)
+	if files, bytes := s.scanSize(q); files > 0 {
+		fmt.Fprintf(w, "no indexed term bounds its negation: every packet of its time range is read and checked (%d bytes in %d files)\n", bytes, files)
+	}
+	if err := s.CheckScan(q); err != nil {
+		fmt.Fprintf(w, "refused: %v\n", err)
+	}
 	keys := query.Keys(q)
 	for i := range s.cfg.Threads {
 		files := s.queryFiles(i)
@@ -65,18 +71,22 @@ type Cost struct {
 	// Candidates is the packets the index lookups leave: the result's
 	// size, or more when a per-packet time check remains (TimeChecked).
 	Candidates  int64
-	TimeChecked bool
+	TimeChecked bool // some candidates face a per-packet check (time, src/dst, not)
 	// ScanFiles files have no indexed term to narrow them (a time-only
-	// query): their ScanBytes bytes of packets would all be read.
+	// query, or a negation no indexed term bounds): their ScanBytes bytes
+	// of packets would all be read.
 	ScanFiles int
 	ScanBytes int64
-	Errors    []error // files whose index could not be read
+	// Refused is CheckScan's refusal of the query, if it has one: an
+	// unbounded negation over more than Config.MaxScanBytes.
+	Refused error
+	Errors  []error // files whose index could not be read
 }
 
 // Cost evaluates q against every index as Query would, without reading
 // a packet: a client can ask what a query would cost before running it.
 func (s *Store) Cost(ctx context.Context, q query.Node) (*Cost, error) {
-	c := &Cost{}
+	c := &Cost{Refused: s.CheckScan(q)}
 	for i := range s.cfg.Threads {
 		files := s.queryFiles(i)
 		c.Files += len(files)

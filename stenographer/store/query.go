@@ -38,8 +38,12 @@ type Result struct {
 // timestamp order, each with the index in Interfaces of the interface
 // its thread captures on. It stops early at w's limits
 // (Result.Truncated) or when ctx is cancelled (returning ctx's error).
+// A query CheckScan refuses writes nothing.
 func (s *Store) Query(ctx context.Context, q query.Node, w pcap.Output) (*Result, error) {
 	res := &Result{}
+	if err := s.CheckScan(q); err != nil {
+		return res, err
+	}
 	var srcs []pcap.Source
 	ifaces := s.Interfaces()
 	for i, th := range s.cfg.Threads {
@@ -385,7 +389,7 @@ func (t *threadSource) fill() {
 		full := func() bool { return len(t.batch) >= batchSize || t.used >= batchBytes }
 		for !full() && c.scan.Next() {
 			p := c.scan.Packet()
-			if keep == nil || keep(uint32(p.Position), p.Timestamp) {
+			if keep == nil || keep(uint32(p.Position), p.Timestamp, p.Data) {
 				t.batch = append(t.batch, pcap.Packet{Timestamp: p.Timestamp, WireLen: p.WireLen, Data: t.keepBytes(p.Data), Interface: t.iface})
 			}
 		}
@@ -400,7 +404,7 @@ func (t *threadSource) fill() {
 	end := min(c.pos+batchSize, len(c.match.Positions))
 	// Packets are read straight into the arena and returned from there.
 	n, err := c.pkt.ReadPositionsInto(t.ctx, c.match.Positions[c.pos:end], t.allocRun, func(p blockfile.Packet) bool {
-		if keep == nil || keep(uint32(p.Position), p.Timestamp) {
+		if keep == nil || keep(uint32(p.Position), p.Timestamp, p.Data) {
 			t.batch = append(t.batch, pcap.Packet{Timestamp: p.Timestamp, WireLen: p.WireLen, Data: p.Data, Interface: t.iface})
 		}
 		return true

@@ -49,7 +49,10 @@ type Config struct {
 	// other and with capture instead of each adding its own readers.
 	// 0 means DefaultIndexReaders, DefaultPacketReaders.
 	IndexReaders, PacketReaders int
-	Logger                      *slog.Logger
+	// MaxScanBytes bounds the packet data a query may read whole because
+	// no indexed term bounds its negation (CheckScan); 0: no limit.
+	MaxScanBytes int64
+	Logger       *slog.Logger
 }
 
 // Defaults of Config's reader pools: a few per query of the default

@@ -112,7 +112,7 @@ func count(t testing.TB, query string, frames [][]byte) int {
 	}
 	n := 0
 	for _, f := range frames {
-		if q.Match(oracle.Keys(f)) {
+		if q.Match(oracle.Packet(f)) {
 			n++
 		}
 	}

@@ -81,6 +81,9 @@ func TestOracle(t *testing.T) {
 	}
 }
 
+// bigFrame is the least that stenotype keeps of a longer frame.
+const bigFrame = 65535
+
 func samePackets(t *testing.T, what string, want, got []pcapfile.Packet) {
 	t.Helper()
 	if len(want) != len(got) {
@@ -89,6 +92,11 @@ func samePackets(t *testing.T, what string, want, got []pcapfile.Packet) {
 	}
 	for i := range want {
 		w, g := want[i], got[i]
+		if len(g.Data) >= bigFrame && len(w.Data) > len(g.Data) {
+			// The import keeps what fits a block's largest frame (and
+			// libpcap cuts a record at its file's snaplen).
+			w.Data = w.Data[:len(g.Data)]
+		}
 		if !bytes.Equal(w.Data, g.Data) || w.WireLen != g.WireLen || !w.Time.Truncate(time.Microsecond).Equal(g.Time) {
 			t.Errorf("%s: packet %d differs (len %d/%d, wire %d/%d, time %v/%v)", what, i,
 				len(g.Data), len(w.Data), g.WireLen, w.WireLen, g.Time, w.Time)

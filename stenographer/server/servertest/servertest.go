@@ -40,6 +40,8 @@ type Layout struct {
 	PerFile int
 	Size    int
 	Step    time.Duration
+	// MaxScanBytes is the store's store.Config.MaxScanBytes.
+	MaxScanBytes int64
 }
 
 // Store writes the packets of l under a new temporary directory, about two
@@ -74,7 +76,7 @@ func StoreIn(t testing.TB, dir string, l Layout) *store.Store {
 			t.Fatal(err)
 		}
 	}
-	st := store.New(store.Config{BlockSize: BlockSize, Threads: []store.Thread{
+	st := store.New(store.Config{BlockSize: BlockSize, MaxScanBytes: l.MaxScanBytes, Threads: []store.Thread{
 		{PacketsDirectory: filepath.Join(dir, "PKT0"), IndexDirectory: filepath.Join(dir, "IDX0")},
 		{PacketsDirectory: filepath.Join(dir, "PKT1"), IndexDirectory: filepath.Join(dir, "IDX1")},
 	}})

@@ -40,6 +40,14 @@ const (
 	IPv6  Type = 6
 )
 
+// Src and Dst mark a Type as the source or destination field of its
+// header: keys no index holds, which Packet adds so that a Query can
+// decide `src host`, `dst port` and the like.
+const (
+	Src Type = 0x10
+	Dst Type = 0x20
+)
+
 var typeNames = map[Type]string{Proto: "proto", Port: "port", VLAN: "vlan", IPv4: "ipv4", MPLS: "mpls", IPv6: "ipv6"}
 
 // TypeByName maps stenodump's type names to types.

@@ -32,6 +32,18 @@ func isVLAN(et uint16) bool {
 // Keys returns the keys one captured Ethernet frame must be indexed under.
 func Keys(frame []byte) Set {
 	var s Set
+	for _, k := range Packet(frame) {
+		if k.Type&(Src|Dst) == 0 {
+			s = append(s, k)
+		}
+	}
+	return s
+}
+
+// Packet returns Keys and, marked Src or Dst, the source and destination
+// address and ports of the same headers: what a Query matches against.
+func Packet(frame []byte) Set {
+	var s Set
 	ethernet(frame, &s)
 	return s.Normalize()
 }
@@ -100,10 +112,10 @@ func ipv4(b []byte, s *Set) {
 		return
 	}
 	proto := b[9]
-	*s = append(*s,
-		Key{Type: Proto, Num: uint32(proto)},
-		Key{Type: IPv4, Addr: netip.AddrFrom4([4]byte(b[12:16]))},
-		Key{Type: IPv4, Addr: netip.AddrFrom4([4]byte(b[16:20]))})
+	src, dst := netip.AddrFrom4([4]byte(b[12:16])), netip.AddrFrom4([4]byte(b[16:20]))
+	*s = append(*s, Key{Type: Proto, Num: uint32(proto)},
+		Key{Type: IPv4, Addr: src}, Key{Type: IPv4, Addr: dst},
+		Key{Type: IPv4 | Src, Addr: src}, Key{Type: IPv4 | Dst, Addr: dst})
 	if be16(b[6:])&0x1fff != 0 { // non-first fragment
 		return
 	}
@@ -115,9 +127,9 @@ func ipv6(b []byte, s *Set) {
 	if len(b) < 40 || b[0]>>4 != 6 {
 		return
 	}
-	*s = append(*s,
-		Key{Type: IPv6, Addr: netip.AddrFrom16([16]byte(b[8:24]))},
-		Key{Type: IPv6, Addr: netip.AddrFrom16([16]byte(b[24:40]))})
+	src, dst := netip.AddrFrom16([16]byte(b[8:24])), netip.AddrFrom16([16]byte(b[24:40]))
+	*s = append(*s, Key{Type: IPv6, Addr: src}, Key{Type: IPv6, Addr: dst},
+		Key{Type: IPv6 | Src, Addr: src}, Key{Type: IPv6 | Dst, Addr: dst})
 	next := b[6]
 	b = b[40:]
 	for {
@@ -154,8 +166,8 @@ func ipv6(b []byte, s *Set) {
 func transport(proto uint8, b []byte, s *Set) {
 	switch {
 	case proto == protoTCP && len(b) >= 20, proto == protoUDP && len(b) >= 8:
-		*s = append(*s,
-			Key{Type: Port, Num: uint32(be16(b))},
-			Key{Type: Port, Num: uint32(be16(b[2:]))})
+		sp, dp := uint32(be16(b)), uint32(be16(b[2:]))
+		*s = append(*s, Key{Type: Port, Num: sp}, Key{Type: Port, Num: dp},
+			Key{Type: Port | Src, Num: sp}, Key{Type: Port | Dst, Num: dp})
 	}
 }

@@ -9,9 +9,10 @@ import (
 
 // Query is a parsed query of the subset of the Stenographer language used
 // by oracle.tsv: host, net A/N, net A mask M, port, ip proto, tcp, udp,
-// icmp, vlan, mpls, and/or (equal precedence, left to right), parentheses.
-// Match evaluates it on one packet's keys, which is what an index lookup
-// with set algebra computes per file.
+// icmp, vlan, mpls, and/or (equal precedence, left to right), parentheses;
+// and src/dst before host, net and port, and not/! binding tightest.
+// Match evaluates it on one packet's keys (Packet's, for src/dst), which
+// is what an index lookup with set algebra computes per file.
 type Query interface {
 	Match(s Set) bool
 }
@@ -20,16 +21,23 @@ type keyQuery struct{ k Key }
 
 func (q keyQuery) Match(s Set) bool { return s.Has(q.k) }
 
-type netQuery struct{ p netip.Prefix }
+type netQuery struct {
+	p   netip.Prefix
+	dir Type // 0, Src or Dst
+}
 
 func (q netQuery) Match(s Set) bool {
 	for _, k := range s {
-		if (k.Type == IPv4 || k.Type == IPv6) && q.p.Contains(k.Addr) {
+		if (k.Type == IPv4|q.dir || k.Type == IPv6|q.dir) && q.p.Contains(k.Addr) {
 			return true
 		}
 	}
 	return false
 }
+
+type notQuery struct{ q Query }
+
+func (q notQuery) Match(s Set) bool { return !q.q.Match(s) }
 
 type binQuery struct {
 	and  bool
@@ -63,13 +71,14 @@ func IsPrimitive(q Query) bool {
 }
 
 func tokenize(s string) []string {
-	s = strings.NewReplacer("(", " ( ", ")", " ) ").Replace(s)
+	s = strings.NewReplacer("(", " ( ", ")", " ) ", "!", " ! ").Replace(s)
 	return strings.Fields(s)
 }
 
 type qparser struct {
 	toks []string
 	i    int
+	dir  Type // of the primitive being parsed: 0, Src or Dst
 }
 
 func (p *qparser) next() (string, error) {
@@ -118,6 +127,16 @@ func (p *qparser) term() (Query, error) {
 		return nil, err
 	}
 	switch t {
+	case "not", "!":
+		q, err := p.term()
+		return notQuery{q}, err
+	case "src", "dst":
+		p.dir = map[string]Type{"src": Src, "dst": Dst}[t]
+		defer func() { p.dir = 0 }()
+		if p.i >= len(p.toks) || !strings.Contains(" host net port ", " "+p.toks[p.i]+" ") {
+			return nil, fmt.Errorf("%s needs host, net or port", t)
+		}
+		return p.term()
 	case "(":
 		q, err := p.expr()
 		if err != nil {
@@ -141,7 +160,7 @@ func (p *qparser) term() (Query, error) {
 		return keyQuery{Key{Type: Proto, Num: n}}, err
 	case "port":
 		n, err := p.num(65535)
-		return keyQuery{Key{Type: Port, Num: n}}, err
+		return keyQuery{Key{Type: Port | p.dir, Num: n}}, err
 	case "vlan":
 		n, err := p.num(4095)
 		return keyQuery{Key{Type: VLAN, Num: n}}, err
@@ -161,7 +180,7 @@ func (p *qparser) term() (Query, error) {
 		if addr.Is4() {
 			typ = IPv4
 		}
-		return keyQuery{Key{Type: typ, Addr: addr}}, nil
+		return keyQuery{Key{Type: typ | p.dir, Addr: addr}}, nil
 	case "net":
 		a, err := p.next()
 		if err != nil {
@@ -186,13 +205,13 @@ func (p *qparser) term() (Query, error) {
 					}
 				}
 			}
-			return netQuery{netip.PrefixFrom(addr, bits).Masked()}, nil
+			return netQuery{netip.PrefixFrom(addr, bits).Masked(), p.dir}, nil
 		}
 		pfx, err := netip.ParsePrefix(a)
 		if err != nil {
 			return nil, err
 		}
-		return netQuery{pfx.Masked()}, nil
+		return netQuery{pfx.Masked(), p.dir}, nil
 	}
 	return nil, fmt.Errorf("unexpected %q", t)
 }
