@@ -70,6 +70,8 @@ func main() {
 	limitPackets := flag.Int64("limit-packets", 0, "stop after this many packets (0: no limit)")
 	limitBytes := flag.Int64("limit-bytes", 0, "stop once the PCAP reaches this many bytes, after the packet that crosses it, as stenoread does (0: no limit)")
 	filter := flag.String("filter", "", "tcpdump expression refining the result (compiled by libpcap, run on each packet the query finds)")
+	summarize := flag.Bool("summarize", false, "write the summary tables the store lacks (as the daemon does in the background), then answer QUERY if given; not while a daemon runs on the same directories")
+	noSummaries := flag.Bool("no_summaries", false, "look every file up in its own index, ignoring summary tables")
 	showVersion := flag.Bool("version", false, "print the version and commit, then exit")
 	flag.Usage = func() {
 		fmt.Fprintf(os.Stderr, "usage: stenoquery (--config FILE | --dir DIR | --thread P:I ...) [flags] QUERY\n")
@@ -80,7 +82,7 @@ func main() {
 		fmt.Println(version.String("stenoquery"))
 		return
 	}
-	if flag.NArg() != 1 {
+	if flag.NArg() != 1 && !(*summarize && flag.NArg() == 0) {
 		flag.Usage()
 		os.Exit(2)
 	}
@@ -92,14 +94,22 @@ func main() {
 			blockSize = *blockKB * 1024
 		}
 	})
-	if err := run(*configPath, *dir, threads, blockSize, flag.Arg(0), *filter, *out, *count, *explain, *stats, *ng, pcap.Limits{MaxPackets: *limitPackets, MaxBytes: *limitBytes}); err != nil {
+	o := options{summarize: *summarize, summaries: !*noSummaries, count: *count, explain: *explain, stats: *stats, ng: *ng}
+	if err := run(*configPath, *dir, threads, blockSize, flag.Arg(0), *filter, *out, o, pcap.Limits{MaxPackets: *limitPackets, MaxBytes: *limitBytes}); err != nil {
 		fmt.Fprintln(os.Stderr, "stenoquery:", err)
 		os.Exit(1)
 	}
 }
 
+// options are run's switches.
+type options struct {
+	summarize, summaries      bool
+	count, explain, stats, ng bool
+}
+
 // run answers the query. blockSize 0 means the config's, else 1 MiB.
-func run(configPath, dir string, threads []store.Thread, blockSize int, text, filter, out string, count, explain, stats, ng bool, limits pcap.Limits) error {
+func run(configPath, dir string, threads []store.Thread, blockSize int, text, filter, out string, o options, limits pcap.Limits) error {
+	count, explain, stats, ng := o.count, o.explain, o.stats, o.ng
 	var err error
 	switch {
 	case configPath != "":
@@ -121,15 +131,25 @@ func run(configPath, dir string, threads []store.Thread, blockSize int, text, fi
 	if len(threads) == 0 {
 		return errors.New("no data directories: give --config, --dir or --thread")
 	}
-	q, err := serve.Parse(text, time.Now())
-	if err != nil {
-		return err
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	st := store.New(store.Config{Threads: threads, BlockSize: blockSize, Logger: logger})
+	st := store.New(store.Config{Threads: threads, BlockSize: blockSize, Logger: logger, Summaries: o.summaries || o.summarize})
+	t0 := time.Now()
 	if err := st.Refresh(); err != nil {
+		return err
+	}
+	listed := time.Since(t0)
+	if o.summarize {
+		t0 := time.Now()
+		n, err := st.Summarize(ctx)
+		fmt.Fprintf(os.Stderr, "stenoquery: %d summary tables written in %.2f s\n", n, time.Since(t0).Seconds())
+		if err != nil || text == "" {
+			return err
+		}
+	}
+	q, err := serve.Parse(text, time.Now())
+	if err != nil {
 		return err
 	}
 	if explain {
@@ -150,11 +170,13 @@ func run(configPath, dir string, threads []store.Thread, blockSize int, text, fi
 	if err != nil {
 		return err
 	}
-	o := runner.Run(ctx, serve.Request{Transport: metrics.TransportLocal, Text: text, Filter: filter, Limits: limits, Pcapng: ng}, sink{w})
-	if o.Err != nil {
-		return o.Err
+	t1 := time.Now()
+	oc := runner.Run(ctx, serve.Request{Transport: metrics.TransportLocal, Text: text, Filter: filter, Limits: limits, Pcapng: ng}, sink{w})
+	if oc.Err != nil {
+		return oc.Err
 	}
-	res := o.Result
+	res := oc.Result
+	ran := time.Since(t1)
 	for _, e := range res.Errors {
 		fmt.Fprintln(os.Stderr, "stenoquery: warning:", e)
 	}
@@ -162,8 +184,9 @@ func run(configPath, dir string, threads []store.Thread, blockSize int, text, fi
 		fmt.Println(res.Packets)
 	}
 	if stats {
-		fmt.Fprintf(os.Stderr, "stats: packets=%d pcap_bytes=%d files_opened=%d files_skipped=%d lookups=%d index_bytes_read=%d\n",
-			res.Packets, res.Bytes, res.FilesOpened, res.FilesSkipped, res.Lookups, res.IndexBytes)
+		fmt.Fprintf(os.Stderr, "stats: packets=%d pcap_bytes=%d files_opened=%d files_skipped=%d files_summary_skipped=%d lookups=%d index_bytes_read=%d summary_bytes_read=%d list_us=%d query_us=%d\n",
+			res.Packets, res.Bytes, res.FilesOpened, res.FilesSkipped, res.FilesSummarySkipped, res.Lookups, res.IndexBytes, res.SummaryBytes,
+			listed.Microseconds(), ran.Microseconds())
 	}
 	if res.Truncated {
 		fmt.Fprintf(os.Stderr, "stenoquery: result truncated at %d packets, %d bytes\n", res.Packets, res.Bytes)

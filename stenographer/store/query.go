@@ -25,6 +25,10 @@ type Result struct {
 	Bytes        int64 // PCAP bytes written
 	FilesOpened  int   // file pairs whose index was consulted
 	FilesSkipped int   // file pairs pruned by time without opening
+	// FilesSummarySkipped file pairs were ruled out by a summary table
+	// without opening their index; SummaryBytes is what the tables gave.
+	FilesSummarySkipped int
+	SummaryBytes        int64
 	Lookups      int   // index range lookups
 	IndexBytes   int64 // bytes the key lookups read from index files (opening an index reads its footer and block index once more)
 	Truncated    bool  // a limit stopped the result early
@@ -44,7 +48,7 @@ func (s *Store) Query(ctx context.Context, q query.Node, w pcap.Output) (*Result
 	ifaces := s.Interfaces()
 	for i, th := range s.cfg.Threads {
 		t := &threadSource{ctx: ctx, s: s, q: q, thread: i, iface: slices.Index(ifaces, th.Interface),
-			files: s.queryFiles(i), res: res}
+			files: s.queryFiles(i), res: res, sums: s.newSummaryView(ctx, i)}
 		defer t.shutdown()
 		srcs = append(srcs, t)
 	}
@@ -116,6 +120,7 @@ type threadSource struct {
 	iface  int // index of its interface in Store.Interfaces
 	files  []FileInfo
 	res    *Result
+	sums   *summaryView // nil without summaries
 
 	next  int // index of the next file to open
 	cur   *fileCursor
@@ -213,6 +218,8 @@ type evaluation struct {
 	info    FileInfo
 	done    chan struct{}
 	skipped bool // pruned by time without opening
+	// bySummary: skipped because a summary table rules it out.
+	bySummary bool
 	p       *pair
 	release func()
 	match   query.Match
@@ -223,7 +230,8 @@ type evaluation struct {
 
 func (t *threadSource) evaluate(f FileInfo, span query.Span) *evaluation {
 	e := &evaluation{info: f, done: make(chan struct{})}
-	if !query.MayMatch(t.q, span) {
+	var ok bool
+	if ok, e.bySummary = t.sums.mayMatch(t.q, f, span); !ok {
 		e.skipped = true
 		close(e.done)
 		return e
@@ -289,6 +297,9 @@ func (t *threadSource) openNext() bool {
 		t.ahead = t.ahead[1:]
 		<-e.done
 		switch {
+		case e.bySummary:
+			t.res.FilesSummarySkipped++
+			continue
 		case e.skipped:
 			t.res.FilesSkipped++
 			continue
@@ -323,6 +334,8 @@ func (t *threadSource) openNext() bool {
 // ended early: a limit, an error or a cancellation).
 func (t *threadSource) shutdown() {
 	t.close()
+	t.res.SummaryBytes += t.sums.bytesRead()
+	t.sums.close()
 	for _, e := range t.ahead {
 		<-e.done
 		if e.release != nil {

@@ -24,6 +24,7 @@ import (
 	"github.com/stenographer-ng/stenographer/stenographer/blockfile"
 	"github.com/stenographer-ng/stenographer/stenographer/indexfile"
 	"github.com/stenographer-ng/stenographer/stenographer/query"
+	"github.com/stenographer-ng/stenographer/stenographer/summary"
 )
 
 // Thread names the two directories of one stenotype thread and the
@@ -49,7 +50,13 @@ type Config struct {
 	// other and with capture instead of each adding its own readers.
 	// 0 means DefaultIndexReaders, DefaultPacketReaders.
 	IndexReaders, PacketReaders int
-	Logger                      *slog.Logger
+	// Summaries makes queries use the summary tables in each thread's
+	// SummaryDir (summaries.go) and lets Summarize write them.
+	Summaries bool
+	// SummaryGroup is how many files a new summary table covers; 0 means
+	// DefaultSummaryGroup.
+	SummaryGroup int
+	Logger       *slog.Logger
 }
 
 // Defaults of Config's reader pools: a few per query of the default
@@ -69,6 +76,9 @@ type FileInfo struct {
 	// less than Size when stenotype left the unused part of sparse blocks
 	// as holes (a slow link). Space, retention and stats count this.
 	Allocated int64
+	// IndexSize is the index file's length: a summary table is used for
+	// the file only if it was built from an index of this size.
+	IndexSize int64 `json:",omitempty"`
 	// Live marks a file stenotype is still writing, read through its
 	// delta tables (live.go). Files never lists one.
 	Live bool `json:",omitempty"`
@@ -84,6 +94,12 @@ type Store struct {
 	// liveSeq is the highest delta sequence number seen per thread/file.
 	liveSeq map[string]int
 	open    *openFiles
+	// sums is each thread's summary tables (nil without Config.Summaries).
+	sums []*threadSums
+	// summarizing serializes Summarize.
+	summarizing sync.Mutex
+	// badSummaryInputs are index files a build could not read.
+	badSummaryInputs map[summary.Member]bool
 	// indexSlots and packetSlots are the reader pools (Config).
 	indexSlots, packetSlots chan struct{}
 }
@@ -102,6 +118,9 @@ func New(cfg Config) *Store {
 	if cfg.PacketReaders <= 0 {
 		cfg.PacketReaders = DefaultPacketReaders
 	}
+	if cfg.SummaryGroup <= 0 {
+		cfg.SummaryGroup = DefaultSummaryGroup
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -113,6 +132,8 @@ func New(cfg Config) *Store {
 		files:   make([][]FileInfo, len(cfg.Threads)),
 		live:    make([][]FileInfo, len(cfg.Threads)),
 		liveSeq: map[string]int{},
+
+		badSummaryInputs: map[summary.Member]bool{},
 		open:    newOpenFiles(max(cfg.MaxOpenFiles/2, 1)),
 
 		indexSlots:  make(chan struct{}, cfg.IndexReaders),
@@ -146,7 +167,7 @@ func (s *Store) Refresh() error {
 	live := make([][]FileInfo, len(s.cfg.Threads))
 	seqs := map[string]int{}
 	for i, th := range s.cfg.Threads {
-		files, l, seq, err := scanThread(i, th)
+		files, l, seq, err := scanThread(i, th, s.cfg.Summaries)
 		if err != nil {
 			return err
 		}
@@ -155,8 +176,15 @@ func (s *Store) Refresh() error {
 			seqs[strconv.Itoa(i)+"/"+n] = q
 		}
 	}
+	var sums []*threadSums
+	if s.cfg.Summaries {
+		sums = make([]*threadSums, len(s.cfg.Threads))
+		for i, th := range s.cfg.Threads {
+			sums[i] = s.loadSummaries(th, s.summaries(i))
+		}
+	}
 	s.mu.Lock()
-	s.files, s.live = all, live
+	s.files, s.live, s.sums = all, live, sums
 	for k, q := range seqs {
 		seqs[k] = max(q, s.liveSeq[k])
 	}
@@ -166,8 +194,9 @@ func (s *Store) Refresh() error {
 }
 
 // scanThread lists thread i's usable pairs, and its live files with the
-// highest delta sequence number listed for each.
-func scanThread(i int, th Thread) (files, live []FileInfo, seqs map[string]int, err error) {
+// highest delta sequence number listed for each. indexSizes asks for the
+// index files' sizes too (one more stat per file), which only summaries use.
+func scanThread(i int, th Thread, indexSizes bool) (files, live []FileInfo, seqs map[string]int, err error) {
 	pkts, err := os.ReadDir(th.PacketsDirectory)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("store: thread %d: %w", i, err)
@@ -177,8 +206,10 @@ func scanThread(i int, th Thread) (files, live []FileInfo, seqs map[string]int, 
 		return nil, nil, nil, fmt.Errorf("store: thread %d: %w", i, err)
 	}
 	indexed := make(map[string]bool, len(idx))
+	idxEntry := make(map[string]fs.DirEntry, len(idx))
 	for _, e := range idx {
 		indexed[e.Name()] = true
+		idxEntry[e.Name()] = e
 	}
 	var out []FileInfo
 	for _, e := range pkts {
@@ -193,7 +224,13 @@ func scanThread(i int, th Thread) (files, live []FileInfo, seqs map[string]int, 
 		if err != nil {
 			continue // removed since ReadDir
 		}
-		out = append(out, FileInfo{Thread: i, Name: e.Name(), Start: start, Size: info.Size(), Allocated: AllocatedBytes(info)})
+		f := FileInfo{Thread: i, Name: e.Name(), Start: start, Size: info.Size(), Allocated: AllocatedBytes(info)}
+		if indexSizes {
+			if ii, err := idxEntry[e.Name()].Info(); err == nil {
+				f.IndexSize = ii.Size()
+			}
+		}
+		out = append(out, f)
 	}
 	slices.SortFunc(out, func(a, b FileInfo) int { return a.Start.Compare(b.Start) })
 	live, seqs = liveFiles(i, th, pkts, idx, indexed)
