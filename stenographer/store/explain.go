@@ -64,14 +64,14 @@ func (s *Store) Explain(ctx context.Context, q query.Node, w io.Writer) error {
 
 // Cost is what a query would touch, found by reading indexes only.
 type Cost struct {
-	Files        int   // file pairs (and live files) in the store
-	FilesSkipped int   // pruned by time or interface without opening
+	Files        int // file pairs (and live files) in the store
+	FilesSkipped int // pruned by time or interface without opening
 	// FilesSummarySkipped were ruled out by a summary table without
 	// opening their index; SummaryBytes is what the tables gave.
 	FilesSummarySkipped int
 	SummaryBytes        int64
-	FilesOpened  int   // whose index was read
-	IndexBytes   int64 // read from the indexes by the key lookups
+	FilesOpened         int   // whose index was read
+	IndexBytes          int64 // read from the indexes by the key lookups
 	// Candidates is the packets the index lookups leave: the result's
 	// size, or more when a per-packet time check remains (TimeChecked).
 	Candidates  int64

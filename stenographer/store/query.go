@@ -29,10 +29,10 @@ type Result struct {
 	// without opening their index; SummaryBytes is what the tables gave.
 	FilesSummarySkipped int
 	SummaryBytes        int64
-	Lookups      int   // index range lookups
-	IndexBytes   int64 // bytes the key lookups read from index files (opening an index reads its footer and block index once more)
-	Truncated    bool  // a limit stopped the result early
-	FilesAgedOut int   // file pairs deleted by retention while the query ran
+	Lookups             int   // index range lookups
+	IndexBytes          int64 // bytes the key lookups read from index files (opening an index reads its footer and block index once more)
+	Truncated           bool  // a limit stopped the result early
+	FilesAgedOut        int   // file pairs deleted by retention while the query ran
 	// Errors lists files that could not be read completely; the result has
 	// everything else. A query is not failed for one bad file.
 	Errors []error
@@ -220,22 +220,34 @@ type evaluation struct {
 	skipped bool // pruned by time without opening
 	// bySummary: skipped because a summary table rules it out.
 	bySummary bool
-	p       *pair
-	release func()
-	match   query.Match
+	p         *pair
+	release   func()
+	match     query.Match
 	// indexBytes is what the key lookups read from the index.
 	indexBytes int64
 	err        error
 }
 
+// skippedByTime and skippedBySummary are the outcomes of every skipped
+// file; never modified.
+var skippedByTime, skippedBySummary = skipped(false), skipped(true)
+
+func skipped(bySummary bool) *evaluation {
+	e := &evaluation{done: make(chan struct{}), skipped: true, bySummary: bySummary}
+	close(e.done)
+	return e
+}
+
 func (t *threadSource) evaluate(f FileInfo, span query.Span) *evaluation {
-	e := &evaluation{info: f, done: make(chan struct{})}
-	var ok bool
-	if ok, e.bySummary = t.sums.mayMatch(t.q, f, span); !ok {
-		e.skipped = true
-		close(e.done)
-		return e
+	if ok, bySummary := t.sums.mayMatch(t.q, f, span); !ok {
+		// Shared outcomes: a query over tens of thousands of files skips
+		// most of them, and nothing of a skipped file is kept.
+		if bySummary {
+			return skippedBySummary
+		}
+		return skippedByTime
 	}
+	e := &evaluation{info: f, done: make(chan struct{})}
 	go func() {
 		defer close(e.done)
 		t.s.evaluateFile(t.ctx, t.q, span, e)

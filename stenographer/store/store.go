@@ -79,6 +79,8 @@ type FileInfo struct {
 	// IndexSize is the index file's length: a summary table is used for
 	// the file only if it was built from an index of this size.
 	IndexSize int64 `json:",omitempty"`
+	// cover is the file's place in a summary table, if one lists it.
+	cover *coverRef
 	// Live marks a file stenotype is still writing, read through its
 	// delta tables (live.go). Files never lists one.
 	Live bool `json:",omitempty"`
@@ -134,7 +136,7 @@ func New(cfg Config) *Store {
 		liveSeq: map[string]int{},
 
 		badSummaryInputs: map[summary.Member]bool{},
-		open:    newOpenFiles(max(cfg.MaxOpenFiles/2, 1)),
+		open:             newOpenFiles(max(cfg.MaxOpenFiles/2, 1)),
 
 		indexSlots:  make(chan struct{}, cfg.IndexReaders),
 		packetSlots: make(chan struct{}, cfg.PacketReaders),
@@ -181,6 +183,7 @@ func (s *Store) Refresh() error {
 		sums = make([]*threadSums, len(s.cfg.Threads))
 		for i, th := range s.cfg.Threads {
 			sums[i] = s.loadSummaries(th, s.summaries(i))
+			all[i] = annotate(all[i], sums[i])
 		}
 	}
 	s.mu.Lock()

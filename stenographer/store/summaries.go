@@ -1,12 +1,14 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/stenographer-ng/stenographer/stenographer/indexfile"
@@ -99,6 +101,22 @@ func (s *Store) loadSummaries(th Thread, old *threadSums) *threadSums {
 	return out
 }
 
+// annotate returns files with each file's place in sums, in a new slice:
+// snapshots queries hold keep theirs.
+func annotate(files []FileInfo, sums *threadSums) []FileInfo {
+	out := slices.Clone(files)
+	for j := range out {
+		out[j].cover = nil
+		if sums == nil {
+			continue
+		}
+		if ref, ok := sums.cover[out[j].Name]; ok {
+			out[j].cover = &ref
+		}
+	}
+	return out
+}
+
 func (t *threadSums) table(path string) *sumFile {
 	if t == nil {
 		return nil
@@ -125,12 +143,39 @@ type summaryView struct {
 	sums   *threadSums
 	open   map[*sumFile]*openSum
 	closed bool
+	// cur and curBit are the table and bit of the file being judged.
+	cur    *openSum
+	curBit int
+	hasFn  func(lo, hi []byte) bool
 }
 
 type openSum struct {
-	t     *summary.Table
-	err   error // the table is not used after an error
-	match map[string]summary.Bits
+	t   *summary.Table
+	err error // the table is not used after an error
+	// match holds each key range's set of files, read once. A query has
+	// few keys (and at most 1000), so a list searched in order beats
+	// hashing a key string for each of thousands of files.
+	match []keyBits
+}
+
+type keyBits struct {
+	lo, hi []byte
+	bits   summary.Bits
+}
+
+// bits returns the files of o's table that may hold a key in [lo, hi].
+func (o *openSum) bits(ctx context.Context, lo, hi []byte) (summary.Bits, error) {
+	for _, m := range o.match {
+		if bytes.Equal(m.lo, lo) && bytes.Equal(m.hi, hi) {
+			return m.bits, nil
+		}
+	}
+	b, err := o.t.Match(ctx, lo, hi)
+	if err != nil {
+		return nil, err
+	}
+	o.match = append(o.match, keyBits{lo, hi, b})
+	return b, nil
 }
 
 func (s *Store) newSummaryView(ctx context.Context, thread int) *summaryView {
@@ -138,7 +183,9 @@ func (s *Store) newSummaryView(ctx context.Context, thread int) *summaryView {
 	if sums == nil || len(sums.cover) == 0 {
 		return nil
 	}
-	return &summaryView{ctx: ctx, s: s, sums: sums, open: map[*sumFile]*openSum{}}
+	v := &summaryView{ctx: ctx, s: s, sums: sums, open: map[*sumFile]*openSum{}}
+	v.hasFn = v.hasCurrent
+	return v
 }
 
 // has returns f's has for query.MayMatchKeys, or nil when no table covers
@@ -147,33 +194,37 @@ func (v *summaryView) has(f FileInfo) func(lo, hi []byte) bool {
 	if v == nil || f.Live {
 		return nil
 	}
-	ref, ok := v.sums.cover[f.Name]
-	if !ok || ref.indexSize != f.IndexSize {
+	ref := f.cover
+	if ref == nil || ref.indexSize != f.IndexSize {
 		return nil
 	}
 	o := v.table(ref.table)
 	if o.err != nil {
 		return nil
 	}
-	return func(lo, hi []byte) bool {
-		if len(lo) > 0 && lo[0] < indexfile.TypePort {
-			return true // protocols are not summarized
-		}
-		k := string(lo) + "\x00" + string(hi)
-		b, ok := o.match[k]
-		if !ok {
-			var err error
-			if b, err = o.t.Match(v.ctx, lo, hi); err != nil {
-				if v.ctx.Err() == nil {
-					v.s.log.Warn("summary table unused by a query: its files are looked up one by one", "path", o.t.Name(), "err", err)
-				}
-				o.err = err
-				return true
-			}
-			o.match[k] = b
-		}
-		return o.err != nil || b.Has(ref.bit)
+	v.cur, v.curBit = o, ref.bit
+	return v.hasFn
+}
+
+// hasCurrent answers for the file has last returned for: one function
+// value per view, not one closure per file.
+func (v *summaryView) hasCurrent(lo, hi []byte) bool {
+	o := v.cur
+	if len(lo) > 0 && lo[0] < indexfile.TypePort {
+		return true // protocols are not summarized
 	}
+	if o.err != nil {
+		return true
+	}
+	b, err := o.bits(v.ctx, lo, hi)
+	if err != nil {
+		if v.ctx.Err() == nil {
+			v.s.log.Warn("summary table unused by a query: its files are looked up one by one", "path", o.t.Name(), "err", err)
+		}
+		o.err = err
+		return true
+	}
+	return b.Has(v.curBit)
 }
 
 // table opens sf for this view, checking that it is still the table
@@ -182,34 +233,21 @@ func (v *summaryView) table(sf *sumFile) *openSum {
 	if o := v.open[sf]; o != nil {
 		return o
 	}
-	o := &openSum{match: map[string]summary.Bits{}}
+	o := &openSum{}
 	v.open[sf] = o
-	t, err := summary.Open(sf.path)
+	info, err := os.Stat(sf.path)
 	switch {
 	case err != nil:
 		o.err = err
-	case !sameMembers(t.Members(), sf.members):
-		t.Close()
+	case info.Size() != sf.size || info.ModTime().UnixNano() != sf.mtime:
 		o.err = fmt.Errorf("store: summary %s changed since the last scan", sf.path)
 	default:
-		o.t = t
+		o.t, o.err = summary.OpenKnown(sf.path, sf.members, sf.size)
 	}
 	if o.err != nil && !errors.Is(o.err, fs.ErrNotExist) {
 		v.s.log.Warn("summary table unused by a query: its files are looked up one by one", "path", sf.path, "err", o.err)
 	}
 	return o
-}
-
-func sameMembers(a, b []summary.Member) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // mayMatch reports whether f can hold a match of q, and whether a summary

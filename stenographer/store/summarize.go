@@ -202,6 +202,7 @@ func (s *Store) reloadSummaries(i int) *threadSums {
 	s.mu.Lock()
 	if s.sums != nil {
 		s.sums[i] = sums
+		s.files[i] = annotate(s.files[i], sums)
 	}
 	s.mu.Unlock()
 	return sums

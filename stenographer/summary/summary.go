@@ -116,6 +116,23 @@ func Open(path string) (*Table, error) {
 	return t, nil
 }
 
+// OpenKnown opens the table at path that an earlier Open found to have
+// members and size bytes, without reading its records again (a query opens
+// every table of its time range, and the file list is most of what opening
+// reads). The caller checks first that the file is the one it read
+// (modification time, size); the size is checked here once more.
+func OpenKnown(path string, members []Member, size int64) (*Table, error) {
+	x, err := indexfile.OpenTable(path)
+	if err != nil {
+		return nil, fmt.Errorf("summary: %w", err)
+	}
+	if x.Size() != size {
+		x.Close()
+		return nil, fmt.Errorf("summary: %s changed: %d bytes, %d when first read", path, x.Size(), size)
+	}
+	return &Table{x: x, members: members}, nil
+}
+
 func readMembers(x *indexfile.File) ([]Member, error) {
 	f, err := x.Get(formatKey)
 	if err != nil {
