@@ -62,6 +62,10 @@ type limits struct {
 	watchFiles bool
 	// indexReaders, packetReaders: the store's reader pools.
 	indexReaders, packetReaders int
+	// summaries: build and use summary tables; summaryGroup: files per
+	// first-level table.
+	summaries    bool
+	summaryGroup int
 }
 
 func run(args []string, stderr io.Writer) int {
@@ -80,6 +84,8 @@ func run(args []string, stderr io.Writer) int {
 	fs.IntVar(&lim.indexReaders, "index_readers", store.DefaultIndexReaders, "index files evaluated at once, over all queries together")
 	fs.IntVar(&lim.packetReaders, "packet_readers", store.DefaultPacketReaders, "batches of packets read at once, over all queries together")
 	fs.BoolVar(&lim.watchFiles, "watch_files", true, "find stenotype's new files at once through inotify (false: at the next --sync_interval scan only, e.g. on a file system without inotify)")
+	fs.BoolVar(&lim.summaries, "summaries", true, "keep summary tables of the index files in IDX<i>/.summary (built in the background) so that a query opens only the indexes that can match")
+	fs.IntVar(&lim.summaryGroup, "summary_group", store.DefaultSummaryGroup, "index files per first-level summary table")
 	showVersion := fs.Bool("version", false, "print the version and commit, then exit")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -153,7 +159,8 @@ func serve(cfg *config.Config, log *slog.Logger, syncInterval, staleTimeout time
 	}
 
 	st := store.New(store.Config{Threads: cfg.StoreThreads(), BlockSize: cfg.BlockSize(),
-		MaxOpenFiles: cfg.MaxOpenFiles, IndexReaders: lim.indexReaders, PacketReaders: lim.packetReaders, Logger: log})
+		MaxOpenFiles: cfg.MaxOpenFiles, IndexReaders: lim.indexReaders, PacketReaders: lim.packetReaders,
+		Summaries: lim.summaries, SummaryGroup: lim.summaryGroup, Logger: log})
 	if err := st.Refresh(); err != nil {
 		return errors.Join(err, stopSup())
 	}
@@ -222,6 +229,13 @@ func serve(cfg *config.Config, log *slog.Logger, syncInterval, staleTimeout time
 		defer wg.Done()
 		cleaner.Run(ctx)
 	}()
+	if lim.summaries {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			summarize(ctx, st, syncInterval, log)
+		}()
+	}
 	failed := make(chan error, len(runners))
 	for _, r := range runners {
 		wg.Add(1)
@@ -253,6 +267,30 @@ func serve(cfg *config.Config, log *slog.Logger, syncInterval, staleTimeout time
 		errs = append(errs, err)
 	}
 	return errors.Join(append(errs, supErr)...)
+}
+
+// summarize keeps the store's summary tables up to date until ctx ends:
+// at once (a large existing store gets its tables while queries fall back
+// to per-file lookups) and then every interval, as files arrive and
+// retention deletes them.
+func summarize(ctx context.Context, st *store.Store, interval time.Duration, log *slog.Logger) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		start := time.Now()
+		n, err := st.Summarize(ctx)
+		if err != nil && ctx.Err() == nil {
+			log.Warn("building summaries", "err", err)
+		}
+		if n > 0 {
+			log.Info("summary tables written", "tables", n, "seconds", time.Since(start).Seconds())
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // watchFiles rescans the store as soon as stenotype starts or finishes a

@@ -188,7 +188,7 @@ func TestSummariesNeverChangeResults(t *testing.T) {
 			pos := []uint32{48}
 			err := fixture.WriteIndex(idx, map[string][]uint32{
 				string(indexfile.AddrKey(netip.MustParseAddr("192.0.2.9"))): pos,
-				string(indexfile.VLANKey(77)):                                pos,
+				string(indexfile.VLANKey(77)):                               pos,
 			})
 			if err != nil {
 				t.Fatal(err)
