@@ -112,29 +112,20 @@ func (e *readError) Unwrap() error { return e.err }
 func (x *File) BytesRead() int64 { return x.read.n.Load() }
 
 // Open opens the index file at name and checks its version record.
-func Open(name string) (*File, error) {
-	f, size, err := datafile.Open(name)
-	if err != nil {
-		return nil, fmt.Errorf("indexfile: %w", err)
-	}
-	x, err := newFile(name, f, size)
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	x.f = f
-	return x, nil
-}
+func Open(name string) (*File, error) { return openPath(name, newFile) }
 
 // OpenTable opens any LevelDB table at name with the checks and guards of
 // Open but without the index version check: other tables the daemon
 // writes in the same format (summaries) read their own records with Get.
-func OpenTable(name string) (*File, error) {
+func OpenTable(name string) (*File, error) { return openPath(name, openTable) }
+
+// openPath opens the file at name and reads it as a table with open.
+func openPath(name string, open func(string, io.ReaderAt, int64) (*File, error)) (*File, error) {
 	f, size, err := datafile.Open(name)
 	if err != nil {
 		return nil, fmt.Errorf("indexfile: %w", err)
 	}
-	x, err := openTable(name, f, size)
+	x, err := open(name, f, size)
 	if err != nil {
 		f.Close()
 		return nil, err
