@@ -61,7 +61,7 @@ declare -A FILES
 for s in few many; do
   FILES[$s]=$(find "$WORK/$s/PKT0" -maxdepth 1 -type f | wc -l)
   printf 'store %-4s: %6d files, %6.1f MB packet files, %6.1f MB index files\n' "$s" "${FILES[$s]}" \
-    "$(echo "$(du -sb "$WORK/$s/PKT0" | cut -f1)/1000000" | bc -l)" "$(echo "$(du -sb "$WORK/$s/IDX0" | cut -f1)/1000000" | bc -l)"
+    "$(echo "$(du -sb "$WORK/$s/PKT0" | cut -f1)/1000000" | bc -l)" "$(echo "$(du -sb --exclude=.summary "$WORK/$s/IDX0" | cut -f1)/1000000" | bc -l)"
 done
 # Summary tables (issue 11 part 3), built as the daemon builds them in the
 # background; the "many" rows read without them (--no_summaries), the
