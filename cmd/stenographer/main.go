@@ -64,6 +64,10 @@ type limits struct {
 	indexReaders, packetReaders int
 	// maxScanBytes: store.Config.MaxScanBytes.
 	maxScanBytes int64
+	// summaries: build and use summary tables; summaryGroup: files per
+	// first-level table.
+	summaries    bool
+	summaryGroup int
 }
 
 // DefaultMaxScanBytes is --max_scan_bytes: 10 GiB, a scan of a minute or
@@ -88,6 +92,8 @@ func run(args []string, stderr io.Writer) int {
 	fs.IntVar(&lim.packetReaders, "packet_readers", store.DefaultPacketReaders, "batches of packets read at once, over all queries together")
 	fs.Int64Var(&lim.maxScanBytes, "max_scan_bytes", DefaultMaxScanBytes, "refuse a query whose negation no indexed term bounds ('not port 22') when the packets of its time range exceed this many bytes (it reads them all); 0: no limit")
 	fs.BoolVar(&lim.watchFiles, "watch_files", true, "find stenotype's new files at once through inotify (false: at the next --sync_interval scan only, e.g. on a file system without inotify)")
+	fs.BoolVar(&lim.summaries, "summaries", true, "keep summary tables of the index files in IDX<i>/.summary (built in the background) so that a query opens only the indexes that can match")
+	fs.IntVar(&lim.summaryGroup, "summary_group", store.DefaultSummaryGroup, "index files per first-level summary table")
 	showVersion := fs.Bool("version", false, "print the version and commit, then exit")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -166,7 +172,7 @@ func serve(cfg *config.Config, log *slog.Logger, syncInterval, staleTimeout time
 
 	st := store.New(store.Config{Threads: cfg.StoreThreads(), BlockSize: cfg.BlockSize(),
 		MaxOpenFiles: cfg.MaxOpenFiles, IndexReaders: lim.indexReaders, PacketReaders: lim.packetReaders,
-		MaxScanBytes: lim.maxScanBytes, Logger: log})
+		MaxScanBytes: lim.maxScanBytes, Summaries: lim.summaries, SummaryGroup: lim.summaryGroup, Logger: log})
 	if err := st.Refresh(); err != nil {
 		return errors.Join(err, stopSup())
 	}
@@ -235,6 +241,13 @@ func serve(cfg *config.Config, log *slog.Logger, syncInterval, staleTimeout time
 		defer wg.Done()
 		cleaner.Run(ctx)
 	}()
+	if lim.summaries {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			summarize(ctx, st, syncInterval, log)
+		}()
+	}
 	failed := make(chan error, len(runners))
 	for _, r := range runners {
 		wg.Add(1)
@@ -266,6 +279,30 @@ func serve(cfg *config.Config, log *slog.Logger, syncInterval, staleTimeout time
 		errs = append(errs, err)
 	}
 	return errors.Join(append(errs, supErr)...)
+}
+
+// summarize keeps the store's summary tables up to date until ctx ends:
+// at once (a large existing store gets its tables while queries fall back
+// to per-file lookups) and then every interval, as files arrive and
+// retention deletes them.
+func summarize(ctx context.Context, st *store.Store, interval time.Duration, log *slog.Logger) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		start := time.Now()
+		n, err := st.Summarize(ctx)
+		if err != nil && ctx.Err() == nil {
+			log.Warn("building summaries", "err", err)
+		}
+		if n > 0 {
+			log.Info("summary tables written", "tables", n, "seconds", time.Since(start).Seconds())
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // watchFiles rescans the store as soon as stenotype starts or finishes a

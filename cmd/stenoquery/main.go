@@ -62,16 +62,17 @@ func main() {
 	dir := flag.String("dir", "", "stenotype --dir output: reads every PKT<i>/IDX<i> pair in it")
 	flag.Var(&threads, "thread", "PACKETS_DIR:INDEX_DIR[:INTERFACE] of one thread (repeatable; the interface is for iface and --pcapng)")
 	blockKB := flag.Int("blocksize_kb", 1024, "packet file block size, as stenotype's --blocksize_kb (default: the config's Flags, else 1024)")
-	var o options
-	flag.StringVar(&o.out, "w", "-", "write PCAP to this file (- for stdout)")
-	flag.BoolVar(&o.ng, "pcapng", false, "write pcapng (an interface block per capture interface, nanosecond timestamps) instead of PCAP")
-	flag.BoolVar(&o.count, "count", false, "print the number of matching packets instead of PCAP")
-	flag.BoolVar(&o.explain, "explain", false, "print the parsed query and, per file, the positions each primitive matched")
-	flag.BoolVar(&o.stats, "stats", false, "print what the query read (files, lookups, index bytes) to stderr")
-	flag.Int64Var(&o.limits.MaxPackets, "limit-packets", 0, "stop after this many packets (0: no limit)")
-	flag.Int64Var(&o.limits.MaxBytes, "limit-bytes", 0, "stop once the PCAP reaches this many bytes, after the packet that crosses it, as stenoread does (0: no limit)")
-	flag.StringVar(&o.filter, "filter", "", "tcpdump expression refining the result (compiled by libpcap, run on each packet the query finds)")
-	flag.Int64Var(&o.maxScanBytes, "max_scan_bytes", 0, "refuse a query whose negation no indexed term bounds when the packets of its time range exceed this many bytes (0: no limit)")
+	out := flag.String("w", "-", "write PCAP to this file (- for stdout)")
+	ng := flag.Bool("pcapng", false, "write pcapng (an interface block per capture interface, nanosecond timestamps) instead of PCAP")
+	count := flag.Bool("count", false, "print the number of matching packets instead of PCAP")
+	explain := flag.Bool("explain", false, "print the parsed query and, per file, the positions each primitive matched")
+	stats := flag.Bool("stats", false, "print what the query read (files, lookups, index bytes) to stderr")
+	limitPackets := flag.Int64("limit-packets", 0, "stop after this many packets (0: no limit)")
+	limitBytes := flag.Int64("limit-bytes", 0, "stop once the PCAP reaches this many bytes, after the packet that crosses it, as stenoread does (0: no limit)")
+	filter := flag.String("filter", "", "tcpdump expression refining the result (compiled by libpcap, run on each packet the query finds)")
+	summarize := flag.Bool("summarize", false, "write the summary tables the store lacks (as the daemon does in the background), then answer QUERY if given; not while a daemon runs on the same directories")
+	maxScanBytes := flag.Int64("max_scan_bytes", 0, "refuse a query whose negation no indexed term bounds when the packets of its time range exceed this many bytes (0: no limit)")
+	noSummaries := flag.Bool("no_summaries", false, "look every file up in its own index, ignoring summary tables")
 	showVersion := flag.Bool("version", false, "print the version and commit, then exit")
 	flag.Usage = func() {
 		fmt.Fprintf(os.Stderr, "usage: stenoquery (--config FILE | --dir DIR | --thread P:I ...) [flags] QUERY\n")
@@ -82,7 +83,7 @@ func main() {
 		fmt.Println(version.String("stenoquery"))
 		return
 	}
-	if flag.NArg() != 1 {
+	if flag.NArg() != 1 && !(*summarize && flag.NArg() == 0) {
 		flag.Usage()
 		os.Exit(2)
 	}
@@ -94,24 +95,23 @@ func main() {
 			blockSize = *blockKB * 1024
 		}
 	})
-	if err := run(*configPath, *dir, threads, blockSize, flag.Arg(0), o); err != nil {
+	o := options{summarize: *summarize, summaries: !*noSummaries, count: *count, explain: *explain, stats: *stats, ng: *ng, maxScanBytes: *maxScanBytes}
+	if err := run(*configPath, *dir, threads, blockSize, flag.Arg(0), *filter, *out, o, pcap.Limits{MaxPackets: *limitPackets, MaxBytes: *limitBytes}); err != nil {
 		fmt.Fprintln(os.Stderr, "stenoquery:", err)
 		os.Exit(1)
 	}
 }
 
-// options are the flags that say how to answer the query.
+// options are run's switches.
 type options struct {
-	out                   string
-	filter                string
-	count, explain, stats bool
-	ng                    bool
-	limits                pcap.Limits
-	maxScanBytes          int64
+	summarize, summaries      bool
+	count, explain, stats, ng bool
+	maxScanBytes              int64
 }
 
 // run answers the query. blockSize 0 means the config's, else 1 MiB.
-func run(configPath, dir string, threads []store.Thread, blockSize int, text string, o options) error {
+func run(configPath, dir string, threads []store.Thread, blockSize int, text, filter, out string, o options, limits pcap.Limits) error {
+	count, explain, stats, ng := o.count, o.explain, o.stats, o.ng
 	var err error
 	switch {
 	case configPath != "":
@@ -133,25 +133,35 @@ func run(configPath, dir string, threads []store.Thread, blockSize int, text str
 	if len(threads) == 0 {
 		return errors.New("no data directories: give --config, --dir or --thread")
 	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	st := store.New(store.Config{Threads: threads, BlockSize: blockSize, Logger: logger, Summaries: o.summaries || o.summarize, MaxScanBytes: o.maxScanBytes})
+	t0 := time.Now()
+	if err := st.Refresh(); err != nil {
+		return err
+	}
+	listed := time.Since(t0)
+	if o.summarize {
+		t0 := time.Now()
+		n, err := st.Summarize(ctx)
+		fmt.Fprintf(os.Stderr, "stenoquery: %d summary tables written in %.2f s\n", n, time.Since(t0).Seconds())
+		if err != nil || text == "" {
+			return err
+		}
+	}
 	q, err := serve.Parse(text, time.Now())
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	st := store.New(store.Config{Threads: threads, BlockSize: blockSize, MaxScanBytes: o.maxScanBytes, Logger: logger})
-	if err := st.Refresh(); err != nil {
-		return err
-	}
-	if o.explain {
+	if explain {
 		return st.Explain(ctx, q, os.Stdout)
 	}
 	var w io.Writer = os.Stdout
-	if o.count {
+	if count {
 		w = io.Discard
-	} else if o.out != "-" {
-		f, err := os.Create(o.out)
+	} else if out != "-" {
+		f, err := os.Create(out)
 		if err != nil {
 			return err
 		}
@@ -162,20 +172,23 @@ func run(configPath, dir string, threads []store.Thread, blockSize int, text str
 	if err != nil {
 		return err
 	}
-	outcome := runner.Run(ctx, serve.Request{Transport: metrics.TransportLocal, Text: text, Filter: o.filter, Limits: o.limits, Pcapng: o.ng}, sink{w})
-	if outcome.Err != nil {
-		return outcome.Err
+	t1 := time.Now()
+	oc := runner.Run(ctx, serve.Request{Transport: metrics.TransportLocal, Text: text, Filter: filter, Limits: limits, Pcapng: ng}, sink{w})
+	if oc.Err != nil {
+		return oc.Err
 	}
-	res := outcome.Result
+	res := oc.Result
+	ran := time.Since(t1)
 	for _, e := range res.Errors {
 		fmt.Fprintln(os.Stderr, "stenoquery: warning:", e)
 	}
-	if o.count {
+	if count {
 		fmt.Println(res.Packets)
 	}
-	if o.stats {
-		fmt.Fprintf(os.Stderr, "stats: packets=%d pcap_bytes=%d files_opened=%d files_skipped=%d lookups=%d index_bytes_read=%d\n",
-			res.Packets, res.Bytes, res.FilesOpened, res.FilesSkipped, res.Lookups, res.IndexBytes)
+	if stats {
+		fmt.Fprintf(os.Stderr, "stats: packets=%d pcap_bytes=%d files_opened=%d files_skipped=%d files_summary_skipped=%d lookups=%d index_bytes_read=%d summary_bytes_read=%d list_us=%d query_us=%d\n",
+			res.Packets, res.Bytes, res.FilesOpened, res.FilesSkipped, res.FilesSummarySkipped, res.Lookups, res.IndexBytes, res.SummaryBytes,
+			listed.Microseconds(), ran.Microseconds())
 	}
 	if res.Truncated {
 		fmt.Fprintf(os.Stderr, "stenoquery: result truncated at %d packets, %d bytes\n", res.Packets, res.Bytes)

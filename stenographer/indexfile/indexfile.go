@@ -112,12 +112,20 @@ func (e *readError) Unwrap() error { return e.err }
 func (x *File) BytesRead() int64 { return x.read.n.Load() }
 
 // Open opens the index file at name and checks its version record.
-func Open(name string) (*File, error) {
+func Open(name string) (*File, error) { return openPath(name, newFile) }
+
+// OpenTable opens any LevelDB table at name with the checks and guards of
+// Open but without the index version check: other tables the daemon
+// writes in the same format (summaries) read their own records with Get.
+func OpenTable(name string) (*File, error) { return openPath(name, openTable) }
+
+// openPath opens the file at name and reads it as a table with open.
+func openPath(name string, open func(string, io.ReaderAt, int64) (*File, error)) (*File, error) {
 	f, size, err := datafile.Open(name)
 	if err != nil {
 		return nil, fmt.Errorf("indexfile: %w", err)
 	}
-	x, err := newFile(name, f, size)
+	x, err := open(name, f, size)
 	if err != nil {
 		f.Close()
 		return nil, err
@@ -129,6 +137,19 @@ func Open(name string) (*File, error) {
 // newFile opens the size-byte table r, called name in errors, and checks
 // its version record.
 func newFile(name string, r io.ReaderAt, size int64) (*File, error) {
+	x, err := openTable(name, r, size)
+	if err != nil {
+		return nil, err
+	}
+	if err := x.checkVersion(size); err != nil {
+		x.t.Release()
+		return nil, err
+	}
+	return x, nil
+}
+
+// openTable opens the size-byte table r, called name in errors.
+func openTable(name string, r io.ReaderAt, size int64) (*File, error) {
 	x := &File{name: name, size: size, read: &countingReader{r: r}}
 	meta, index, err := x.checkFooter(size)
 	if err != nil {
@@ -155,9 +176,6 @@ func newFile(name string, r io.ReaderAt, size int64) (*File, error) {
 		defer it.Release()
 		return it.Error()
 	})
-	if err == nil {
-		err = x.checkVersion(size)
-	}
 	if err != nil {
 		if x.t != nil {
 			x.t.Release()
@@ -368,6 +386,9 @@ func (x *File) LiveRange() (from, to int64, ok bool, err error) {
 	return int64(f), int64(t), true, nil
 }
 
+// Get returns the value of key, nil when the file does not hold it.
+func (x *File) Get(key []byte) ([]byte, error) { return x.get(key) }
+
 // get returns the value of key, nil when the file does not hold it.
 func (x *File) get(key []byte) ([]byte, error) {
 	var v []byte
@@ -413,6 +434,13 @@ func (x *File) Close() error {
 		return nil
 	}
 	return x.f.Close()
+}
+
+// Each calls fn for each entry with lo <= key <= hi (no upper bound when
+// hi is nil), in key order, until fn returns an error, which Each returns.
+// Key and value are valid only during the call.
+func (x *File) Each(ctx context.Context, lo, hi []byte, fn func(k, v []byte) error) error {
+	return x.each(ctx, lo, hi, fn)
 }
 
 // each calls fn for each entry with lo <= key <= hi (no upper bound when

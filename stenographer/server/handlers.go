@@ -126,9 +126,9 @@ func (s *Server) handleExplain(w http.ResponseWriter, r *http.Request) {
 	if c.TimeChecked {
 		check = " (before a per-packet check: time, src/dst or not)"
 	}
-	fmt.Fprintf(w, "query: %s\nfiles: %d\nfiles skipped by time or interface: %d\nindexes read: %d\nindex bytes read: %d\n"+
+	fmt.Fprintf(w, "query: %s\nfiles: %d\nfiles skipped by time or interface: %d\nfiles skipped by summary: %d\nsummary bytes read: %d\nindexes read: %d\nindex bytes read: %d\n"+
 		"candidate packets: %d%s\nfiles read whole (no indexed term): %d (%d bytes)\nunreadable files: %d\n",
-		q, c.Files, c.FilesSkipped, c.FilesOpened, c.IndexBytes, c.Candidates, check, c.ScanFiles, c.ScanBytes, len(c.Errors))
+		q, c.Files, c.FilesSkipped, c.FilesSummarySkipped, c.SummaryBytes, c.FilesOpened, c.IndexBytes, c.Candidates, check, c.ScanFiles, c.ScanBytes, len(c.Errors))
 	if d := serve.FileErrorDetail(c.Errors); d != "" {
 		fmt.Fprintf(w, "unreadable: %s\n", d)
 	}

@@ -22,10 +22,16 @@ func (s *Store) Explain(ctx context.Context, q query.Node, w io.Writer) error {
 	keys := query.Keys(q)
 	for i := range s.cfg.Threads {
 		files := s.queryFiles(i)
+		sums := s.newSummaryView(ctx, i)
+		defer sums.close()
 		for j, f := range files {
 			span := s.span(i, files, j)
-			if !query.MayMatch(q, span) {
-				fmt.Fprintf(w, "thread %d file %s: skipped by time or interface\n", i, f.Name)
+			if ok, bySummary := sums.mayMatch(q, f, span); !ok {
+				why := "time or interface"
+				if bySummary {
+					why = "summary"
+				}
+				fmt.Fprintf(w, "thread %d file %s: skipped by %s\n", i, f.Name, why)
 				continue
 			}
 			p, release, err := s.acquire(f)
@@ -64,10 +70,14 @@ func (s *Store) Explain(ctx context.Context, q query.Node, w io.Writer) error {
 
 // Cost is what a query would touch, found by reading indexes only.
 type Cost struct {
-	Files        int   // file pairs (and live files) in the store
-	FilesSkipped int   // pruned by time or interface without opening
-	FilesOpened  int   // whose index was read
-	IndexBytes   int64 // read from the indexes by the key lookups
+	Files        int // file pairs (and live files) in the store
+	FilesSkipped int // pruned by time or interface without opening
+	// FilesSummarySkipped were ruled out by a summary table without
+	// opening their index; SummaryBytes is what the tables gave.
+	FilesSummarySkipped int
+	SummaryBytes        int64
+	FilesOpened         int   // whose index was read
+	IndexBytes          int64 // read from the indexes by the key lookups
 	// Candidates is the packets the index lookups leave: the result's
 	// size, or more when a per-packet time check remains (TimeChecked).
 	Candidates  int64
@@ -90,13 +100,22 @@ func (s *Store) Cost(ctx context.Context, q query.Node) (*Cost, error) {
 	for i := range s.cfg.Threads {
 		files := s.queryFiles(i)
 		c.Files += len(files)
+		sums := s.newSummaryView(ctx, i)
+		defer func() {
+			c.SummaryBytes += sums.bytesRead()
+			sums.close()
+		}()
 		for j, f := range files {
 			if err := ctx.Err(); err != nil {
 				return c, err
 			}
 			span := s.span(i, files, j)
-			if !query.MayMatch(q, span) {
-				c.FilesSkipped++
+			if ok, bySummary := sums.mayMatch(q, f, span); !ok {
+				if bySummary {
+					c.FilesSummarySkipped++
+				} else {
+					c.FilesSkipped++
+				}
 				continue
 			}
 			e := &evaluation{info: f}

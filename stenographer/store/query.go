@@ -25,10 +25,14 @@ type Result struct {
 	Bytes        int64 // PCAP bytes written
 	FilesOpened  int   // file pairs whose index was consulted
 	FilesSkipped int   // file pairs pruned by time without opening
-	Lookups      int   // index range lookups
-	IndexBytes   int64 // bytes the key lookups read from index files (opening an index reads its footer and block index once more)
-	Truncated    bool  // a limit stopped the result early
-	FilesAgedOut int   // file pairs deleted by retention while the query ran
+	// FilesSummarySkipped file pairs were ruled out by a summary table
+	// without opening their index; SummaryBytes is what the tables gave.
+	FilesSummarySkipped int
+	SummaryBytes        int64
+	Lookups             int   // index range lookups
+	IndexBytes          int64 // bytes the key lookups read from index files (opening an index reads its footer and block index once more)
+	Truncated           bool  // a limit stopped the result early
+	FilesAgedOut        int   // file pairs deleted by retention while the query ran
 	// Errors lists files that could not be read completely; the result has
 	// everything else. A query is not failed for one bad file.
 	Errors []error
@@ -48,7 +52,7 @@ func (s *Store) Query(ctx context.Context, q query.Node, w pcap.Output) (*Result
 	ifaces := s.Interfaces()
 	for i, th := range s.cfg.Threads {
 		t := &threadSource{ctx: ctx, s: s, q: q, thread: i, iface: slices.Index(ifaces, th.Interface),
-			files: s.queryFiles(i), res: res}
+			files: s.queryFiles(i), res: res, sums: s.newSummaryView(ctx, i)}
 		defer t.shutdown()
 		srcs = append(srcs, t)
 	}
@@ -120,6 +124,7 @@ type threadSource struct {
 	iface  int // index of its interface in Store.Interfaces
 	files  []FileInfo
 	res    *Result
+	sums   *summaryView // nil without summaries
 
 	next  int // index of the next file to open
 	cur   *fileCursor
@@ -217,21 +222,36 @@ type evaluation struct {
 	info    FileInfo
 	done    chan struct{}
 	skipped bool // pruned by time without opening
-	p       *pair
-	release func()
-	match   query.Match
+	// bySummary: skipped because a summary table rules it out.
+	bySummary bool
+	p         *pair
+	release   func()
+	match     query.Match
 	// indexBytes is what the key lookups read from the index.
 	indexBytes int64
 	err        error
 }
 
+// skippedByTime and skippedBySummary are the outcomes of every skipped
+// file; never modified.
+var skippedByTime, skippedBySummary = skipped(false), skipped(true)
+
+func skipped(bySummary bool) *evaluation {
+	e := &evaluation{done: make(chan struct{}), skipped: true, bySummary: bySummary}
+	close(e.done)
+	return e
+}
+
 func (t *threadSource) evaluate(f FileInfo, span query.Span) *evaluation {
-	e := &evaluation{info: f, done: make(chan struct{})}
-	if !query.MayMatch(t.q, span) {
-		e.skipped = true
-		close(e.done)
-		return e
+	if ok, bySummary := t.sums.mayMatch(t.q, f, span); !ok {
+		// Shared outcomes: a query over tens of thousands of files skips
+		// most of them, and nothing of a skipped file is kept.
+		if bySummary {
+			return skippedBySummary
+		}
+		return skippedByTime
 	}
+	e := &evaluation{info: f, done: make(chan struct{})}
 	go func() {
 		defer close(e.done)
 		t.s.evaluateFile(t.ctx, t.q, span, e)
@@ -293,6 +313,9 @@ func (t *threadSource) openNext() bool {
 		t.ahead = t.ahead[1:]
 		<-e.done
 		switch {
+		case e.bySummary:
+			t.res.FilesSummarySkipped++
+			continue
 		case e.skipped:
 			t.res.FilesSkipped++
 			continue
@@ -327,6 +350,8 @@ func (t *threadSource) openNext() bool {
 // ended early: a limit, an error or a cancellation).
 func (t *threadSource) shutdown() {
 	t.close()
+	t.res.SummaryBytes += t.sums.bytesRead()
+	t.sums.close()
 	for _, e := range t.ahead {
 		<-e.done
 		if e.release != nil {

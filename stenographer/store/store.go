@@ -24,6 +24,7 @@ import (
 	"github.com/stenographer-ng/stenographer/stenographer/blockfile"
 	"github.com/stenographer-ng/stenographer/stenographer/indexfile"
 	"github.com/stenographer-ng/stenographer/stenographer/query"
+	"github.com/stenographer-ng/stenographer/stenographer/summary"
 )
 
 // Thread names the two directories of one stenotype thread and the
@@ -52,6 +53,12 @@ type Config struct {
 	// MaxScanBytes bounds the packet data a query may read whole because
 	// no indexed term bounds its negation (CheckScan); 0: no limit.
 	MaxScanBytes int64
+	// Summaries makes queries use the summary tables in each thread's
+	// SummaryDir (summaries.go) and lets Summarize write them.
+	Summaries bool
+	// SummaryGroup is how many files a new summary table covers; 0 means
+	// DefaultSummaryGroup.
+	SummaryGroup int
 	Logger       *slog.Logger
 }
 
@@ -72,6 +79,11 @@ type FileInfo struct {
 	// less than Size when stenotype left the unused part of sparse blocks
 	// as holes (a slow link). Space, retention and stats count this.
 	Allocated int64
+	// IndexSize is the index file's length: a summary table is used for
+	// the file only if it was built from an index of this size.
+	IndexSize int64 `json:",omitempty"`
+	// cover is the file's place in a summary table, if one lists it.
+	cover *coverRef
 	// Live marks a file stenotype is still writing, read through its
 	// delta tables (live.go). Files never lists one.
 	Live bool `json:",omitempty"`
@@ -87,6 +99,12 @@ type Store struct {
 	// liveSeq is the highest delta sequence number seen per thread/file.
 	liveSeq map[string]int
 	open    *openFiles
+	// sums is each thread's summary tables (nil without Config.Summaries).
+	sums []*threadSums
+	// summarizing serializes Summarize.
+	summarizing sync.Mutex
+	// badSummaryInputs are index files a build could not read.
+	badSummaryInputs map[summary.Member]bool
 	// indexSlots and packetSlots are the reader pools (Config).
 	indexSlots, packetSlots chan struct{}
 }
@@ -105,6 +123,9 @@ func New(cfg Config) *Store {
 	if cfg.PacketReaders <= 0 {
 		cfg.PacketReaders = DefaultPacketReaders
 	}
+	if cfg.SummaryGroup <= 0 {
+		cfg.SummaryGroup = DefaultSummaryGroup
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -116,7 +137,9 @@ func New(cfg Config) *Store {
 		files:   make([][]FileInfo, len(cfg.Threads)),
 		live:    make([][]FileInfo, len(cfg.Threads)),
 		liveSeq: map[string]int{},
-		open:    newOpenFiles(max(cfg.MaxOpenFiles/2, 1)),
+
+		badSummaryInputs: map[summary.Member]bool{},
+		open:             newOpenFiles(max(cfg.MaxOpenFiles/2, 1)),
 
 		indexSlots:  make(chan struct{}, cfg.IndexReaders),
 		packetSlots: make(chan struct{}, cfg.PacketReaders),
@@ -149,7 +172,7 @@ func (s *Store) Refresh() error {
 	live := make([][]FileInfo, len(s.cfg.Threads))
 	seqs := map[string]int{}
 	for i, th := range s.cfg.Threads {
-		files, l, seq, err := scanThread(i, th)
+		files, l, seq, err := scanThread(i, th, s.cfg.Summaries)
 		if err != nil {
 			return err
 		}
@@ -158,8 +181,16 @@ func (s *Store) Refresh() error {
 			seqs[strconv.Itoa(i)+"/"+n] = q
 		}
 	}
+	var sums []*threadSums
+	if s.cfg.Summaries {
+		sums = make([]*threadSums, len(s.cfg.Threads))
+		for i, th := range s.cfg.Threads {
+			sums[i] = s.loadSummaries(th, s.summaries(i))
+			all[i] = annotate(all[i], sums[i])
+		}
+	}
 	s.mu.Lock()
-	s.files, s.live = all, live
+	s.files, s.live, s.sums = all, live, sums
 	for k, q := range seqs {
 		seqs[k] = max(q, s.liveSeq[k])
 	}
@@ -169,8 +200,9 @@ func (s *Store) Refresh() error {
 }
 
 // scanThread lists thread i's usable pairs, and its live files with the
-// highest delta sequence number listed for each.
-func scanThread(i int, th Thread) (files, live []FileInfo, seqs map[string]int, err error) {
+// highest delta sequence number listed for each. indexSizes asks for the
+// index files' sizes too (one more stat per file), which only summaries use.
+func scanThread(i int, th Thread, indexSizes bool) (files, live []FileInfo, seqs map[string]int, err error) {
 	pkts, err := os.ReadDir(th.PacketsDirectory)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("store: thread %d: %w", i, err)
@@ -180,8 +212,10 @@ func scanThread(i int, th Thread) (files, live []FileInfo, seqs map[string]int, 
 		return nil, nil, nil, fmt.Errorf("store: thread %d: %w", i, err)
 	}
 	indexed := make(map[string]bool, len(idx))
+	idxEntry := make(map[string]fs.DirEntry, len(idx))
 	for _, e := range idx {
 		indexed[e.Name()] = true
+		idxEntry[e.Name()] = e
 	}
 	var out []FileInfo
 	for _, e := range pkts {
@@ -196,7 +230,13 @@ func scanThread(i int, th Thread) (files, live []FileInfo, seqs map[string]int, 
 		if err != nil {
 			continue // removed since ReadDir
 		}
-		out = append(out, FileInfo{Thread: i, Name: e.Name(), Start: start, Size: info.Size(), Allocated: AllocatedBytes(info)})
+		f := FileInfo{Thread: i, Name: e.Name(), Start: start, Size: info.Size(), Allocated: AllocatedBytes(info)}
+		if indexSizes {
+			if ii, err := idxEntry[e.Name()].Info(); err == nil {
+				f.IndexSize = ii.Size()
+			}
+		}
+		out = append(out, f)
 	}
 	slices.SortFunc(out, func(a, b FileInfo) int { return a.Start.Compare(b.Start) })
 	live, seqs = liveFiles(i, th, pkts, idx, indexed)

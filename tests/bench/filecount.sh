@@ -61,8 +61,18 @@ declare -A FILES
 for s in few many; do
   FILES[$s]=$(find "$WORK/$s/PKT0" -maxdepth 1 -type f | wc -l)
   printf 'store %-4s: %6d files, %6.1f MB packet files, %6.1f MB index files\n' "$s" "${FILES[$s]}" \
-    "$(echo "$(du -sb "$WORK/$s/PKT0" | cut -f1)/1000000" | bc -l)" "$(echo "$(du -sb "$WORK/$s/IDX0" | cut -f1)/1000000" | bc -l)"
+    "$(echo "$(du -sb "$WORK/$s/PKT0" | cut -f1)/1000000" | bc -l)" "$(echo "$(du -sb --exclude=.summary "$WORK/$s/IDX0" | cut -f1)/1000000" | bc -l)"
 done
+# Summary tables (issue 11 part 3), built as the daemon builds them in the
+# background; the "many" rows read without them (--no_summaries), the
+# "sum" rows with them.
+rm -rf "$WORK/many/IDX0/.summary"
+t0=$(date +%s.%N)
+/usr/bin/time -f '%U %S %M' -o "$WORK/sum.time" "$BIN/stenoquery" --dir "$WORK/many" --blocksize_kb="$BLOCK_KB" --summarize 2>"$WORK/sum.log"
+read -r su ss sm <"$WORK/sum.time"
+printf 'summaries of many: %s tables (%.1f MB) built in %.1f s (CPU %s user + %s system s, max RSS %d MB)\n' \
+  "$(find "$WORK/many/IDX0/.summary" -name '*.sum' | wc -l)" "$(echo "$(du -sb "$WORK/many/IDX0/.summary" | cut -f1)/1000000" | bc -l)" \
+  "$(echo "$(date +%s.%N)-$t0" | bc -l)" "$su" "$ss" "$(( sm / 1024 ))"
 if (( FILES[many] < MANY_MIN )); then
   echo "filecount bench: FAIL: the many-file store has ${FILES[many]} files, fewer than $MANY_MIN" >&2
   exit 1
@@ -103,28 +113,33 @@ print("%.1f %.1f %.1f %.1f %.0f" % (med(x[0] for x in w), med(x[1] for x in w),
 PY
 }
 
-printf '%-32s %-4s %6s %8s %7s %9s | %8s %8s | %8s %8s %8s\n' query store files packets opened idx_KB warm_ms cpu_ms cold_ms cpu_ms disk_KB
+printf '%-32s %-4s %6s %8s %7s %9s %7s %8s | %8s %8s | %8s %8s %8s\n' query store files packets opened idx_KB sum_KB query_ms warm_ms cpu_ms cold_ms cpu_ms disk_KB
 # Process start alone, for the share of the cold figures that is loading
 # stenoquery itself.
 read -r wm wc cm cc ck < <(measure "$BIN/stenoquery" --version)
-printf '%-32s %-4s %6s %8s %7s %9s | %8s %8s | %8s %8s %8s\n' "(stenoquery --version)" - - - - - "$wm" "$wc" "$cm" "$cc" "$ck"
+printf '%-32s %-4s %6s %8s %7s %9s %7s %8s | %8s %8s | %8s %8s %8s\n' "(stenoquery --version)" - - - - - - - "$wm" "$wc" "$cm" "$cc" "$ck"
 fail=0
 for q in "${QUERIES[@]}"; do
   declare -A N=()
-  for s in few many; do
-    "$BIN/stenoquery" --dir "$WORK/$s" --blocksize_kb="$BLOCK_KB" --stats -w /dev/null "$q" 2>"$WORK/stats"
+  for s in few many sum; do
+    d=$s opt=(--no_summaries)
+    [[ $s == sum ]] && d=many opt=()
+    # query_ms: the query alone, after the listing of the files (which
+    # the daemon does in the background, not per query); warm.
+    "$BIN/stenoquery" --dir "$WORK/$d" --blocksize_kb="$BLOCK_KB" "${opt[@]}" --stats -w /dev/null "$q" 2>"$WORK/stats"
     st=$(grep '^stats:' "$WORK/stats")
     field() { sed -n "s/.* $1=\([0-9]*\).*/\1/p" <<<"$st"; }
     N[$s]=$(field packets)
-    read -r wm wc cm cc ck < <(measure "$BIN/stenoquery" --dir "$WORK/$s" --blocksize_kb="$BLOCK_KB" -w /dev/null "$q")
-    printf '%-32s %-4s %6d %8d %7d %9d | %8s %8s | %8s %8s %8s\n' "$q" "$s" "${FILES[$s]}" "${N[$s]}" \
-      "$(field files_opened)" "$(( $(field index_bytes_read) / 1024 ))" "$wm" "$wc" "$cm" "$cc" "$ck"
+    read -r wm wc cm cc ck < <(measure "$BIN/stenoquery" --dir "$WORK/$d" --blocksize_kb="$BLOCK_KB" "${opt[@]}" -w /dev/null "$q")
+    printf '%-32s %-4s %6d %8d %7d %9d %7d %8.1f | %8s %8s | %8s %8s %8s\n' "$q" "$s" "${FILES[$d]}" "${N[$s]}" \
+      "$(field files_opened)" "$(( $(field index_bytes_read) / 1024 ))" "$(( $(field summary_bytes_read) / 1024 ))" \
+      "$(echo "$(field query_us)/1000" | bc -l)" "$wm" "$wc" "$cm" "$cc" "$ck"
   done
-  if [[ "${N[few]}" != "${N[many]}" ]]; then
-    echo "filecount bench: FAIL: '$q' returned ${N[few]} packets from the few-file store, ${N[many]} from the many-file one" >&2
+  if [[ "${N[few]}" != "${N[many]}" || "${N[few]}" != "${N[sum]}" ]]; then
+    echo "filecount bench: FAIL: '$q' returned ${N[few]} packets from the few-file store, ${N[many]} from the many-file one, ${N[sum]} with summaries" >&2
     fail=1
   fi
 done
-echo "(opened: index files the query opened; idx_KB: index bytes its lookups read; disk_KB: what the cold run read from disk, packets included)"
+echo "(opened: index files the query opened; idx_KB: index bytes its lookups read; sum_KB: summary bytes it read; query_ms: the query after the file listing, one warm run; disk_KB: what the cold run read from disk, packets included)"
 echo "load average after $(cut -d' ' -f1-3 /proc/loadavg)"
 exit "$fail"
