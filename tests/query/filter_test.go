@@ -37,19 +37,7 @@ const everyPacket = "before 2100-01-01T00:00:00Z"
 // file. An expression that libpcap refuses fails with its message.
 func TestFilter(t *testing.T) {
 	testenv.RequireTools(t, "tcpdump")
-	// stenotype imports as nobody: the file must be readable by all.
-	tmp, err := os.MkdirTemp("/var/tmp", "steno-filter-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(tmp) })
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	generated := filepath.Join(tmp, "generated.pcap")
-	if _, err := gen.WritePcap(generated, false); err != nil {
-		t.Fatal(err)
-	}
+	generated := generatedPcap(t)
 	im := &imports{dirs: map[string]string{}}
 	t.Run("generated", func(t *testing.T) {
 		checkFilters(t, im, []string{generated})
@@ -62,6 +50,25 @@ func TestFilter(t *testing.T) {
 		corpus, _ := filepath.Glob(filepath.Join(testenv.PcapDir(t), "*.pcap"))
 		checkFilters(t, im, corpus)
 	})
+}
+
+// generatedPcap writes the generated traffic to a pcap that stenotype,
+// importing as nobody, can read.
+func generatedPcap(t *testing.T) string {
+	t.Helper()
+	tmp, err := os.MkdirTemp("/var/tmp", "steno-filter-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(tmp) })
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	generated := filepath.Join(tmp, "generated.pcap")
+	if _, err := gen.WritePcap(generated, false); err != nil {
+		t.Fatal(err)
+	}
+	return generated
 }
 
 func checkFilters(t *testing.T, im *imports, files []string) {
