@@ -81,6 +81,7 @@ bench: build
 	tests/bench/daemon.sh
 	tests/bench/fleet.sh
 	tests/bench/fresh.sh
+	tests/bench/contention.sh
 
 run: build
 	scripts/run_local.sh $(IFACE)

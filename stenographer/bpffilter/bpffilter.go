@@ -3,9 +3,9 @@
 // asked for (the Steno-Filter header, stenoquery --filter).
 //
 // Stage: packets → the packets a pcap-filter expression accepts. The
-// expression is compiled by libpcap itself (through gopacket's pcap
-// package, for the Ethernet link type of the stored packets), so it means
-// what it means to tcpdump, and the program runs in Go on each packet
+// expression is compiled by libpcap itself (loaded on the first Compile,
+// see libpcap.go; for the Ethernet link type of the stored packets), so it
+// means what it means to tcpdump, and the program runs in Go on each packet
 // (golang.org/x/net/bpf's interpreter) as the client will receive it: a
 // kernel-stripped VLAN tag is already restored by the packet reader. The
 // index query narrows first; the filter only ever drops packets of its
@@ -17,8 +17,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/google/gopacket/layers"
-	"github.com/google/gopacket/pcap"
 	"golang.org/x/net/bpf"
 
 	stenopcap "github.com/stenographer-ng/stenographer/stenographer/pcap"
@@ -47,18 +45,19 @@ type Filter struct {
 
 // Compile compiles a pcap-filter expression for Ethernet frames. The
 // error of one that does not compile wraps ErrInvalid and carries
-// libpcap's message.
+// libpcap's message; without libpcap every expression's error wraps
+// ErrUnavailable.
 func Compile(expr string) (*Filter, error) {
 	if len(expr) > MaxExpressionBytes {
 		return nil, fmt.Errorf("%w: %d bytes, at most %d", ErrInvalid, len(expr), MaxExpressionBytes)
 	}
-	raw, err := pcap.CompileBPFFilter(layers.LinkTypeEthernet, snaplen, expr)
+	lib, err := loadLibpcap()
+	if err != nil {
+		return nil, fmt.Errorf("filter %q: %w", expr, err)
+	}
+	ins, err := lib.compile(expr, snaplen)
 	if err != nil {
 		return nil, fmt.Errorf("%w %q: %v", ErrInvalid, expr, err)
-	}
-	ins := make([]bpf.RawInstruction, len(raw))
-	for i, r := range raw {
-		ins[i] = bpf.RawInstruction{Op: r.Code, Jt: r.Jt, Jf: r.Jf, K: r.K}
 	}
 	prog, ok := bpf.Disassemble(ins)
 	if !ok {

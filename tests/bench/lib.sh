@@ -102,7 +102,9 @@ start_daemon() {
   DAEMON_PID=$!
   want=$("$BIN/stenoquery" --dir "$store" "$query" | wc -c)
   for _ in $(seq 1 900); do
-    got=$(https_ns "$certs" --data-raw "$query" "https://127.0.0.1:$port/query" 2>/dev/null | wc -c)
+    # Not yet listening is a failed pipeline: under set -e and pipefail
+    # it must not end the script.
+    got=$(https_ns "$certs" --data-raw "$query" "https://127.0.0.1:$port/query" 2>/dev/null | wc -c) || got=0
     [[ $got == "$want" ]] && { up=1; break; }
     kill -0 "$DAEMON_PID" 2>/dev/null || break
     sleep 0.2

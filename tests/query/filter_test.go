@@ -55,6 +55,7 @@ func TestFilter(t *testing.T) {
 // generatedPcap writes the generated traffic (every encapsulation the
 // indexer follows) to a pcap that stenotype, importing as nobody, can read.
 func generatedPcap(t *testing.T) string {
+	t.Helper()
 	tmp, err := os.MkdirTemp("/var/tmp", "steno-generated-")
 	if err != nil {
 		t.Fatal(err)
