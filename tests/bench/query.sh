@@ -36,7 +36,7 @@ else
 fi
 pkt_bytes=$(du -cb "$WORK"/store/PKT0/* | tail -1 | cut -f1)
 idx_bytes=$(du -cb "$WORK"/store/IDX0/* | tail -1 | cut -f1)
-files=$(ls "$WORK/store/PKT0" | wc -l)
+files=$(find "$WORK/store/PKT0" -maxdepth 1 -type f ! -name ".*" | wc -l)
 printf 'store: %s files, %.2f GB packet files, %.1f MB index files, %s packets; ' \
   "$files" "$(echo "$pkt_bytes/1000000000" | bc -l)" "$(echo "$idx_bytes/1000000" | bc -l)" "$(sed -n 's/^mkbig: \([0-9]*\) packets.*/\1/p' "$WORK/mkbig.log")"
 if [[ "$t1" == 0 ]]; then echo "reused"; else printf 'imported in %.1f s\n' "$(echo "$t1-$t0" | bc -l)"; fi

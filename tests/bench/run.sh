@@ -26,7 +26,6 @@ PCAPS="$SHARED/pcaps"
 SECONDS_LIVE="${BENCH_SECONDS:-20}"
 LIVE_PCAP="${BENCH_PCAP:-$PCAPS/mercury-emix.pcap}"
 BLOCKS="${BENCH_BLOCKS:-1024}"
-TAG="sttb$$"
 NS_CAP="stt-$$-bench-cap"   # same prefix/pid scheme as tests/internal/netns,
 NS_SND="stt-$$-bench-snd"   # so a crashed run's leftovers are swept
 IF_CAP="stt$$xbc"
@@ -129,6 +128,7 @@ ip -n "$NS_SND" link set "$IF_SND" up
 # Called in the background: exec makes $! the wrapper shell itself.
 cpu_wrap() {
   local out="$1"; shift
+  # shellcheck disable=SC2016  # the inner shell expands these
   exec ip netns exec "$NS_CAP" bash -c '
     "$@" & p=$!
     trap "kill -TERM $p" TERM INT
@@ -170,9 +170,9 @@ live_run() {
   S_DISK=$(du -sm "$STENO_DIR/PKT0" | cut -f1)
   S_STORED=0
   if [[ -x "$BIN/stenodump" ]]; then
-    for f in $(find "$STENO_DIR/PKT0" -maxdepth 1 -type f ! -name '.*'); do
+    while IFS= read -r -d '' f; do
       S_STORED=$((S_STORED + $("$BIN/stenodump" positions "$f" | wc -l)))
-    done
+    done < <(find "$STENO_DIR/PKT0" -maxdepth 1 -type f ! -name '.*' -print0)
   fi
   T_CAPT=$(sed -n 's/^\([0-9]*\) packets captured.*/\1/p' "$WORK/td.log")
   T_RECV=$(sed -n 's/^\([0-9]*\) packets received by filter.*/\1/p' "$WORK/td.log")

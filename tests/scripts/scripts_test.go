@@ -36,7 +36,7 @@ func TestLint(t *testing.T) {
 		"scripts/stenoread", "scripts/stenocurl", "scripts/stenokeys.sh",
 		"scripts/run_local.sh", "scripts/run_fleet.sh", "scripts/compile_bpf.sh", "install/install.sh",
 		"tests/bench/lib.sh", "tests/bench/daemon.sh", "tests/bench/fleet.sh", "tests/bench/capture.sh", "tests/bench/fresh.sh",
-		"tests/bench/filecount.sh",
+		"tests/bench/filecount.sh", "tests/bench/run.sh", "tests/bench/query.sh", "tests/bench/contention.sh",
 	}
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
