@@ -135,7 +135,7 @@ for q in "${QUERIES[@]}"; do
       "$(field files_opened)" "$(( $(field index_bytes_read) / 1024 ))" "$(( $(field summary_bytes_read) / 1024 ))" \
       "$(echo "$(field query_us)/1000" | bc -l)" "$wm" "$wc" "$cm" "$cc" "$ck"
   done
-  if [[ "${N[few]}" != "${N[many]}" || "${N[few]}" != "${N[sum]}" ]]; then
+  if ! [[ "${N[few]}" == "${N[many]}" && "${N[few]}" == "${N[sum]}" ]]; then
     echo "filecount bench: FAIL: '$q' returned ${N[few]} packets from the few-file store, ${N[many]} from the many-file one, ${N[sum]} with summaries" >&2
     fail=1
   fi
