@@ -258,7 +258,9 @@ func TestFilter(t *testing.T) {
 
 func TestInvalidArgument(t *testing.T) {
 	t.Parallel()
-	st, certs := servertest.Store(t, small), servertest.Certs(t)
+	limited := small
+	limited.MaxScanBytes = 1000
+	st, certs := servertest.Store(t, limited), servertest.Certs(t)
 	e := start(t, st, certs, rpc.Config{})
 	c := e.client(t, certs.Client)
 	for _, tc := range []struct {
@@ -273,6 +275,7 @@ func TestInvalidArgument(t *testing.T) {
 		{"negative max", &pb.PcapRequest{Query: "port 1", MaxSize: -5}, "max_size"},
 		{"long uid", &pb.PcapRequest{Query: "port 1", Uid: strings.Repeat("u", rpc.MaxUIDBytes+1)}, "uid"},
 		{"bad filter", &pb.PcapRequest{Query: "port 1", Filter: "port"}, "syntax error"},
+		{"unbounded negation over the limit", &pb.PcapRequest{Query: "not port 1003"}, "--max_scan_bytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := e.m.Queries()[metrics.TransportGRPC].ByOutcome[metrics.OutcomeBadQuery]
