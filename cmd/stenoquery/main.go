@@ -70,7 +70,7 @@ func main() {
 	limitPackets := flag.Int64("limit-packets", 0, "stop after this many packets (0: no limit)")
 	limitBytes := flag.Int64("limit-bytes", 0, "stop once the PCAP reaches this many bytes, after the packet that crosses it, as stenoread does (0: no limit)")
 	filter := flag.String("filter", "", "tcpdump expression refining the result (compiled by libpcap, run on each packet the query finds)")
-	summarize := flag.Bool("summarize", false, "write the summary tables the store lacks (as the daemon does in the background), then answer QUERY if given; not while a daemon runs on the same directories")
+	summarize := flag.Bool("summarize", false, "write the summary tables the store lacks (as the daemon does in the background), then answer QUERY if given; safe beside a daemon building them too")
 	maxScanBytes := flag.Int64("max_scan_bytes", 0, "refuse a query whose negation no indexed term bounds when the packets of its time range exceed this many bytes (0: no limit)")
 	noSummaries := flag.Bool("no_summaries", false, "look every file up in its own index, ignoring summary tables")
 	statFiles := flag.Bool("stat_files", false, "stat every file while listing, as the daemon does: a summary is then trusted for a file only if its index has the size and change time the summary recorded, not only the inode number (for a store whose index files may have been rewritten in place); costs a stat per file")
