@@ -70,9 +70,10 @@ func main() {
 	limitPackets := flag.Int64("limit-packets", 0, "stop after this many packets (0: no limit)")
 	limitBytes := flag.Int64("limit-bytes", 0, "stop once the PCAP reaches this many bytes, after the packet that crosses it, as stenoread does (0: no limit)")
 	filter := flag.String("filter", "", "tcpdump expression refining the result (compiled by libpcap, run on each packet the query finds)")
-	summarize := flag.Bool("summarize", false, "write the summary tables the store lacks (as the daemon does in the background), then answer QUERY if given; not while a daemon runs on the same directories")
+	summarize := flag.Bool("summarize", false, "write the summary tables the store lacks (as the daemon does in the background), then answer QUERY if given; safe beside a daemon building them too")
 	maxScanBytes := flag.Int64("max_scan_bytes", 0, "refuse a query whose negation no indexed term bounds when the packets of its time range exceed this many bytes (0: no limit)")
 	noSummaries := flag.Bool("no_summaries", false, "look every file up in its own index, ignoring summary tables")
+	statFiles := flag.Bool("stat_files", false, "stat every file while listing, as the daemon does: a summary is then trusted for a file only if its index has the size and change time the summary recorded, not only the inode number (for a store whose index files may have been rewritten in place); costs a stat per file")
 	showVersion := flag.Bool("version", false, "print the version and commit, then exit")
 	flag.Usage = func() {
 		fmt.Fprintf(os.Stderr, "usage: stenoquery (--config FILE | --dir DIR | --thread P:I ...) [flags] QUERY\n")
@@ -95,7 +96,7 @@ func main() {
 			blockSize = *blockKB * 1024
 		}
 	})
-	o := options{summarize: *summarize, summaries: !*noSummaries, count: *count, explain: *explain, stats: *stats, ng: *ng, maxScanBytes: *maxScanBytes}
+	o := options{summarize: *summarize, summaries: !*noSummaries, statFiles: *statFiles, count: *count, explain: *explain, stats: *stats, ng: *ng, maxScanBytes: *maxScanBytes}
 	if err := run(*configPath, *dir, threads, blockSize, flag.Arg(0), *filter, *out, o, pcap.Limits{MaxPackets: *limitPackets, MaxBytes: *limitBytes}); err != nil {
 		fmt.Fprintln(os.Stderr, "stenoquery:", err)
 		os.Exit(1)
@@ -105,6 +106,7 @@ func main() {
 // options are run's switches.
 type options struct {
 	summarize, summaries      bool
+	statFiles                 bool
 	count, explain, stats, ng bool
 	maxScanBytes              int64
 }
@@ -136,7 +138,10 @@ func run(configPath, dir string, threads []store.Thread, blockSize int, text, fi
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	st := store.New(store.Config{Threads: threads, BlockSize: blockSize, Logger: logger, Summaries: o.summaries || o.summarize, MaxScanBytes: o.maxScanBytes})
+	st := store.New(store.Config{Threads: threads, BlockSize: blockSize, Logger: logger, Summaries: o.summaries || o.summarize, MaxScanBytes: o.maxScanBytes,
+		// A one-shot query over 20,000 files would spend most of its
+		// time in a stat of each.
+		NamesOnly: !o.statFiles})
 	t0 := time.Now()
 	if err := st.Refresh(); err != nil {
 		return err

@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/netip"
 	"slices"
 	"sync/atomic"
@@ -415,6 +416,20 @@ func (x *File) checkVersionValue(v []byte) error {
 		return fmt.Errorf("%w %s: major version %d, want %d", ErrVersion, x.name, major, MajorVersion)
 	}
 	return nil
+}
+
+// Stat returns the open file's status (fstat): what a caller records of
+// the file it read, which a path looked up again need not be.
+func (x *File) Stat() (fs.FileInfo, error) {
+	st, ok := x.f.(interface{ Stat() (fs.FileInfo, error) })
+	if !ok {
+		return nil, fmt.Errorf("indexfile: %s: not opened from a file", x.name)
+	}
+	info, err := st.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("indexfile: %w", err)
+	}
+	return info, nil
 }
 
 // Name returns the file's path.

@@ -136,7 +136,7 @@ func (s *Store) Cost(ctx context.Context, q query.Node) (*Cost, error) {
 			c.TimeChecked = c.TimeChecked || (m.Keep != nil && !m.Empty())
 			if m.All {
 				c.ScanFiles++
-				c.ScanBytes += f.Size
+				c.ScanBytes += s.packetSize(f)
 				continue
 			}
 			c.Candidates += int64(len(m.Positions))

@@ -61,18 +61,18 @@ func parseDeltaName(name string) (file string, seq int, ok bool) {
 // liveFiles finds thread i's live files in its directory listings: a
 // hidden packet file, or delta tables, and no visible index. It returns
 // them with the highest delta sequence number listed for each.
-func liveFiles(i int, th Thread, pkts, idx []fs.DirEntry, indexed map[string]bool) ([]FileInfo, map[string]int) {
+func liveFiles(i int, th Thread, pkts, idx *dirList, indexed func(string) bool) ([]FileInfo, map[string]int) {
 	seqs := map[string]int{}
-	for _, e := range idx {
-		if n, seq, ok := parseDeltaName(e.Name()); ok && !indexed[n] {
+	for _, e := range idx.entries {
+		if n, seq, ok := parseDeltaName(e.name); ok && !indexed(n) {
 			seqs[n] = max(seqs[n], seq)
 		}
 	}
-	names := map[string]fs.DirEntry{}
-	for _, e := range pkts {
-		if n := strings.TrimPrefix(e.Name(), "."); n != e.Name() && !indexed[n] {
+	names := map[string]*dirEntry{}
+	for _, e := range pkts.entries {
+		if n := strings.TrimPrefix(e.name, "."); n != e.name && !indexed(n) {
 			if _, ok := ParseName(n); ok {
-				names[n] = e
+				names[n] = &e
 			}
 		}
 	}
@@ -84,10 +84,10 @@ func liveFiles(i int, th Thread, pkts, idx []fs.DirEntry, indexed map[string]boo
 	var out []FileInfo
 	for n, e := range names {
 		start, _ := ParseName(n)
-		f := FileInfo{Thread: i, Name: n, Start: start, Live: true}
-		if e != nil && !e.IsDir() {
-			if info, err := e.Info(); err == nil {
-				f.Size, f.Allocated = info.Size(), AllocatedBytes(info)
+		f := FileInfo{Thread: i, Name: n, Start: start, Live: true, sized: true}
+		if e != nil {
+			if st, err := pkts.stat(e.name); err == nil && !st.dir {
+				f.Size, f.Allocated = st.size, st.allocated
 			}
 		}
 		out = append(out, f)

@@ -23,7 +23,7 @@ func (s *Store) scanSize(q query.Node) (files int, bytes int64) {
 		for j, f := range fs {
 			if query.MayMatch(q, s.span(i, fs, j)) {
 				files++
-				bytes += f.Size
+				bytes += s.packetSize(f)
 			}
 		}
 	}

@@ -26,9 +26,10 @@ import (
 // rule sees its bytes.
 //
 // A table is used for a file only when it lists the file's name with the
-// size of the index file there now; anything else (a file newer than the
-// tables, a table that fails to open or to answer) means the file's own
-// index is read, so no answer depends on a summary being there or right.
+// identity of the index file there now (summaryCovers); anything else (a
+// file newer than the tables, a table that fails to open or to answer)
+// means the file's own index is read, so no answer depends on a summary
+// being there or right.
 
 // SummaryDirName is the directory of a thread's summaries, inside its
 // index directory.
@@ -41,19 +42,31 @@ const summaryExt = ".sum"
 func SummaryDir(th Thread) string { return filepath.Join(th.IndexDirectory, SummaryDirName) }
 
 // sumFile is what Refresh knows of one table: its members, read once per
-// version of the file (name, size, modification time).
+// version of the file.
 type sumFile struct {
 	path    string
-	size    int64
-	mtime   int64
+	stamp   sumStamp
 	members []summary.Member
+}
+
+// sumStamp tells one version of a table file from another: tables are
+// written under a temporary name and renamed into place, so a new one is
+// a new inode with a new change time even at the same size and mtime.
+type sumStamp struct {
+	size, mtime, ctime int64
+	ino                uint64
+}
+
+func stampOf(info fs.FileInfo) sumStamp {
+	ino, ctime := summary.Identity(info)
+	return sumStamp{size: info.Size(), mtime: info.ModTime().UnixNano(), ctime: ctime, ino: ino}
 }
 
 // coverRef places a file in a table.
 type coverRef struct {
-	table     *sumFile
-	bit       int
-	indexSize int64
+	table  *sumFile
+	bit    int
+	member summary.Member
 }
 
 // threadSums is one thread's tables and the files they cover, replaced
@@ -61,13 +74,33 @@ type coverRef struct {
 type threadSums struct {
 	tables map[string]*sumFile // by path
 	cover  map[string]coverRef // by file name
+	// unreadable are tables that failed to open, by path, as they were
+	// then: Summarize replaces them, and a rescan does not warn again.
+	unreadable map[string]sumStamp
+}
+
+// summaryCovers reports whether m, a table's record of a file, describes
+// f's index as it is now. With a stat of the index (every listing but
+// NamesOnly's) that is proved: any write to a file sets its change time,
+// and a file put in its place is another inode, created (so changed)
+// after the table was built. A NamesOnly listing has the inode number
+// only, which tells a replacement by a new file that existed beside the
+// old one (a rename into place: how stenotype, the reference, rsync and
+// mv write) but not a rewrite in place (cp onto an existing index) nor a
+// file deleted and created again that got the same inode number; the
+// stenoquery flag --stat_files asks for the proof.
+func summaryCovers(m summary.Member, f FileInfo) bool {
+	if m.Inode == 0 || m.Inode != f.indexIno {
+		return false
+	}
+	return !f.indexStat || (m.IndexSize == f.IndexSize && m.Ctime == f.indexCtime)
 }
 
 // loadSummaries lists th's summary directory and reads the members of
 // tables not already known in old. A table that cannot be read is left
 // out: its files are looked up one by one.
 func (s *Store) loadSummaries(th Thread, old *threadSums) *threadSums {
-	out := &threadSums{tables: map[string]*sumFile{}, cover: map[string]coverRef{}}
+	out := &threadSums{tables: map[string]*sumFile{}, cover: map[string]coverRef{}, unreadable: map[string]sumStamp{}}
 	dir := SummaryDir(th)
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -84,18 +117,23 @@ func (s *Store) loadSummaries(th Thread, old *threadSums) *threadSums {
 		}
 		path := filepath.Join(dir, n)
 		sf := old.table(path)
-		if sf == nil || sf.size != info.Size() || sf.mtime != info.ModTime().UnixNano() {
+		if stamp := stampOf(info); sf == nil || sf.stamp != stamp {
+			if old != nil && old.unreadable[path] == stamp {
+				out.unreadable[path] = stamp
+				continue
+			}
 			t, err := summary.Open(path)
 			if err != nil {
 				s.log.Warn("summary table unused: its files are looked up one by one", "path", path, "err", err)
+				out.unreadable[path] = stamp
 				continue
 			}
-			sf = &sumFile{path: path, size: info.Size(), mtime: info.ModTime().UnixNano(), members: t.Members()}
+			sf = &sumFile{path: path, stamp: stamp, members: t.Members()}
 			t.Close()
 		}
 		out.tables[path] = sf
 		for j, m := range sf.members {
-			out.cover[m.Name] = coverRef{table: sf, bit: j, indexSize: m.IndexSize}
+			out.cover[m.Name] = coverRef{table: sf, bit: j, member: m}
 		}
 	}
 	return out
@@ -195,7 +233,7 @@ func (v *summaryView) has(f FileInfo) func(lo, hi []byte) bool {
 		return nil
 	}
 	ref := f.cover
-	if ref == nil || ref.indexSize != f.IndexSize {
+	if ref == nil || !summaryCovers(ref.member, f) {
 		return nil
 	}
 	o := v.table(ref.table)
@@ -239,10 +277,10 @@ func (v *summaryView) table(sf *sumFile) *openSum {
 	switch {
 	case err != nil:
 		o.err = err
-	case info.Size() != sf.size || info.ModTime().UnixNano() != sf.mtime:
+	case stampOf(info) != sf.stamp:
 		o.err = fmt.Errorf("store: summary %s changed since the last scan", sf.path)
 	default:
-		o.t, o.err = summary.OpenKnown(sf.path, sf.members, sf.size)
+		o.t, o.err = summary.OpenKnown(sf.path, sf.members, sf.stamp.size)
 	}
 	if o.err != nil && !errors.Is(o.err, fs.ErrNotExist) {
 		v.s.log.Warn("summary table unused by a query: its files are looked up one by one", "path", sf.path, "err", o.err)

@@ -74,6 +74,12 @@ func (s *Store) summarizeThread(ctx context.Context, i int) (int, error) {
 		present[f.Name] = true
 	}
 	sums := s.reloadSummaries(i)
+	for path := range sums.unreadable {
+		// Damaged, or of another version: its files are built again.
+		if err := os.Remove(path); err == nil {
+			s.log.Info("removed an unreadable summary table", "path", path)
+		}
+	}
 	for path, sf := range sums.tables {
 		if !slices.ContainsFunc(sf.members, func(m summary.Member) bool { return present[m.Name] }) {
 			if err := os.Remove(path); err == nil {
@@ -84,17 +90,16 @@ func (s *Store) summarizeThread(ctx context.Context, i int) (int, error) {
 	sums = s.reloadSummaries(i)
 	written := 0
 	g := s.cfg.SummaryGroup
-	var run []summary.IndexFile
+	var run []FileInfo
 	for _, f := range files {
-		if ref, ok := sums.cover[f.Name]; ok && ref.indexSize == f.IndexSize {
+		if ref, ok := sums.cover[f.Name]; ok && summaryCovers(ref.member, f) {
 			run = run[:0]
 			continue
 		}
 		if s.unsummarizable(f) {
 			continue
 		}
-		_, idx := s.paths(f)
-		run = append(run, summary.IndexFile{Member: summary.Member{Name: f.Name, IndexSize: f.IndexSize}, Path: idx})
+		run = append(run, f)
 		if len(run) < g {
 			continue
 		}
@@ -110,18 +115,22 @@ func (s *Store) summarizeThread(ctx context.Context, i int) (int, error) {
 
 // buildGroup writes one first-level table. A file whose index cannot be
 // read is remembered and the group left for the next run without it.
-func (s *Store) buildGroup(ctx context.Context, i int, dir string, run []summary.IndexFile) error {
+func (s *Store) buildGroup(ctx context.Context, i int, dir string, run []FileInfo) error {
+	in := make([]summary.IndexFile, len(run))
+	for k, f := range run {
+		_, idx := s.paths(f)
+		in[k] = summary.IndexFile{Name: f.Name, Path: idx}
+	}
 	if err := take(ctx, s.indexSlots); err != nil {
 		return err
 	}
 	path := filepath.Join(dir, run[0].Name+"-"+run[len(run)-1].Name+summaryExt)
-	err := summary.Build(ctx, path, run)
+	err := summary.Build(ctx, path, in)
 	<-s.indexSlots
 	if ie, ok := summary.AsInputError(err); ok && ctx.Err() == nil {
-		bad := run[ie.Input]
-		s.log.Warn("index file left out of summaries: it is looked up on its own", "path", bad.Path, "err", err)
+		s.log.Warn("index file left out of summaries: it is looked up on its own", "path", in[ie.Input].Path, "err", err)
 		s.mu.Lock()
-		s.badSummaryInputs[bad.Member] = true
+		s.badSummaryInputs[inputKey(run[ie.Input])] = true
 		s.mu.Unlock()
 		return nil
 	}
@@ -211,7 +220,13 @@ func (s *Store) reloadSummaries(i int) *threadSums {
 func (s *Store) unsummarizable(f FileInfo) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.badSummaryInputs[summary.Member{Name: f.Name, IndexSize: f.IndexSize}]
+	return s.badSummaryInputs[inputKey(f)]
+}
+
+// inputKey names f's index as the listing saw it: a new index under the
+// same name is tried again.
+func inputKey(f FileInfo) summary.Member {
+	return summary.Member{Name: f.Name, IndexSize: f.IndexSize, Inode: f.indexIno, Ctime: f.indexCtime}
 }
 
 // removeOldTemporaries removes hidden files an interrupted build left.

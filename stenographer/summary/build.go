@@ -17,9 +17,11 @@ import (
 	"github.com/stenographer-ng/stenographer/stenographer/indexfile"
 )
 
-// IndexFile is one index file to summarize.
+// IndexFile is one index file to summarize. The table records the
+// identity (size, inode, change time) of the file Build opens, not of the
+// one a listing saw: those are what a reader must compare with.
 type IndexFile struct {
-	Member
+	Name string
 	Path string
 }
 
@@ -63,8 +65,14 @@ func Build(ctx context.Context, path string, files []IndexFile) error {
 			return &InputError{i, fmt.Errorf("summary: %w", err)}
 		}
 		open = append(open, x)
+		info, err := x.Stat()
+		if err != nil {
+			return &InputError{i, fmt.Errorf("summary: %w", err)}
+		}
+		m := Member{Name: f.Name, IndexSize: info.Size()}
+		m.Inode, m.Ctime = Identity(info)
 		srcs = append(srcs, &source{it: x.NewIter(firstKey), input: i, off: len(members), n: 1, index: true, name: f.Path})
-		members = append(members, f.Member)
+		members = append(members, m)
 	}
 	return write(ctx, path, members, srcs)
 }
@@ -136,10 +144,20 @@ func write(ctx context.Context, path string, members []Member, srcs []*source) (
 		prev = name
 		list = binary.BigEndian.AppendUint64(list, name)
 		list = binary.BigEndian.AppendUint64(list, uint64(m.IndexSize))
+		list = binary.BigEndian.AppendUint64(list, m.Inode)
+		list = binary.BigEndian.AppendUint64(list, uint64(m.Ctime))
 	}
-	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	// A name of its own (O_EXCL): a daemon and stenoquery --summarize
+	// building the same table at once each write their own file, and
+	// either rename leaves a whole table.
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
 	if err != nil {
+		return fmt.Errorf("summary: %w", err)
+	}
+	tmp := f.Name()
+	if err = f.Chmod(0o640); err != nil {
+		f.Close()
+		os.Remove(tmp)
 		return fmt.Errorf("summary: %w", err)
 	}
 	defer func() {

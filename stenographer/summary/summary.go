@@ -14,9 +14,12 @@
 // table that fails any check answers "maybe" for all its files. Layout
 // (keys ascending, uncompressed blocks):
 //
-//	00 00   format: "STSM", version u32 BE = 1, file count n u32 BE (1 ≤ n ≤ MaxFiles)
-//	00 01   files: n × (name u64 BE: the file's microseconds, index file size u64 BE),
-//	        in the order of their bits, names ascending
+//	00 00   format: "STSM", version u32 BE = 2, file count n u32 BE (1 ≤ n ≤ MaxFiles)
+//	00 01   files: n × (name u64 BE: the file's microseconds, index file size u64 BE,
+//	        inode number u64 BE, status change time u64 BE: ns since the epoch),
+//	        in the order of their bits, names ascending; size, inode and
+//	        change time are the open index file's (fstat) when it was read
+//	        (version 1 had the name and size only)
 //	k       for every index key k of type ≥ 2 in any file: the files holding it,
 //	        either 00 + ascending u16 BE file numbers, or 01 + a bitmap of
 //	        ⌈n/8⌉ bytes (file j is bit j%8 of byte j/8), whichever is shorter
@@ -30,14 +33,16 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/bits"
 	"strconv"
+	"syscall"
 
 	"github.com/stenographer-ng/stenographer/stenographer/indexfile"
 )
 
 // Version is the layout version this package writes and reads.
-const Version = 1
+const Version = 2
 
 // MaxFiles bounds the files of one table: bit sets stay small and a
 // damaged count cannot ask for much memory.
@@ -55,12 +60,28 @@ var (
 	firstKey = []byte{indexfile.TypePort}
 )
 
-// Member is one file a table covers: its name and the size of the index
-// file it was built from, which a reader compares with the index file
-// there now.
+// Member is one file a table covers: its name and the identity of the
+// index file it was built from, which a reader compares with the index
+// file there now. Any change to a file's contents sets its change time,
+// and a file put in its place is another inode (see Identity).
 type Member struct {
 	Name      string
 	IndexSize int64
+	Inode     uint64
+	Ctime     int64 // status change time, ns since the epoch
+}
+
+// memberLen is the bytes of one member in the files record.
+const memberLen = 32
+
+// Identity returns the inode number and status change time of info, or
+// zeros where the platform does not say (a table built then is used by
+// no query: zero matches no file's inode).
+func Identity(info fs.FileInfo) (ino uint64, ctime int64) {
+	if st, ok := info.Sys().(*syscall.Stat_t); ok {
+		return st.Ino, st.Ctim.Nano()
+	}
+	return 0, 0
 }
 
 // Bits is a set of a table's file numbers.
@@ -152,18 +173,20 @@ func readMembers(x *indexfile.File) ([]Member, error) {
 	if err != nil {
 		return nil, fmt.Errorf("summary: %w", err)
 	}
-	if uint64(len(v)) != 16*uint64(n) {
+	if uint64(len(v)) != memberLen*uint64(n) {
 		return nil, fmt.Errorf("%w %s: file list of %d bytes for %d files", ErrCorrupt, x.Name(), len(v), n)
 	}
 	out := make([]Member, n)
 	var prev uint64
 	for j := range out {
-		name, size := binary.BigEndian.Uint64(v[16*j:]), binary.BigEndian.Uint64(v[16*j+8:])
+		r := v[memberLen*j:]
+		name, size := binary.BigEndian.Uint64(r), binary.BigEndian.Uint64(r[8:])
 		if name <= prev || name > 1<<62 || size > 1<<40 {
 			return nil, fmt.Errorf("%w %s: file %d of the list (%d, %d bytes) out of order or range", ErrCorrupt, x.Name(), j, name, size)
 		}
 		prev = name
-		out[j] = Member{Name: strconv.FormatUint(name, 10), IndexSize: int64(size)}
+		out[j] = Member{Name: strconv.FormatUint(name, 10), IndexSize: int64(size),
+			Inode: binary.BigEndian.Uint64(r[16:]), Ctime: int64(binary.BigEndian.Uint64(r[24:]))}
 	}
 	return out, nil
 }
