@@ -73,7 +73,7 @@ func main() {
 	summarize := flag.Bool("summarize", false, "write the summary tables the store lacks (as the daemon does in the background), then answer QUERY if given; safe beside a daemon building them too")
 	maxScanBytes := flag.Int64("max_scan_bytes", 0, "refuse a query whose negation no indexed term bounds when the packets of its time range exceed this many bytes (0: no limit)")
 	noSummaries := flag.Bool("no_summaries", false, "look every file up in its own index, ignoring summary tables")
-	statFiles := flag.Bool("stat_files", false, "stat every file while listing, as the daemon does: a summary is then trusted for a file only if its index has the size and change time the summary recorded, not only the inode number (for a store whose index files may have been rewritten in place); costs a stat per file")
+	statFiles := flag.Bool("stat_files", true, "stat every file while listing, as the daemon does: a summary is trusted for a file only if its index has the size, change time and inode the summary recorded; false checks the inode number alone (no stat per file, but an index copied over in place, keeping its inode, would be missed)")
 	showVersion := flag.Bool("version", false, "print the version and commit, then exit")
 	flag.Usage = func() {
 		fmt.Fprintf(os.Stderr, "usage: stenoquery (--config FILE | --dir DIR | --thread P:I ...) [flags] QUERY\n")

@@ -87,8 +87,8 @@ type threadSums struct {
 // only, which tells a replacement by a new file that existed beside the
 // old one (a rename into place: how stenotype, the reference, rsync and
 // mv write) but not a rewrite in place (cp onto an existing index) nor a
-// file deleted and created again that got the same inode number; the
-// stenoquery flag --stat_files asks for the proof.
+// file deleted and created again that got the same inode number:
+// stenoquery --stat_files=false trades the proof for speed.
 func summaryCovers(m summary.Member, f FileInfo) bool {
 	if m.Inode == 0 || m.Inode != f.indexIno {
 		return false
