@@ -331,7 +331,11 @@ func TestHashPasswordTerminal(t *testing.T) {
 			}
 			slave.Close()
 			var screen testenv.SyncBuffer
-			go io.Copy(&screen, master) // ends with EIO when the child exits
+			copied := make(chan struct{})
+			go func() { // ends with EIO when the child exits
+				io.Copy(&screen, master)
+				close(copied)
+			}()
 			waitScreen := func(what string, n int) {
 				t.Helper()
 				deadline := time.Now().Add(time.Minute)
@@ -350,6 +354,13 @@ func TestHashPasswordTerminal(t *testing.T) {
 			waitScreen("Password again: ", 1)
 			io.WriteString(master, c.second+"\n")
 			err := cmd.Wait()
+			// What the child wrote last may still be in the terminal:
+			// read it all before looking.
+			select {
+			case <-copied:
+			case <-time.After(10 * time.Second):
+				t.Error("the terminal did not close 10 s after the child exited")
+			}
 			shown := string(screen.Bytes())
 			if strings.Contains(shown, "tty-") {
 				t.Errorf("the password was echoed: the terminal shows %q", shown)

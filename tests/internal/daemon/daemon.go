@@ -29,6 +29,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stenographer-ng/stenographer/stenographer/store"
 	"github.com/stenographer-ng/stenographer/tests/internal/netns"
 	"github.com/stenographer-ng/stenographer/tests/internal/testenv"
 )
@@ -464,13 +465,16 @@ func (d *Daemon) IndexFiles(i int) []string {
 	return visible(d.Config.Threads[i].IndexDirectory)
 }
 
-// Hidden returns the hidden file names in thread i's two directories,
+// Hidden returns stenotype's hidden file names in thread i's two directories
 // as "pkt/.NAME" and "idx/.NAME".
 func (d *Daemon) Hidden(i int) []string {
 	var out []string
 	for _, e := range []struct{ tag, dir string }{{"pkt", d.Config.Threads[i].PacketsDirectory}, {"idx", d.Config.Threads[i].IndexDirectory}} {
 		ents, _ := os.ReadDir(e.dir)
 		for _, x := range ents {
+			if x.IsDir() && x.Name() == store.SummaryDirName {
+				continue // the daemon's summary tables, not stenotype's
+			}
 			if strings.HasPrefix(x.Name(), ".") {
 				out = append(out, e.tag+"/"+x.Name())
 			}
