@@ -2,11 +2,13 @@ package query_test
 
 import (
 	"cmp"
+	"encoding/binary"
 	"fmt"
 	"maps"
 	"net/netip"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stenographer-ng/stenographer/tests/internal/oracle"
@@ -45,7 +47,7 @@ const (
 )
 
 func checkDirections(t *testing.T, im *imports, files []string) {
-	matched, vsTcpdump := 0, 0
+	matched, vsTcpdump, tagged := 0, 0, 0
 	for _, path := range files {
 		f, err := pcapfile.Read(path)
 		if err != nil {
@@ -76,15 +78,18 @@ func checkDirections(t *testing.T, im *imports, files []string) {
 			samePackets(t, name+" "+q+" (oracle)", sel, ours)
 			matched += len(ours)
 		}
-		for _, c := range p.tcpdumpCases() {
+		for _, c := range append(p.tcpdumpCases(), taggedCases(f.Packets)...) {
 			ours := parsePcap(t, stenoquery(t, dir, "--filter", c.untagged, c.query))
 			theirs := parsePcap(t, testenv.MustRun(t, timeout, "tcpdump", "-r", path, "-w", "-", c.untagged+" and "+c.tcpdump))
 			samePackets(t, name+" "+c.query+" (tcpdump "+c.tcpdump+")", theirs, ours)
 			vsTcpdump += len(ours)
+			if strings.HasPrefix(c.query, "vlan ") {
+				tagged += len(ours)
+			}
 		}
 	}
-	if matched == 0 || vsTcpdump == 0 {
-		t.Errorf("%d packets matched the oracle's queries, %d tcpdump's: the comparison proves too little", matched, vsTcpdump)
+	if matched == 0 || vsTcpdump == 0 || tagged == 0 {
+		t.Errorf("%d packets matched the oracle's queries, %d tcpdump's (%d tagged): the comparison proves too little", matched, vsTcpdump, tagged)
 	}
 }
 
@@ -202,4 +207,33 @@ func (p params) tcpdumpCases() []tcpdumpCase {
 		}
 	}
 	return cs
+}
+
+// taggedCases compare `vlan V and src host A` and a negation with
+// tcpdump's `vlan V and ...` (which shifts the offsets of what follows it
+// past the tag) on the packets with one 802.1Q tag before IPv4, for the
+// commonest tag and source address among them.
+func taggedCases(pkts []pcapfile.Packet) []tcpdumpCase {
+	type tagAddr struct {
+		vlan uint16
+		addr netip.Addr
+	}
+	counts := map[tagAddr]int{}
+	for _, p := range pkts {
+		b := p.Data
+		if len(b) >= 18+20 && binary.BigEndian.Uint16(b[12:]) == 0x8100 && binary.BigEndian.Uint16(b[16:]) == 0x800 {
+			counts[tagAddr{binary.BigEndian.Uint16(b[14:]) & 0xfff, netip.AddrFrom4([4]byte(b[18+12 : 18+16]))}]++
+		}
+	}
+	if len(counts) == 0 {
+		return nil
+	}
+	best := top(counts, func(x, y tagAddr) int { return cmp.Or(cmp.Compare(x.vlan, y.vlan), x.addr.Compare(y.addr)) })
+	v, a := fmt.Sprint(best.vlan), best.addr.String()
+	one := "ether[12:2] = 0x8100 and ether[16:2] = 0x800"
+	inner := "ip[0] & 0xf0 = 0x40 and ip[0] & 0xf >= 5 and ip[19:1] >= 0"
+	return []tcpdumpCase{
+		{"vlan " + v + " and src host " + a, one, "vlan " + v + " and " + inner + " and ip src host " + a},
+		{"vlan " + v + " and not dst host " + a, one, "vlan " + v + " and " + inner + " and not ip dst host " + a},
+	}
 }
