@@ -465,12 +465,16 @@ func (d *Daemon) IndexFiles(i int) []string {
 }
 
 // Hidden returns the hidden file names in thread i's two directories,
-// as "pkt/.NAME" and "idx/.NAME".
+// as "pkt/.NAME" and "idx/.NAME": stenotype's unfinished files. The
+// daemon's summary directory (IDX<i>/.summary) is not one of them.
 func (d *Daemon) Hidden(i int) []string {
 	var out []string
 	for _, e := range []struct{ tag, dir string }{{"pkt", d.Config.Threads[i].PacketsDirectory}, {"idx", d.Config.Threads[i].IndexDirectory}} {
 		ents, _ := os.ReadDir(e.dir)
 		for _, x := range ents {
+			if e.tag == "idx" && x.Name() == ".summary" && x.IsDir() {
+				continue
+			}
 			if strings.HasPrefix(x.Name(), ".") {
 				out = append(out, e.tag+"/"+x.Name())
 			}
