@@ -88,10 +88,7 @@ DAEMON_PID=
 start_us=$(date +%s%6N)
 cleanup() {
   set +e
-  stop_pid "$DAEMON_PID"
-  ip netns del "$NS" 2>/dev/null
-  remove_new_files "$WORK/store" "$start_us"
-  rm -rf "$RUN"
+  bench_teardown "$start_us" "$WORK/store"
   if [[ $BENCH_BUILT == 1 && -z "${BENCH_QUERY_DIR:-}" ]]; then rm -rf "$WORK"; fi
 }
 trap cleanup EXIT

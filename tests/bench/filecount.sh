@@ -14,6 +14,9 @@
 # (median of WARM runs after a warm-up) and cold (page cache dropped before
 # each of COLD runs). The cold runs drop the whole machine's page cache.
 #
+# Then filecount_daemon.sh asks the same queries of the real stenographer
+# over HTTPS, on both stores, with and without summaries.
+#
 # BENCH_FILECOUNT_DIR keeps the work directory afterwards; with BENCH_REUSE=1
 # as well, stores already built there are reused.
 set -euo pipefail
@@ -32,6 +35,8 @@ MANY_MIN=20000
 RARE_HOST=137.99.56.10
 QUERIES=("host $RARE_HOST" "port 443" "net 192.168.0.0/16 and port 53")
 export PATH=/usr/local/go/bin:$PATH
+# shellcheck source=SCRIPTDIR/lib.sh
+source "$ROOT/tests/bench/lib.sh"
 [[ -d "$SHARED/pcaps" ]] || { echo "filecount bench: corpus not found at $SHARED/pcaps" >&2; exit 1; }
 [[ $(id -u) == 0 ]] || { echo "filecount bench: must run as root (drops the page cache)" >&2; exit 1; }
 mkdir -p "$WORK"
@@ -85,40 +90,10 @@ rota=$(cat "/sys/class/block/$blk/queue/rotational" 2>/dev/null || cat "/sys/cla
 echo "kernel $(uname -r); $(df --output=fstype "$WORK" | tail -1 | tr -d ' ') on $dev (rotational=$rota); $(nproc) CPUs; --blocksize_kb=$BLOCK_KB; load average before $load_before"
 echo "warm: median of $WARM runs after one warm-up; cold: median of $COLD runs, page cache dropped before each"
 
-# measure CMD...: runs CMD and prints "warm_ms warm_cpu_ms cold_ms
-# cold_cpu_ms cold_disk_kb", each a median (cold_disk_kb from the process's
-# block input count, so other work on the machine does not add to it).
-measure() {
-  python3 - "$WARM" "$COLD" "$@" <<'PY'
-import resource, subprocess, sys, time
-warm, cold, cmd = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
-def once(drop):
-    if drop:
-        subprocess.run(["sync"], check=True)
-        with open("/proc/sys/vm/drop_caches", "w") as f:
-            f.write("3\n")
-    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t = time.monotonic()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    w = time.monotonic() - t
-    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime
-    return w * 1000, cpu * 1000, (r1.ru_inblock - r0.ru_inblock) / 2
-def med(xs):
-    xs = sorted(xs)
-    return xs[(len(xs) - 1) // 2]
-once(False)
-w = [once(False) for _ in range(warm)]
-c = [once(True) for _ in range(cold)]
-print("%.1f %.1f %.1f %.1f %.0f" % (med(x[0] for x in w), med(x[1] for x in w),
-      med(x[0] for x in c), med(x[1] for x in c), med(x[2] for x in c)))
-PY
-}
-
 printf '%-32s %-4s %6s %8s %7s %9s %7s %8s | %8s %8s | %8s %8s %8s\n' query store files packets opened idx_KB sum_KB query_ms warm_ms cpu_ms cold_ms cpu_ms disk_KB
 # Process start alone, for the share of the cold figures that is loading
 # stenoquery itself.
-read -r wm wc cm cc ck < <(measure "$BIN/stenoquery" --version)
+read -r wm wc cm cc ck _ < <(measure "$BIN/stenoquery" --version)
 printf '%-32s %-4s %6s %8s %7s %9s %7s %8s | %8s %8s | %8s %8s %8s\n' "(stenoquery --version)" - - - - - - - "$wm" "$wc" "$cm" "$cc" "$ck"
 fail=0
 for q in "${QUERIES[@]}"; do
@@ -133,7 +108,7 @@ for q in "${QUERIES[@]}"; do
     st=$(grep '^stats:' "$WORK/stats")
     field() { sed -n "s/.* $1=\([0-9]*\).*/\1/p" <<<"$st"; }
     N[$s]=$(field packets)
-    read -r wm wc cm cc ck < <(measure "$BIN/stenoquery" --dir "$WORK/$d" --blocksize_kb="$BLOCK_KB" "${opt[@]}" -w /dev/null "$q")
+    read -r wm wc cm cc ck _ < <(measure "$BIN/stenoquery" --dir "$WORK/$d" --blocksize_kb="$BLOCK_KB" "${opt[@]}" -w /dev/null "$q")
     printf '%-32s %-4s %6d %8d %7d %9d %7d %8.1f | %8s %8s | %8s %8s %8s\n' "$q" "$s" "${FILES[$d]}" "${N[$s]}" \
       "$(field files_opened)" "$(( $(field index_bytes_read) / 1024 ))" "$(( $(field summary_bytes_read) / 1024 ))" \
       "$(echo "$(field query_us)/1000" | bc -l)" "$wm" "$wc" "$cm" "$cc" "$ck"
@@ -145,4 +120,7 @@ for q in "${QUERIES[@]}"; do
 done
 echo "(opened: index files the query opened; idx_KB: index bytes its lookups read; sum_KB: summary bytes it read; query_ms: the query after the file listing, one warm run; disk_KB: what the cold run read from disk, packets included)"
 echo "load average after $(cut -d' ' -f1-3 /proc/loadavg)"
+# The same queries asked of the daemon, which lists the files in the
+# background (needs the tables built above).
+"$ROOT/tests/bench/filecount_daemon.sh" "$WORK" || fail=1
 exit "$fail"

@@ -1,9 +1,9 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2034  # its variables are results for the sourcing script
-# Shared by the daemon and fleet benchmarks (sourced, not run): the store
-# they serve, the private namespace their daemons run in, starting a real
-# stenographer on part of the store, and the timing helpers of the inner
-# part (the one that runs inside the namespace).
+# Shared by the daemon, fleet and file-count benchmarks (sourced, not run):
+# the store they serve, the private namespace their daemons run in,
+# starting a real stenographer on part of the store, and the timing helpers
+# of the inner part (the one that runs inside the namespace).
 #
 # The sourcing script sets ROOT, BIN, SHARED and WORK first.
 
@@ -139,6 +139,18 @@ remove_new_files() {
   return 0
 }
 
+# bench_teardown START_US STORE...: stops $DAEMON_PID, deletes $NS,
+# removes the files the idle stenotype made in each STORE since START_US
+# and the run directory $RUN (for an EXIT trap: never fails).
+bench_teardown() {
+  local since=$1 s
+  shift
+  stop_pid "$DAEMON_PID" || true
+  ip netns del "$NS" 2>/dev/null || true
+  for s in "$@"; do remove_new_files "$s" "$since"; done
+  rm -rf "$RUN"
+}
+
 # problems_in NAME LOG...: fails when a log reports a race or a panic.
 problems_in() {
   local name=$1
@@ -172,9 +184,62 @@ pct() { sort -n | awk -v p="$1" '{a[NR] = $1} END {i = int((NR * p + 99) / 100);
 # proc_ticks PID: user + system CPU clock ticks of a process.
 proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-# https_query CERTS PORT QUERY: the PCAP answer of a /query over HTTPS, as
-# stenocurl asks for it.
+# https_query_cmd CERTS PORT QUERY: sets HTTPS_QUERY to the curl command
+# line of a /query over HTTPS, as stenocurl asks for it (for a timer that
+# runs a command, not a shell function).
+https_query_cmd() {
+  HTTPS_QUERY=(curl -sS --fail --cert "$1/client_cert.pem" --key "$1/client_key.pem" --cacert "$1/ca_cert.pem"
+    -H 'Content-Type: text/plain' --data-raw "$3" -o - "https://127.0.0.1:$2/query")
+}
+
+# https_query CERTS PORT QUERY: the PCAP answer of that /query.
 https_query() {
-  curl -sS --fail --cert "$1/client_cert.pem" --key "$1/client_key.pem" --cacert "$1/ca_cert.pem" \
-    -H 'Content-Type: text/plain' --data-raw "$3" -o - "https://127.0.0.1:$2/query"
+  https_query_cmd "$@"
+  "${HTTPS_QUERY[@]}"
+}
+
+# measure CMD...: runs CMD once unmeasured, WARM times, then COLD times
+# with the page cache dropped before each, and prints "warm_ms warm_cpu_ms
+# cold_ms cold_cpu_ms cold_disk_kb", each a median (cpu and disk of the
+# CMD process, from its rusage, so other work on the machine does not add
+# to them). With MEASURE_PID set it adds "srv_warm_cpu_ms srv_cold_cpu_ms
+# srv_cold_disk_kb": the same of that process (the daemon answering CMD),
+# from /proc/PID/stat and /proc/PID/io.
+measure() {
+  python3 - "$WARM" "$COLD" "${MEASURE_PID:-}" "$@" <<'PY'
+import os, resource, subprocess, sys, time
+warm, cold, pid, cmd = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4:]
+tck = os.sysconf("SC_CLK_TCK")
+def server():
+    if not pid:
+        return 0.0, 0
+    with open("/proc/%s/stat" % pid) as f:
+        st = f.read().rsplit(")", 1)[1].split()
+    with open("/proc/%s/io" % pid) as f:
+        io = dict(l.split(": ") for l in f.read().splitlines())
+    return (int(st[11]) + int(st[12])) * 1000.0 / tck, int(io["read_bytes"])
+def once(drop):
+    if drop:
+        subprocess.run(["sync"], check=True)
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+    r0, s0 = resource.getrusage(resource.RUSAGE_CHILDREN), server()
+    t = time.monotonic()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    w = time.monotonic() - t
+    r1, s1 = resource.getrusage(resource.RUSAGE_CHILDREN), server()
+    cpu = r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime
+    return w * 1000, cpu * 1000, (r1.ru_inblock - r0.ru_inblock) / 2, s1[0] - s0[0], (s1[1] - s0[1]) / 1024
+def med(xs):
+    xs = sorted(xs)
+    return xs[(len(xs) - 1) // 2]
+once(False)
+w = [once(False) for _ in range(warm)]
+c = [once(True) for _ in range(cold)]
+out = "%.1f %.1f %.1f %.1f %.0f" % (med(x[0] for x in w), med(x[1] for x in w),
+      med(x[0] for x in c), med(x[1] for x in c), med(x[2] for x in c))
+if pid:
+    out += " %.1f %.1f %.0f" % (med(x[3] for x in w), med(x[3] for x in c), med(x[4] for x in c))
+print(out)
+PY
 }

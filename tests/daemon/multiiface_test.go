@@ -154,18 +154,22 @@ func TestMultipleInterfaces(t *testing.T) {
 func udpFrames(first, n int) [][]byte {
 	var out [][]byte
 	for i := first; i < first+n; i++ {
-		eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, EthernetType: layers.EthernetTypeIPv4}
-		ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: net.IP{10, 99, 0, 1}, DstIP: net.IP{10, 99, 0, 2}}
-		udp := &layers.UDP{SrcPort: 5000, DstPort: layers.UDPPort(7000 + i)}
-		_ = udp.SetNetworkLayerForChecksum(ip)
-		buf := gopacket.NewSerializeBuffer()
-		payload := gopacket.Payload(fmt.Sprintf("frame %d on its link", i))
-		if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, udp, payload); err != nil {
-			panic(err)
-		}
-		out = append(out, buf.Bytes())
+		out = append(out, udpFrame(net.IP{10, 99, 0, 1}, net.IP{10, 99, 0, 2}, 5000, 7000+i, []byte(fmt.Sprintf("frame %d on its link", i))))
 	}
 	return out
+}
+
+// udpFrame makes an Ethernet IPv4 UDP frame.
+func udpFrame(src, dst net.IP, sport, dport int, payload []byte) []byte {
+	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: src, DstIP: dst}
+	udp := &layers.UDP{SrcPort: layers.UDPPort(sport), DstPort: layers.UDPPort(dport)}
+	_ = udp.SetNetworkLayerForChecksum(ip)
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, udp, gopacket.Payload(payload)); err != nil {
+		panic(err)
+	}
+	return buf.Bytes()
 }
 
 // replayFrames writes frames to a pcap and sends it on pair's link.

@@ -109,8 +109,25 @@ type QueryResult struct {
 // Query POSTs a query with the client certificate; headers are extra
 // request headers (e.g. Steno-Limit-Packets).
 func (d *Daemon) Query(ctx context.Context, query string, headers map[string]string) (*QueryResult, error) {
+	return d.post(ctx, "/query", query, headers)
+}
+
+// Explain POSTs a query to /explain and returns its text, which must
+// come with status 200.
+func (d *Daemon) Explain(ctx context.Context, query string) (string, error) {
+	r, err := d.post(ctx, "/explain", query, nil)
+	if err != nil {
+		return "", err
+	}
+	if r.Status != http.StatusOK {
+		return "", fmt.Errorf("POST /explain %q: status %d: %s", query, r.Status, testenv.Tail(r.Body, 300))
+	}
+	return string(r.Body), nil
+}
+
+func (d *Daemon) post(ctx context.Context, path, query string, headers map[string]string) (*QueryResult, error) {
 	d.TLSConfig()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.URL("/query"), strings.NewReader(query))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.URL(path), strings.NewReader(query))
 	if err != nil {
 		return nil, err
 	}
@@ -119,12 +136,12 @@ func (d *Daemon) Query(ctx context.Context, query string, headers map[string]str
 	}
 	resp, err := d.client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("POST /query %q: %w", query, err)
+		return nil, fmt.Errorf("POST %s %q: %w", path, query, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return nil, fmt.Errorf("POST /query %q: reading the body (after %d bytes): %w", query, len(body), err)
+		return nil, fmt.Errorf("POST %s %q: reading the body (after %d bytes): %w", path, query, len(body), err)
 	}
 	return &QueryResult{Status: resp.StatusCode, Header: resp.Header, Body: body}, nil
 }

@@ -465,8 +465,9 @@ func (d *Daemon) IndexFiles(i int) []string {
 	return visible(d.Config.Threads[i].IndexDirectory)
 }
 
-// Hidden returns stenotype's hidden file names in thread i's two directories
-// as "pkt/.NAME" and "idx/.NAME".
+// Hidden returns the hidden file names in thread i's two directories,
+// as "pkt/.NAME" and "idx/.NAME": stenotype's unfinished files. The
+// daemon's summary directory (IDX<i>/.summary) is not one of them.
 func (d *Daemon) Hidden(i int) []string {
 	var out []string
 	for _, e := range []struct{ tag, dir string }{{"pkt", d.Config.Threads[i].PacketsDirectory}, {"idx", d.Config.Threads[i].IndexDirectory}} {
