@@ -77,12 +77,23 @@ func main() {
 	}
 }
 
+// Flow control and read sizes of the connection (see run).
+const (
+	streamWindow = 8 << 20
+	readBuffer   = 256 << 10
+)
+
 func run(ctx context.Context, addr, ca, cert, key, serverName string, req *pb.PcapRequest, outPath string) error {
 	tc, err := tlsconfig.Client(ca, cert, key, serverName)
 	if err != nil {
 		return err
 	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(tc)),
+		// A result is one long stream: windows of a few chunks let the
+		// server send without waiting for window updates, and a large
+		// read buffer takes many frames per system call.
+		grpc.WithInitialWindowSize(streamWindow), grpc.WithInitialConnWindowSize(streamWindow),
+		grpc.WithReadBufferSize(readBuffer))
 	if err != nil {
 		return fmt.Errorf("connecting to %s: %w", addr, err)
 	}
