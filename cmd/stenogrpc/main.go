@@ -26,6 +26,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -93,7 +94,8 @@ func run(ctx context.Context, addr, ca, cert, key, serverName string, req *pb.Pc
 		// server send without waiting for window updates, and a large
 		// read buffer takes many frames per system call.
 		grpc.WithInitialWindowSize(streamWindow), grpc.WithInitialConnWindowSize(streamWindow),
-		grpc.WithReadBufferSize(readBuffer))
+		grpc.WithReadBufferSize(readBuffer), experimental.WithBufferPool(rpc.BufferPool()),
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rpc.Codec())))
 	if err != nil {
 		return fmt.Errorf("connecting to %s: %w", addr, err)
 	}

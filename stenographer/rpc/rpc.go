@@ -32,6 +32,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/keepalive"
 
 	pb "github.com/stenographer-ng/stenographer/protobuf"
@@ -158,7 +159,8 @@ func New(cfg Config) (*Server, error) {
 		// The transport's buffer is what one write to the connection
 		// carries: 32 KiB by default, two TLS records; a result chunk's
 		// worth makes each write (gathered, one system call) large.
-		grpc.WriteBufferSize(transportBuffer))
+		grpc.WriteBufferSize(transportBuffer),
+		experimental.BufferPool(BufferPool()), grpc.ForceServerCodecV2(Codec()))
 	s.runner = runner
 	pb.RegisterStenographerServer(s.grpc, &service{cfg: &s.cfg, runner: runner, log: s.log})
 	return s, nil
