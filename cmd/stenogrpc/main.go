@@ -120,8 +120,10 @@ func run(ctx context.Context, addr, ca, cert, key, serverName string, req *pb.Pc
 		return describe(err)
 	}
 	var n int64
+	// One message for every chunk: rpc.Codec decodes into its array.
+	resp := new(pb.PcapResponse)
 	for {
-		resp, err := stream.Recv()
+		err := stream.RecvMsg(resp)
 		if errors.Is(err, io.EOF) {
 			break
 		}

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/stenographer-ng/stenographer/protobuf"
@@ -70,5 +71,49 @@ func TestCodecRoundTrip(t *testing.T) {
 		if got.Uid != msg.Uid || !bytes.Equal(got.Pcap, msg.Pcap) {
 			t.Fatalf("%d bytes: decoded uid %q and %d bytes", n, got.Uid, len(got.Pcap))
 		}
+	}
+}
+
+// Decoding a response: what proto.Unmarshal makes of the same bytes,
+// or its error, and a second chunk lands in the first one's array.
+func TestCodecResponses(t *testing.T) {
+	tag := func(num protowire.Number, v string) []byte {
+		b := protowire.AppendTag(nil, num, protowire.BytesType)
+		return protowire.AppendBytes(b, []byte(v))
+	}
+	join := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+	for _, tc := range []struct {
+		name    string
+		wire    []byte
+		wantErr bool
+	}{
+		{"uid and pcap", join(tag(1, "id"), tag(2, "packets")), false},
+		{"pcap first", join(tag(2, "packets"), tag(1, "id")), false},
+		{"empty", nil, false},
+		{"a field twice: the last counts", join(tag(2, "old"), tag(1, "a"), tag(2, "new"), tag(1, "b")), false},
+		{"an unknown field", join(tag(1, "id"), tag(7, "x"), tag(2, "p")), false},
+		{"uid not UTF-8", tag(1, "\xff\xfe"), true},
+		{"cut inside pcap", tag(2, "packets")[:5], true},
+		{"a varint where bytes belong: unknown, as to proto", protowire.AppendVarint(protowire.AppendTag(nil, 2, protowire.VarintType), 5), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			want := &pb.PcapResponse{}
+			werr := proto.Unmarshal(tc.wire, want)
+			got := &pb.PcapResponse{Uid: "stale", Pcap: make([]byte, 3, 64)}
+			arr := &got.Pcap[:1][0]
+			err := rpc.Codec().Unmarshal(mem.BufferSlice{mem.SliceBuffer(tc.wire)}, got)
+			if (err != nil) != tc.wantErr || (werr != nil) != tc.wantErr {
+				t.Fatalf("codec error %v, proto error %v; want an error: %v", err, werr, tc.wantErr)
+			}
+			if tc.wantErr {
+				return
+			}
+			if got.Uid != want.Uid || !bytes.Equal(got.Pcap, want.Pcap) {
+				t.Fatalf("decoded uid %q pcap %q, proto: %q %q", got.Uid, got.Pcap, want.Uid, want.Pcap)
+			}
+			if tc.name == "uid and pcap" && &got.Pcap[0] != arr {
+				t.Error("the pcap bytes did not reuse the message's array")
+			}
+		})
 	}
 }
