@@ -28,7 +28,7 @@
 # unless BENCH_QUERY_DIR is set, removed at the end.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
-BIN="$ROOT/build/bin"
+BIN="${BENCH_BIN:-$ROOT/build/bin}" # BENCH_BIN: binaries to time (default: this tree's), for before/after figures
 SHARED="${STENO_SHARED:-$(dirname "$ROOT")/shared}"
 RUNS="${BENCH_DAEMON_RUNS:-21}"
 BROAD_RUNS="${BENCH_DAEMON_BROAD_RUNS:-7}"
