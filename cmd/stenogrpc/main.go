@@ -26,6 +26,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -77,12 +78,24 @@ func main() {
 	}
 }
 
+// Flow control and read sizes of the connection (see run).
+const (
+	streamWindow = 8 << 20
+	readBuffer   = 256 << 10
+)
+
 func run(ctx context.Context, addr, ca, cert, key, serverName string, req *pb.PcapRequest, outPath string) error {
 	tc, err := tlsconfig.Client(ca, cert, key, serverName)
 	if err != nil {
 		return err
 	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(tc)),
+		// A result is one long stream: windows of a few chunks let the
+		// server send without waiting for window updates, and a large
+		// read buffer takes many frames per system call.
+		grpc.WithInitialWindowSize(streamWindow), grpc.WithInitialConnWindowSize(streamWindow),
+		grpc.WithReadBufferSize(readBuffer), experimental.WithBufferPool(rpc.BufferPool()),
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rpc.Codec())))
 	if err != nil {
 		return fmt.Errorf("connecting to %s: %w", addr, err)
 	}
@@ -107,8 +120,10 @@ func run(ctx context.Context, addr, ca, cert, key, serverName string, req *pb.Pc
 		return describe(err)
 	}
 	var n int64
+	// One message for every chunk: rpc.Codec decodes into its array.
+	resp := new(pb.PcapResponse)
 	for {
-		resp, err := stream.Recv()
+		err := stream.RecvMsg(resp)
 		if errors.Is(err, io.EOF) {
 			break
 		}

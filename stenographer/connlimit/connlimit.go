@@ -11,7 +11,6 @@ package connlimit
 
 import (
 	"container/list"
-	"crypto/tls"
 	"log/slog"
 	"net"
 	"sync"
@@ -75,12 +74,15 @@ func Wrap(ln net.Listener, l Limits, log *slog.Logger) net.Listener {
 // or a *tls.Conn over one) completed its TLS handshake: it is no longer
 // closed to make room for a newcomer.
 func Authenticated(c net.Conn) {
-	if tc, ok := c.(*tls.Conn); ok {
-		c = tc.NetConn()
-	}
+	// Under a *tls.Conn, perhaps under other wrappers (coalesce.Conn).
 	lc, ok := c.(*conn)
-	if !ok {
-		return
+	for !ok {
+		u, wraps := c.(interface{ NetConn() net.Conn })
+		if !wraps {
+			return
+		}
+		c = u.NetConn()
+		lc, ok = c.(*conn)
 	}
 	lc.l.mu.Lock()
 	defer lc.l.mu.Unlock()

@@ -48,6 +48,20 @@ func (m *Merge) Next() bool {
 		}
 		m.pending = nil
 		heap.Init(&m.h)
+	} else if len(m.h) == 1 {
+		// One source left (a store of one thread): no order to keep, and
+		// the heap's bookkeeping per packet was 5 % of the daemon's CPU
+		// serving a 1.5 GB result.
+		s := m.h[0].src
+		if s.Next() {
+			m.cur = s.Packet()
+			return true
+		}
+		if err := s.Err(); err != nil {
+			m.err = err
+			return false
+		}
+		m.h = m.h[:0]
 	} else if len(m.h) > 0 {
 		// Refill from the source whose packet was returned last.
 		top := m.h[0]

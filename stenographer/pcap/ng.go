@@ -55,10 +55,15 @@ type NgWriter struct {
 // writer. With no names it describes one unnamed interface, so every
 // stream can hold packets.
 func NewNgWriter(w io.Writer, limits Limits, ifaces []string) (*NgWriter, error) {
+	return NewNgWriterSize(w, limits, ifaces, 64<<10)
+}
+
+// NewNgWriterSize is NewNgWriter with a write buffer of size bytes.
+func NewNgWriterSize(w io.Writer, limits Limits, ifaces []string, size int) (*NgWriter, error) {
 	if len(ifaces) == 0 {
 		ifaces = []string{""}
 	}
-	nw := &NgWriter{stream: newStream(w, limits, 64<<10), ifaces: len(ifaces)}
+	nw := &NgWriter{stream: newStream(w, limits, size), ifaces: len(ifaces)}
 	head := ngBlock(ngSectionHeader, func(b []byte) []byte {
 		b = binary.LittleEndian.AppendUint32(b, ngByteOrderMagic)
 		b = binary.LittleEndian.AppendUint16(b, 1)

@@ -120,7 +120,8 @@ func NewWriter(w io.Writer, limits Limits) (*Writer, error) {
 
 // NewWriterSize is NewWriter with a write buffer of size bytes, for a
 // writer whose every Write costs (stenofleet's HTTP/2 response hands each
-// one to another goroutine).
+// one to another goroutine; the servers' TLS connections write each piece
+// with one system call).
 func NewWriterSize(w io.Writer, limits Limits, size int) (*Writer, error) {
 	pw := &Writer{stream: newStream(w, limits, size)}
 	var h [FileHeaderSize]byte

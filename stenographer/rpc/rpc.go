@@ -32,9 +32,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/keepalive"
 
 	pb "github.com/stenographer-ng/stenographer/protobuf"
+	"github.com/stenographer-ng/stenographer/stenographer/coalesce"
 	"github.com/stenographer-ng/stenographer/stenographer/connlimit"
 	"github.com/stenographer-ng/stenographer/stenographer/metrics"
 	"github.com/stenographer-ng/stenographer/stenographer/serve"
@@ -86,6 +88,9 @@ const (
 	// gRPC itself (RESOURCE_EXHAUSTED) before it is decoded; one with a
 	// query over serve.MaxQueryBytes is INVALID_ARGUMENT naming the limit.
 	maxRecvBytes = 2 * serve.MaxQueryBytes
+	// transportBuffer is the HTTP/2 transport's write buffer, and the
+	// largest piece a result is handed to the chunker in.
+	transportBuffer = 256 << 10
 )
 
 // Server serves the gRPC API. Serve it once.
@@ -150,7 +155,12 @@ func New(cfg Config) (*Server, error) {
 		// wait in the Runner, then are refused); more wait in the
 		// client, so one connection cannot pile up hundreds.
 		grpc.MaxConcurrentStreams(uint32(2*runner.MaxRunning())),
-		grpc.MaxRecvMsgSize(maxRecvBytes))
+		grpc.MaxRecvMsgSize(maxRecvBytes),
+		// The transport's buffer is what one write to the connection
+		// carries: 32 KiB by default, two TLS records; a result chunk's
+		// worth makes each write (gathered, one system call) large.
+		grpc.WriteBufferSize(transportBuffer),
+		experimental.BufferPool(BufferPool()), grpc.ForceServerCodecV2(Codec()))
 	s.runner = runner
 	pb.RegisterStenographerServer(s.grpc, &service{cfg: &s.cfg, runner: runner, log: s.log})
 	return s, nil
@@ -174,7 +184,9 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 	s.mu.Unlock()
 	close(s.ready)
 	s.log.Info("serving gRPC", "addr", ln.Addr().String())
-	ln = connlimit.Wrap(ln, s.conns, s.log)
+	// Under TLS, so each write of the HTTP/2 transport's buffer leaves
+	// in one system call rather than one per TLS record.
+	ln = coalesce.Listener(connlimit.Wrap(ln, s.conns, s.log))
 	done := make(chan error, 1)
 	go func() { done <- s.grpc.Serve(ln) }()
 	select {
@@ -210,10 +222,29 @@ type authenticatedCreds struct {
 
 func (c authenticatedCreds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
 	conn, info, err := c.TransportCredentials.ServerHandshake(raw)
-	if err == nil {
-		connlimit.Authenticated(raw)
+	if err != nil {
+		return conn, info, err
 	}
-	return conn, info, err
+	connlimit.Authenticated(raw)
+	if co := coalesce.Find(raw); co != nil {
+		conn = gatheredConn{Conn: conn, co: co}
+	}
+	return conn, info, nil
+}
+
+// gatheredConn writes the TLS records of each Write (a flush of the
+// HTTP/2 transport's buffer) to the connection together.
+type gatheredConn struct {
+	net.Conn
+	co *coalesce.Conn
+}
+
+func (g gatheredConn) Write(p []byte) (n int, err error) {
+	err = g.co.Do(func() error {
+		n, err = g.Conn.Write(p)
+		return err
+	})
+	return n, err
 }
 
 func (c authenticatedCreds) Clone() credentials.TransportCredentials {

@@ -426,6 +426,17 @@ func TestFirstPacketAtOnce(t *testing.T) {
 			if n := e.m.Queries()[metrics.TransportGRPC].InFlight; n != 1 {
 				t.Errorf("%d queries in flight once the first packet arrived, want 1 (the result is %d MB)", n, big.Packets*big.Size>>20)
 			}
+			// The server learns of the cancellation a moment later: the
+			// next subtest counts only its own query.
+			cancel()
+			start := time.Now()
+			for e.m.Queries()[metrics.TransportGRPC].InFlight != 0 {
+				if time.Since(start) > 10*time.Second {
+					t.Fatal("the cancelled query still runs after 10 s")
+				}
+				time.Sleep(time.Millisecond)
+			}
+			t.Logf("the cancelled query ended %v after the cancellation", time.Since(start))
 		})
 	}
 }

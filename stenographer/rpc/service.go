@@ -70,6 +70,9 @@ func (s *service) RetrievePcap(req *pb.PcapRequest, stream grpc.ServerStreamingS
 		return status.Error(codes.InvalidArgument, s.runner.Refuse(sreq, err).Err.Error())
 	}
 	sreq.Limits = pcap.Limits{MaxBytes: maxBytes}
+	// The result writer's pieces are the chunks (up to a transport
+	// buffer's worth), so the chunker sends them without copying.
+	sreq.BufferSize = int(min(chunk, transportBuffer))
 	sreq.Log = sreq.Log.With("chunk_size", chunk, "max_size", maxBytes)
 	if down := serve.CaptureDown(s.cfg.Capture); down != "" {
 		// Headers go out with the first message, or alone now when the
@@ -105,54 +108,32 @@ func (s *service) RetrievePcap(req *pb.PcapRequest, stream grpc.ServerStreamingS
 }
 
 // chunkWriter cuts the PCAP stream into responses of at most size bytes.
-// A full chunk is sent at once; Flush sends a partial one, so the first
-// packet and then, at pcap.StreamFlushInterval, whatever has come since
-// reach the client without waiting for a chunk to fill. Send blocks under
-// gRPC flow control, so a slow client slows the query's disk reads rather
-// than filling memory.
+// The result writer buffers (Request.BufferSize, at most a chunk) and
+// hands over a full buffer, or a partial one when it flushes: the first
+// packet and then, at pcap.StreamFlushInterval, whatever has come since.
+// Each piece is sent at once, from the writer's buffer (Send encodes the
+// message before it returns, so the buffer may be reused). Send blocks
+// under gRPC flow control, so a slow client slows the query's disk reads
+// rather than filling memory.
 type chunkWriter struct {
 	stream grpc.ServerStreamingServer[pb.PcapResponse]
 	uid    string
 	size   int
-	buf    []byte
 	chunks int
 }
 
 func (c *chunkWriter) Write(p []byte) (int, error) {
 	n := len(p)
 	for len(p) > 0 {
-		if c.buf == nil {
-			// A fresh buffer per message: gRPC may still hold the last one.
-			// Large chunks grow as data comes, so a small result of a
-			// request for 2 MiB chunks does not cost 2 MiB.
-			c.buf = make([]byte, 0, min(c.size, 64<<10))
+		k := min(c.size, len(p))
+		c.chunks++
+		if err := c.stream.Send(&pb.PcapResponse{Uid: c.uid, Pcap: p[:k]}); err != nil {
+			return n - len(p), fmt.Errorf("rpc: sending chunk %d: %w", c.chunks, err)
 		}
-		k := min(c.size-len(c.buf), len(p))
-		c.buf = append(c.buf, p[:k]...)
 		p = p[k:]
-		if len(c.buf) == c.size {
-			if err := c.send(); err != nil {
-				return n - len(p), err
-			}
-		}
 	}
 	return n, nil
 }
 
-func (c *chunkWriter) send() error {
-	msg := &pb.PcapResponse{Uid: c.uid, Pcap: c.buf}
-	c.buf = nil
-	c.chunks++
-	if err := c.stream.Send(msg); err != nil {
-		return fmt.Errorf("rpc: sending chunk %d: %w", c.chunks, err)
-	}
-	return nil
-}
-
-// Flush sends what is buffered as one (short) chunk.
-func (c *chunkWriter) Flush() error {
-	if len(c.buf) == 0 {
-		return nil
-	}
-	return c.send()
-}
+// Flush does nothing: every Write was sent.
+func (c *chunkWriter) Flush() error { return nil }

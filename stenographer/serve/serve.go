@@ -107,8 +107,15 @@ type Request struct {
 	// Filter, when set, is a tcpdump expression the result is refined
 	// with on the server (bpffilter): only the packets it accepts are sent.
 	Filter string
-	Log    *slog.Logger // carries the transport's attributes (remote, uid); nil: the Runner's
+	// BufferSize is the size of the pieces the result is handed to the
+	// sink in, between flushes (0: DefaultBufferSize).
+	BufferSize int
+	Log        *slog.Logger // carries the transport's attributes (remote, uid); nil: the Runner's
 }
+
+// DefaultBufferSize is the result writer's buffer when a Request names
+// none.
+const DefaultBufferSize = 64 << 10
 
 // ErrBusy is wrapped by the error of a query refused because MaxRunning
 // queries ran for all of MaxWait.
@@ -250,10 +257,14 @@ func (r *Runner) Cost(ctx context.Context, req Request) (query.Node, *store.Cost
 
 // newOutput writes the result's header in the format req asks for.
 func (r *Runner) newOutput(w io.Writer, req Request) (pcap.Output, error) {
-	if req.Pcapng {
-		return pcap.NewNgWriter(w, req.Limits, r.cfg.Store.Interfaces())
+	size := req.BufferSize
+	if size <= 0 {
+		size = DefaultBufferSize
 	}
-	return pcap.NewWriter(w, req.Limits)
+	if req.Pcapng {
+		return pcap.NewNgWriterSize(w, req.Limits, r.cfg.Store.Interfaces(), size)
+	}
+	return pcap.NewWriterSize(w, req.Limits, size)
 }
 
 func (o Outcome) resultErrors() []error {

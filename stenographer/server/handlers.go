@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/stenographer-ng/stenographer/stenographer/coalesce"
 	"github.com/stenographer-ng/stenographer/stenographer/metrics"
 	"github.com/stenographer-ng/stenographer/stenographer/pcap"
 	"github.com/stenographer-ng/stenographer/stenographer/query"
@@ -67,6 +68,7 @@ func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request) {
 	req.Text = string(body)
 	req.Pcapng = WantsPcapng(r.Header)
 	req.Filter = strings.TrimSpace(r.Header.Get(HeaderFilter))
+	req.BufferSize = resultPiece
 
 	ctx := r.Context()
 	h := w.Header()
@@ -81,7 +83,7 @@ func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request) {
 	}
 	rc := http.NewResponseController(w)
 	defer InterruptWrites(ctx, rc)()
-	o := s.runner.Run(ctx, req, &flushWriter{w: w, rc: rc})
+	o := s.runner.Run(ctx, req, &flushWriter{w: w, rc: rc, conn: coalesce.FromContext(ctx)})
 	switch o.Outcome {
 	case metrics.OutcomeBadQuery, metrics.OutcomeBusy:
 		h.Del("Trailer")
@@ -193,22 +195,34 @@ func InterruptWrites(ctx context.Context, rc *http.ResponseController) (stop fun
 	}
 }
 
+// resultPiece is the size of the pieces a result is written in between
+// flushes: each costs an HTTP chunk header, a flush through net/http's
+// buffers and one write system call (its TLS records gathered by the
+// connection), so large pieces are cheap per byte; 256 KiB keeps a
+// query's buffers small next to its batch arena.
+const resultPiece = 256 << 10
+
 // flushWriter pushes every write to the client at once. pcap.Writer
-// buffers 64 KiB itself, so each write here is already a large piece.
+// buffers a resultPiece itself, so each write here is already a large
+// piece; its TLS records are gathered on conn (when the connection
+// gathers) and leave with one system call.
 type flushWriter struct {
-	w  io.Writer
-	rc *http.ResponseController
+	w    io.Writer
+	rc   *http.ResponseController
+	conn *coalesce.Conn
 }
 
-func (f *flushWriter) Write(p []byte) (int, error) {
-	n, err := f.w.Write(p)
-	if err == nil {
-		err = f.rc.Flush()
-	}
+func (f *flushWriter) Write(p []byte) (n int, err error) {
+	err = f.conn.Do(func() error {
+		if n, err = f.w.Write(p); err != nil {
+			return err
+		}
+		return f.rc.Flush()
+	})
 	return n, err
 }
 
-func (f *flushWriter) Flush() error { return f.rc.Flush() }
+func (f *flushWriter) Flush() error { return f.conn.Do(f.rc.Flush) }
 
 // ParseLimits reads the limit headers (stenofleet relays them too): absent means no limit; present,
 // each must be one non-negative decimal integer (0 is no limit).

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/stenographer-ng/stenographer/stenographer/coalesce"
 	"github.com/stenographer-ng/stenographer/stenographer/connlimit"
 	"github.com/stenographer-ng/stenographer/stenographer/metrics"
 	"github.com/stenographer-ng/stenographer/stenographer/serve"
@@ -145,11 +146,15 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 	base, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	limits := s.cfg.Conns.WithDefaults()
-	ln = connlimit.Wrap(ln, limits, s.log)
+	// Under TLS, so a query's records leave in one write per piece.
+	ln = coalesce.Listener(connlimit.Wrap(ln, limits, s.log))
 	hs := &http.Server{
 		Handler:     http.HandlerFunc(s.serveHTTP),
 		TLSConfig:   s.tls,
 		BaseContext: func(net.Listener) context.Context { return base },
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return coalesce.NewContext(ctx, coalesce.Find(c))
+		},
 		// net/http bounds the TLS handshake by this too: a connection
 		// that does not present a certificate and a request within it
 		// gives its descriptor back.
