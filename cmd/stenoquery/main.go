@@ -96,15 +96,19 @@ func main() {
 			blockSize = *blockKB * 1024
 		}
 	})
-	o := options{summarize: *summarize, summaries: !*noSummaries, statFiles: *statFiles, count: *count, explain: *explain, stats: *stats, ng: *ng, maxScanBytes: *maxScanBytes}
-	if err := run(*configPath, *dir, threads, blockSize, flag.Arg(0), *filter, *out, o, pcap.Limits{MaxPackets: *limitPackets, MaxBytes: *limitBytes}); err != nil {
+	o := options{filter: *filter, out: *out, limits: pcap.Limits{MaxPackets: *limitPackets, MaxBytes: *limitBytes},
+		summarize: *summarize, summaries: !*noSummaries, statFiles: *statFiles,
+		count: *count, explain: *explain, stats: *stats, ng: *ng, maxScanBytes: *maxScanBytes}
+	if err := run(*configPath, *dir, threads, blockSize, flag.Arg(0), o); err != nil {
 		fmt.Fprintln(os.Stderr, "stenoquery:", err)
 		os.Exit(1)
 	}
 }
 
-// options are run's switches.
+// options say how run answers the query.
 type options struct {
+	filter, out               string // --filter; -w
+	limits                    pcap.Limits
 	summarize, summaries      bool
 	statFiles                 bool
 	count, explain, stats, ng bool
@@ -112,8 +116,8 @@ type options struct {
 }
 
 // run answers the query. blockSize 0 means the config's, else 1 MiB.
-func run(configPath, dir string, threads []store.Thread, blockSize int, text, filter, out string, o options, limits pcap.Limits) error {
-	count, explain, stats, ng := o.count, o.explain, o.stats, o.ng
+func run(configPath, dir string, threads []store.Thread, blockSize int, text string, o options) error {
+	count, explain, stats, ng, out := o.count, o.explain, o.stats, o.ng, o.out
 	var err error
 	switch {
 	case configPath != "":
@@ -178,7 +182,7 @@ func run(configPath, dir string, threads []store.Thread, blockSize int, text, fi
 		return err
 	}
 	t1 := time.Now()
-	oc := runner.Run(ctx, serve.Request{Transport: metrics.TransportLocal, Text: text, Filter: filter, Limits: limits, Pcapng: ng}, sink{w})
+	oc := runner.Run(ctx, serve.Request{Transport: metrics.TransportLocal, Text: text, Filter: o.filter, Limits: o.limits, Pcapng: ng}, sink{w})
 	if oc.Err != nil {
 		return oc.Err
 	}
