@@ -121,6 +121,6 @@ run "after $AFTER and before $BEFORE" "greater 0"
 # Direction and negation: a per-packet header check on the candidates; a
 # difference of sets; and a negation no indexed term bounds (a scan).
 run "src host 212.199.202.9" "ip src host 212.199.202.9"
-run "net 192.168.0.0/16 and not port 53" "ip net 192.168.0.0/16 and not (tcp port 53 or udp port 53)"
+run "net 192.168.0.0/16 and not port 53" "(ip net 192.168.0.0/16 and not (tcp port 53 or udp port 53)) or (vlan and ip net 192.168.0.0/16 and not (tcp port 53 or udp port 53))"
 run "not port 443" "not (tcp port 443 or udp port 443 or (vlan and (tcp port 443 or udp port 443)))"
 echo "(idx_KB: index bytes the key lookups read, over all files; tcpdump_n: tcpdump's count for a comparable filter; the time-range row's tcpdump scans everything, having no time filter)"
