@@ -173,8 +173,13 @@ func (m *Metrics) StartQuery(transport string) *Query {
 }
 
 // Refused counts a query that never ran (OutcomeBadQuery, OutcomeBusy).
+// It is never in flight, not even for an instant: a sampler of the
+// in-flight gauge must not see a refused query beside the running ones.
 func (m *Metrics) Refused(transport, outcome string) {
-	m.StartQuery(transport).End(outcome, 0, 0, 0)
+	m.queriesTotal.WithLabelValues(transport, outcome).Inc()
+	m.countsMu.Lock()
+	m.countsFor(transport).ByOutcome[outcome]++
+	m.countsMu.Unlock()
 }
 
 // End records the query's outcome, the packets and PCAP bytes it
