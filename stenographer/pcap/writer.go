@@ -94,8 +94,16 @@ func (s *stream) full() bool {
 
 // record writes one packet's header, data and trailer and counts them.
 func (s *stream) record(hdr, data, trailer []byte) error {
-	for _, b := range [][]byte{hdr, data, trailer} {
-		if _, err := s.w.Write(b); err != nil {
+	// Three plain writes: a range over a slice of the three costs a few
+	// nanoseconds per packet, and a broad result has millions.
+	if _, err := s.w.Write(hdr); err != nil {
+		return err
+	}
+	if _, err := s.w.Write(data); err != nil {
+		return err
+	}
+	if len(trailer) > 0 {
+		if _, err := s.w.Write(trailer); err != nil {
 			return err
 		}
 	}
