@@ -189,7 +189,7 @@ func (f *File) ReadPacket(pos int64, buf []byte) (Packet, error) {
 		return Packet{}, fmt.Errorf("blockfile: read %s at %d: %w", f.name, pos, err)
 	}
 	h := parseHeader(hdr[:])
-	dataStart, err := f.frameStart(h, pos, pos, blockEnd)
+	dataStart, err := f.frameStart(&h, pos, pos, blockEnd)
 	if err != nil {
 		return Packet{}, err
 	}
@@ -226,7 +226,7 @@ func (h header) vlanStripped() bool { return h.status&statusVlanValid != 0 }
 
 // frameStart checks that the frame of the packet whose header h sits at
 // offset off (file position pos) ends by limit, and returns where it starts.
-func (f *File) frameStart(h header, off, pos, limit int64) (int64, error) {
+func (f *File) frameStart(h *header, off, pos, limit int64) (int64, error) {
 	start := off + int64(h.mac)
 	if h.mac < packetHeaderSize || h.snaplen > maxSnaplen || start+int64(h.snaplen) > limit {
 		return 0, f.corrupt(pos, "frame (mac offset %d, snaplen %d) outside its block", h.mac, h.snaplen)

@@ -201,7 +201,7 @@ func FuzzScan(f *testing.F) {
 		}
 		// The in-place readers agree with Scan on what it found.
 		i := 0
-		_, err = fl.ReadPositionsInto(context.Background(), positions, func(n int) []byte { return make([]byte, n) }, func(p Packet) bool {
+		_, err = fl.ReadPositionsInto(context.Background(), positions, func(n int) []byte { return make([]byte, n) }, func(p *Packet) bool {
 			if i >= len(pkts) || p.Position != pkts[i].Position || !bytes.Equal(p.Data, pkts[i].Data) || p.WireLen != pkts[i].WireLen {
 				t.Fatalf("ReadPositionsInto packet %d differs from Scan's", i)
 			}

@@ -74,8 +74,8 @@ func TestInPlaceReadsMatchScan(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var got []Packet
-			n, err := f.ReadPositionsInto(context.Background(), tc.positions, fresh, func(p Packet) bool {
-				got = append(got, p)
+			n, err := f.ReadPositionsInto(context.Background(), tc.positions, fresh, func(p *Packet) bool {
+				got = append(got, *p)
 				return true
 			})
 			if err != nil || n != len(tc.positions) || len(got) != tc.unique {
@@ -116,7 +116,7 @@ func TestReadPositionsIntoEdges(t *testing.T) {
 		all = append(all, uint32(p.Position))
 	}
 	var got []Packet
-	if n, err := f.ReadPositionsInto(context.Background(), all, fresh, func(p Packet) bool { got = append(got, p); return true }); err != nil || n != len(all) {
+	if n, err := f.ReadPositionsInto(context.Background(), all, fresh, func(p *Packet) bool { got = append(got, *p); return true }); err != nil || n != len(all) {
 		t.Fatalf("ReadPositionsInto = %d, %v", n, err)
 	}
 	for i := range want {
@@ -128,7 +128,7 @@ func TestReadPositionsIntoEdges(t *testing.T) {
 	// the second counts as consumed too).
 	stopAt := []uint32{all[0], all[1], all[1], all[2]}
 	calls := 0
-	n, err := f.ReadPositionsInto(context.Background(), stopAt, fresh, func(Packet) bool { calls++; return calls < 2 })
+	n, err := f.ReadPositionsInto(context.Background(), stopAt, fresh, func(*Packet) bool { calls++; return calls < 2 })
 	if err != nil || n != 3 || calls != 2 {
 		t.Errorf("stopped read: consumed %d, %d calls, %v; want 3, 2", n, calls, err)
 	}
@@ -137,13 +137,13 @@ func TestReadPositionsIntoEdges(t *testing.T) {
 	cut := b[:int(all[1])+82+1000]
 	g, _ := New(bytes.NewReader(cut), int64(len(cut)), "cut", 4096)
 	got = got[:0]
-	_, err = g.ReadPositionsInto(context.Background(), all, fresh, func(p Packet) bool { got = append(got, p); return true })
+	_, err = g.ReadPositionsInto(context.Background(), all, fresh, func(p *Packet) bool { got = append(got, *p); return true })
 	if !errors.Is(err, ErrCorrupt) || len(got) != 1 || !samePacket(got[0], want[0]) {
 		t.Errorf("truncated: %d packets, err %v; want 1 and ErrCorrupt", len(got), err)
 	}
 	// Positions in a block header or past the file are errors, not panics.
 	for _, bad := range [][]uint32{{4}, {4096 + 8}, {uint32(len(b)) + 48}, {all[0], 4090}} {
-		if _, err := f.ReadPositionsInto(context.Background(), bad, fresh, func(Packet) bool { return true }); !errors.Is(err, ErrCorrupt) {
+		if _, err := f.ReadPositionsInto(context.Background(), bad, fresh, func(*Packet) bool { return true }); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("ReadPositionsInto(%v) err = %v, want ErrCorrupt", bad, err)
 		}
 	}
@@ -163,7 +163,7 @@ func TestInPlaceVLANRestore(t *testing.T) {
 	le.PutUint16(h[36:], 0x88a8)
 	f, _ := New(bytes.NewReader(b), int64(len(b)), "mem", 4096)
 	var got []Packet
-	if _, err := f.ReadPositionsInto(context.Background(), []uint32{48, 48 + 144}, fresh, func(p Packet) bool { got = append(got, p); return true }); err != nil || len(got) != 2 {
+	if _, err := f.ReadPositionsInto(context.Background(), []uint32{48, 48 + 144}, fresh, func(p *Packet) bool { got = append(got, *p); return true }); err != nil || len(got) != 2 {
 		t.Fatalf("ReadPositionsInto = %d, %v", len(got), err)
 	}
 	want := append(append(append([]byte(nil), frame[:12]...), 0x88, 0xa8, 0x01, 0x23), frame[12:]...)
@@ -194,7 +194,7 @@ func TestReadPositionsIntoAllocStop(t *testing.T) {
 				return nil
 			}
 			return make([]byte, n)
-		}, func(p Packet) bool { got = append(got, p); return true })
+		}, func(p *Packet) bool { got = append(got, *p); return true })
 		if err != nil || n == 0 {
 			t.Fatalf("ReadPositionsInto from %d = %d, %v", start, n, err)
 		}

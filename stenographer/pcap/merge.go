@@ -21,12 +21,23 @@ type Source interface {
 	Err() error
 }
 
+// Batcher is a Source holding packets read ahead in memory, which it
+// can hand over at once.
+type Batcher interface {
+	Source
+	// Batch returns the current packet and the ones after it that are
+	// already read, and moves to the last of them. They stay valid until
+	// the next call of Next.
+	Batch() []Packet
+}
+
 // Merge yields the packets of several sources in timestamp order (ties in
 // source order), holding one packet per source in memory.
 type Merge struct {
 	h   mergeHeap
 	cur Packet
 	err error
+	one [1]Packet // NextBatch's answer of one packet
 	// pending delays the first Next of each source until the first Next of
 	// the merge, so no source does IO before the caller asks for packets.
 	pending []Source
@@ -81,6 +92,23 @@ func (m *Merge) Next() bool {
 	}
 	m.cur = m.h[0].pkt
 	return true
+}
+
+// NextBatch advances past the next packets in order and returns them;
+// nil at the end or on an error. With one source left, a Batcher, that
+// is every packet it holds (a broad result of one thread spends no time
+// per packet here); else one packet.
+func (m *Merge) NextBatch() []Packet {
+	if !m.Next() {
+		return nil
+	}
+	if len(m.h) == 1 {
+		if b, ok := m.h[0].src.(Batcher); ok {
+			return b.Batch()
+		}
+	}
+	m.one[0] = m.cur
+	return m.one[:]
 }
 
 func (m *Merge) pull(s Source, order int) bool {

@@ -56,6 +56,61 @@ func TestMerge(t *testing.T) {
 	}
 }
 
+// batchSource is a sliceSource holding its packets in batches of size,
+// as the store's thread sources do.
+type batchSource struct {
+	sliceSource
+	size    int
+	batches int // Batch calls
+}
+
+func (s *batchSource) Batch() []Packet {
+	s.batches++
+	end := min(len(s.pkts), (s.i+s.size-1)/s.size*s.size) // the end of the current packet's batch
+	b := s.pkts[s.i-1 : end]
+	s.i = end
+	return b
+}
+
+func TestMergeNextBatch(t *testing.T) {
+	batched := func(size int, secs ...int) *batchSource { return &batchSource{sliceSource: *src(secs...), size: size} }
+	for _, tc := range []struct {
+		name    string
+		srcs    []Source
+		want    []int
+		batches int // Batch calls of the first source
+	}{
+		{"one batcher", []Source{batched(3, 1, 2, 3, 4, 5, 6, 7)}, []int{1, 2, 3, 4, 5, 6, 7}, 3},
+		{"one plain source", []Source{src(1, 2, 3)}, []int{1, 2, 3}, 0},
+		// Two sources: packet by packet while both have packets, then
+		// by batch once the other is exhausted.
+		{"batcher and another", []Source{batched(2, 1, 3, 5, 6, 7, 8), src(2, 4)}, []int{1, 2, 3, 4, 5, 6, 7, 8}, 2},
+		{"none", []Source{}, nil, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := NewMerge(tc.srcs...)
+			var got []int
+			for b := m.NextBatch(); b != nil; b = m.NextBatch() {
+				for _, p := range b {
+					got = append(got, int(p.Timestamp.Unix()))
+				}
+			}
+			if err := m.Err(); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("NextBatch gave %v, want %v", got, tc.want)
+			}
+			if len(tc.srcs) == 0 {
+				return
+			}
+			if b, ok := tc.srcs[0].(*batchSource); ok && b.batches != tc.batches {
+				t.Errorf("%d Batch calls, want %d", b.batches, tc.batches)
+			}
+		})
+	}
+}
+
 func TestMergeError(t *testing.T) {
 	bad := src(2)
 	bad.err = errors.New("disk on fire")

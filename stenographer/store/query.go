@@ -57,14 +57,17 @@ func (s *Store) Query(ctx context.Context, q query.Node, w pcap.Output) (*Result
 		srcs = append(srcs, t)
 	}
 	m := pcap.NewMerge(srcs...)
-	for m.Next() {
-		p := m.Packet()
-		if err := w.WriteFrom(p.Interface, p.Timestamp, p.WireLen, p.Data); err != nil {
-			if errors.Is(err, pcap.ErrLimit) {
-				res.Truncated = true
-				break
+write:
+	for b := m.NextBatch(); b != nil; b = m.NextBatch() {
+		for i := range b {
+			p := &b[i]
+			if err := w.WriteFrom(p.Interface, p.Timestamp, p.WireLen, p.Data); err != nil {
+				if errors.Is(err, pcap.ErrLimit) {
+					res.Truncated = true
+					break write
+				}
+				return res, fmt.Errorf("store: writing result: %w", err)
 			}
-			return res, fmt.Errorf("store: writing result: %w", err)
 		}
 	}
 	if err := m.Err(); err != nil {
@@ -172,6 +175,13 @@ func (t *threadSource) Next() bool {
 }
 
 func (t *threadSource) Packet() pcap.Packet { return t.batch[t.bi-1] }
+
+// Batch hands over the rest of the batch (pcap.Batcher).
+func (t *threadSource) Batch() []pcap.Packet {
+	b := t.batch[t.bi-1:]
+	t.bi = len(t.batch)
+	return b
+}
 
 // alloc returns n bytes of the arena. When the arena must grow, earlier
 // frames of the batch keep pointing into the old one, which stays valid.
@@ -428,7 +438,7 @@ func (t *threadSource) fill() {
 	}
 	end := min(c.pos+batchSize, len(c.match.Positions))
 	// Packets are read straight into the arena and returned from there.
-	n, err := c.pkt.ReadPositionsInto(t.ctx, c.match.Positions[c.pos:end], t.allocRun, func(p blockfile.Packet) bool {
+	n, err := c.pkt.ReadPositionsInto(t.ctx, c.match.Positions[c.pos:end], t.allocRun, func(p *blockfile.Packet) bool {
 		if keep == nil || keep(uint32(p.Position), p.Timestamp, p.Data) {
 			t.batch = append(t.batch, pcap.Packet{Timestamp: p.Timestamp, WireLen: p.WireLen, Data: p.Data, Interface: t.iface})
 		}
