@@ -101,19 +101,12 @@ func run(ctx context.Context, addr, ca, cert, key, serverName string, req *pb.Pc
 	}
 	defer conn.Close()
 
-	var w io.Writer = os.Stdout
-	var tmp *os.File
-	if outPath != "-" {
-		// Write beside the target and rename at the end, so a failed
-		// transfer never leaves a file that looks like a whole result.
-		tmp, err = os.CreateTemp(filepath.Dir(outPath), "."+filepath.Base(outPath)+".*")
-		if err != nil {
-			return err
-		}
-		defer os.Remove(tmp.Name())
-		defer tmp.Close()
-		w = tmp
+	out, err := openOutput(outPath)
+	if err != nil {
+		return err
 	}
+	defer out.abandon()
+	w := out.w
 
 	stream, err := pb.NewStenographerClient(conn).RetrievePcap(ctx, req)
 	if err != nil {
@@ -138,13 +131,8 @@ func run(ctx context.Context, addr, ca, cert, key, serverName string, req *pb.Pc
 		}
 		n += int64(len(resp.Pcap))
 	}
-	if tmp != nil {
-		if err := tmp.Close(); err != nil {
-			return fmt.Errorf("writing %s: %w", outPath, err)
-		}
-		if err := os.Rename(tmp.Name(), outPath); err != nil {
-			return err
-		}
+	if err := out.commit(); err != nil {
+		return fmt.Errorf("writing %s: %w", outPath, err)
 	}
 	if hdr, err := stream.Header(); err == nil {
 		if v := hdr.Get(rpc.HeaderCapture); len(v) > 0 {
@@ -160,6 +148,63 @@ func run(ctx context.Context, addr, ca, cert, key, serverName string, req *pb.Pc
 		return fmt.Errorf("%s file(s) could not be read; the result lacks their packets: %s", v[0], detail)
 	}
 	return nil
+}
+
+// output is where the result goes: stdout, a file written beside its
+// target and renamed over it at the end (so a failed transfer never
+// leaves a file that looks like a whole result), or, when the target
+// exists and is not a regular file (/dev/null, a FIFO), the target itself:
+// renaming over /dev/null would replace the device with a file.
+type output struct {
+	w      io.Writer
+	f      *os.File // nil for stdout
+	tmp    string   // the temporary file to rename over target, if any
+	target string
+}
+
+func openOutput(path string) (*output, error) {
+	if path == "-" {
+		return &output{w: os.Stdout}, nil
+	}
+	target := path
+	if resolved, err := filepath.EvalSymlinks(path); err == nil {
+		target = resolved // replace the file a link names, not the link
+	}
+	if fi, err := os.Stat(target); err == nil && !fi.Mode().IsRegular() {
+		f, err := os.OpenFile(target, os.O_WRONLY, 0)
+		if err != nil {
+			return nil, err
+		}
+		return &output{w: f, f: f}, nil
+	}
+	f, err := os.CreateTemp(filepath.Dir(target), "."+filepath.Base(target)+".*")
+	if err != nil {
+		return nil, err
+	}
+	return &output{w: f, f: f, tmp: f.Name(), target: target}, nil
+}
+
+// commit completes the output: the temporary file takes the target's name.
+func (o *output) commit() error {
+	if o.f == nil {
+		return nil
+	}
+	err := o.f.Close()
+	o.f = nil
+	if err == nil && o.tmp != "" {
+		err = os.Rename(o.tmp, o.target)
+	}
+	return err
+}
+
+// abandon removes the temporary file of an output not committed.
+func (o *output) abandon() {
+	if o.f != nil {
+		o.f.Close()
+	}
+	if o.tmp != "" {
+		os.Remove(o.tmp) // after a rename, no file has this name
+	}
 }
 
 func truncated(md metadata.MD) bool {

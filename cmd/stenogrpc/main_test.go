@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -121,6 +123,48 @@ func TestCommand(t *testing.T) {
 			}
 		})
 	}
+	// A target that is not a regular file is written, not replaced: a
+	// rename over /dev/null would put a file in the device's place.
+	t.Run("to a FIFO", func(t *testing.T) {
+		fifo := filepath.Join(t.TempDir(), "result.fifo")
+		if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		// Read and write ends at once: the open never blocks, so the test
+		// ends even when the command never opens the FIFO. Reading stops
+		// at the first pause after the command has exited.
+		f, err := os.OpenFile(fifo, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		var exited atomic.Bool
+		read := make(chan []byte, 1)
+		go func() {
+			var got []byte
+			b := make([]byte, 64<<10)
+			for {
+				f.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+				n, err := f.Read(b)
+				got = append(got, b[:n]...)
+				if err != nil && (!os.IsTimeout(err) || exited.Load()) {
+					break
+				}
+			}
+			read <- got
+		}()
+		out, err := exec.Command(bin, with(good, "--out", fifo, "port 1003 or port 1004")...).CombinedOutput()
+		exited.Store(true)
+		if err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		if got := <-read; !bytes.Equal(got, all) {
+			t.Errorf("read %d bytes from the FIFO; want the store's %d byte answer", len(got), len(all))
+		}
+		if fi, err := os.Lstat(fifo); err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
+			t.Errorf("after the retrieval the FIFO is %v (%v); want it left a FIFO", fi.Mode(), err)
+		}
+	})
 }
 
 // with returns a fresh slice of base followed by extra.
