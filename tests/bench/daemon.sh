@@ -6,7 +6,9 @@
 # a scan-sized one (`tcp`, over 1 GB of result) through HTTPS (curl with
 # the client certificate, as stenocurl does) and gRPC (stenogrpc), next to
 # the offline stenoquery on the same files and, for the scan-sized query,
-# `tcpdump -r` filtering the same packets saved as one pcap: p50/p95 wall
+# `tcpdump -r` filtering the same packets saved as one pcap, and HTTPS's
+# floor: curl from tests/bench/tlsfloor, a server with the daemon's TLS
+# stack sending as many bytes from memory without a query: p50/p95 wall
 # time of BENCH_DAEMON_RUNS runs (each a new client process, TLS handshake
 # included), MB/s of the result at the median, CPU per run and per GB of
 # result of the client and of the daemon, and the bytes the daemon moved
@@ -42,7 +44,7 @@ SCAN_FILTER="${BENCH_SCAN_FILTER:-tcp}" # tcpdump's expression for the same pack
 # BENCH_NS_PREFIX: names the namespace and the veth (default stbench), so
 # several benchmarks can run at once.
 PREFIX="${BENCH_NS_PREFIX:-stbench}"
-HTTPS_PORT=1234 GRPC_PORT=8443
+HTTPS_PORT=1234 GRPC_PORT=8443 FLOOR_PORT=1240
 DAEMON="${STENO_DAEMON_BIN:-$BIN/stenographer}"
 export PATH=/usr/local/go/bin:$PATH
 # shellcheck source=SCRIPTDIR/lib.sh
@@ -67,6 +69,11 @@ if [[ "${STENO_BENCH_INNER:-}" == 1 ]]; then
   # children (the kernel adds a child's counts to its parent's at wait)
   # and of the daemon.
   io_bytes() { awk '$1 == "rchar:" {r = $2} $1 == "wchar:" {w = $2} END {print r, w}' "/proc/$1/io"; }
+  # shellcheck disable=SC2317  # $bytes: the scan-sized result's size
+  floor() {
+    curl -sS --fail --cert "$CERTS/client_cert.pem" --key "$CERTS/client_key.pem" --cacert "$CERTS/ca_cert.pem" \
+      --data-raw "$bytes" -o - "https://127.0.0.1:$FLOOR_PORT/query"
+  }
   # shellcheck disable=SC2317
   tcpdump_scan() { tcpdump -nr "$SCAN_PCAP" -w /dev/null "$SCAN_FILTER"; }
   fmt='%-18s %-8s %8s %7s %8s %8s %6s %9s %9s %7s %7s %6s %6s\n'
@@ -79,7 +86,7 @@ if [[ "${STENO_BENCH_INNER:-}" == 1 ]]; then
     if [[ $q == "$SCAN" ]]; then
       offline "$q" >"$SCAN_PCAP"
       bytes=$(stat -c %s "$SCAN_PCAP")
-      hows="tcpdump_scan offline https grpc"
+      hows="tcpdump_scan floor offline https grpc"
     else
       bytes=$(offline "$q" | wc -c)
     fi
@@ -94,18 +101,20 @@ if [[ "${STENO_BENCH_INNER:-}" == 1 ]]; then
         perf_pid=$!
         sleep 1
       fi
-      c0=$(children_ticks) d0=$(proc_ticks "$DAEMON_PID")
-      read -r dr0 dw0 < <(io_bytes "$DAEMON_PID")
+      spid=$DAEMON_PID
+      [[ $how != floor ]] || spid=$FLOOR_PID
+      c0=$(children_ticks) d0=$(proc_ticks "$spid")
+      read -r dr0 dw0 < <(io_bytes "$spid")
       t=$(times_us "$n" "$how" "$q")
-      c1=$(children_ticks) d1=$(proc_ticks "$DAEMON_PID")
-      read -r dr1 dw1 < <(io_bytes "$DAEMON_PID")
+      c1=$(children_ticks) d1=$(proc_ticks "$spid")
+      read -r dr1 dw1 < <(io_bytes "$spid")
       [[ -z $perf_pid ]] || { kill -INT "$perf_pid"; wait "$perf_pid" || true; }
       p50=$(pct 50 <<<"$t") p95=$(pct 95 <<<"$t")
       # CPU per run in ms; the warm-up run is included, so divide by n+1.
       ccpu=$(echo "($c1 - $c0) * 1000 / $tck / ($n + 1)" | bc -l)
       gb=$(echo "$bytes / 1000000000" | bc -l)
       scpu=- sgb=- srd=- swr=-
-      if [[ $how == https || $how == grpc ]]; then
+      if [[ $how == https || $how == grpc || $how == floor ]]; then
         scpu=$(echo "($d1 - $d0) * 1000 / $tck / ($n + 1)" | bc -l)
         sgb=$(printf '%.2f' "$(echo "$scpu / 1000 / $gb" | bc -l)")
         srd=$(printf '%.2f' "$(echo "($dr1 - $dr0) / ($n + 1) / $bytes" | bc -l)")
@@ -132,10 +141,11 @@ bench_store "daemon bench"
 
 RUN=$(mktemp -d /tmp/steno-dbench.XXXXXX)
 NS="$PREFIX-$$"
-DAEMON_PID=
+DAEMON_PID='' FLOOR_PID=''
 start_us=$(date +%s%6N)
 cleanup() {
   set +e
+  stop_pid "$FLOOR_PID"
   bench_teardown "$start_us" "$WORK/store"
   if [[ $BENCH_BUILT == 1 && -z "${BENCH_QUERY_DIR:-}" ]]; then rm -rf "$WORK"; fi
 }
@@ -150,15 +160,21 @@ daemon_config "$RUN/config" "$WORK/store" "${PREFIX}0" "$HTTPS_PORT" "$RUN/certs
           \"ServerPcapMaxSize\": 100000000000, \"ClientPcapChunkSize\": $CHUNK, \"ClientPcapMaxSize\": 100000000000}"
 STENOGRAPHER_CONFIG="$RUN/config" "$ROOT/scripts/stenokeys.sh" root root >/dev/null
 start_daemon "$RUN/config" "$RUN/log" "$RUN/certs" "$HTTPS_PORT" "$WORK/store" "$RARE"
+(cd "$ROOT" && go build -o "$RUN/tlsfloor" ./tests/bench/tlsfloor)
+ip netns exec "$NS" "$RUN/tlsfloor" --certs "$RUN/certs" --addr "127.0.0.1:$FLOOR_PORT" >"$RUN/floor.log" 2>&1 &
+FLOOR_PID=$!
+for _ in $(seq 1 100); do grep -q listening "$RUN/floor.log" && break; sleep 0.1; done
+grep -q listening "$RUN/floor.log" || { echo "daemon bench: tlsfloor did not start:" >&2; cat "$RUN/floor.log" >&2; exit 1; }
 
 printf 'store: %s packet files, %.2f GB packets, %.1f MB index; %s runs per rare query, %s per broad query, %s per scan-sized query (after one unmeasured warm-up run each)\n' \
   "$FILES" "$(echo "$PKT_BYTES/1000000000" | bc -l)" "$(echo "$IDX_BYTES/1000000" | bc -l)" "$RUNS" "$BROAD_RUNS" "$SCAN_RUNS"
 printf 'machine: %s CPUs, load %s; gRPC chunk_size %s bytes; every run is a new client process (TLS handshake included)\n' \
   "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)" "$CHUNK"
-ip netns exec "$NS" env STENO_BENCH_INNER=1 DAEMON_PID="$DAEMON_PID" bash "$0" "$RUN/certs" "$RUN/scan.pcap"
+ip netns exec "$NS" env STENO_BENCH_INNER=1 DAEMON_PID="$DAEMON_PID" FLOOR_PID="$FLOOR_PID" bash "$0" "$RUN/certs" "$RUN/scan.pcap"
 echo "(MB/s: result bytes / p50 wall time; offline: stenoquery on the same files, no daemon; tcpdump: tcpdump -r of"
-echo " the result saved as one pcap (from the page cache), filter '$SCAN_FILTER', written to /dev/null; client_ms, server_ms:"
-echo " CPU ms per run of the client process (tcpdump, stenoquery, curl, stenogrpc) and of stenographer, user + system;"
+echo " the result saved as one pcap (from the page cache), filter '$SCAN_FILTER', written to /dev/null; floor: curl from"
+echo " tests/bench/tlsfloor, the daemon's TLS and HTTP stack sending as many bytes from memory (no query); client_ms, server_ms:"
+echo " CPU ms per run of the client process (tcpdump, stenoquery, curl, stenogrpc) and of stenographer (or tlsfloor), user + system;"
 echo " cli_s/GB, srv_s/GB: those per GB of result; srv_rd, srv_wr: bytes stenographer read (pread of packet files)"
 echo " and wrote (TLS records to the socket) through system calls per result byte: the copies the kernel makes)"
 problems_in "daemon bench" "$RUN/log"
