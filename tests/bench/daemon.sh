@@ -75,7 +75,7 @@ if [[ "${STENO_BENCH_INNER:-}" == 1 ]]; then
       --data-raw "$bytes" -o - "https://127.0.0.1:$FLOOR_PORT/query"
   }
   # shellcheck disable=SC2317
-  tcpdump_scan() { tcpdump -nr "$SCAN_PCAP" -w /dev/null "$SCAN_FILTER"; }
+  tcpdump_scan() { tcpdump -nr "$SCAN_PCAP" -w - "$SCAN_FILTER"; } # as root, tcpdump chowns a -w file: /dev/null too
   fmt='%-18s %-8s %8s %7s %8s %8s %6s %9s %9s %7s %7s %6s %6s\n'
   # shellcheck disable=SC2059
   printf "$fmt" query via packets MB p50_ms p95_ms MB/s client_ms server_ms cli_s/GB srv_s/GB srv_rd srv_wr

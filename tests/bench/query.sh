@@ -106,7 +106,7 @@ run() {
   local idx
   n=$("$BIN/stenoquery" --dir "$WORK/store" --count --stats "$q" 2>"$WORK/stats")
   idx=$(sed -n 's/.*index_bytes_read=\([0-9]*\).*/\1/p' "$WORK/stats")
-  { read -r w u s; read -r tw _ _; } < <(median_times "$BIN/stenoquery" --dir "$WORK/store" "$q" -- tcpdump -nr "$WORK/big.pcap" -w /dev/null "$filter")
+  { read -r w u s; read -r tw _ _; } < <(median_times "$BIN/stenoquery" --dir "$WORK/store" "$q" -- tcpdump -nr "$WORK/big.pcap" -w - "$filter")
   first=$(first_packet_ms "$q")
   tn=$(tcpdump -nr "$WORK/big.pcap" --count "$filter" 2>/dev/null | awk '{print $1}')
   local mb
