@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -392,11 +393,15 @@ func (s *Store) Files(i int) []FileInfo {
 func (s *Store) queryFiles(i int) []FileInfo {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := slices.Clone(s.files[i])
-	if len(s.live[i]) > 0 {
-		// Usually the newest already; a renamed file can sort anywhere.
-		out = append(out, s.live[i]...)
-		slices.SortStableFunc(out, func(a, b FileInfo) int { return a.Start.Compare(b.Start) })
+	out := make([]FileInfo, 0, len(s.files[i])+len(s.live[i]))
+	out = append(out, s.files[i]...)
+	for _, l := range s.live[i] {
+		// Usually the newest already; a renamed file can sort anywhere:
+		// after the files of the same start, as a stable sort would put
+		// it. (Sorting 20,000 sorted files for it was a tenth of a rare
+		// query's time.)
+		k := sort.Search(len(out), func(k int) bool { return out[k].Start.After(l.Start) })
+		out = slices.Insert(out, k, l)
 	}
 	return out
 }

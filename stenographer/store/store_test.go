@@ -428,3 +428,43 @@ func TestQueryFileGoneAfterListing(t *testing.T) {
 		})
 	}
 }
+
+// A query's files are the listed ones with the live ones among them by
+// start time, each live file after the listed ones of its start, live
+// files in their order: as a stable sort of both lists puts them.
+func TestQueryFilesOrder(t *testing.T) {
+	file := func(us int64, name string, live bool) FileInfo {
+		return FileInfo{Name: name, Start: time.UnixMicro(us), Live: live}
+	}
+	files := []FileInfo{file(1, "1", false), file(3, "3", false), file(3, "+3", false), file(5, "5", false)}
+	for _, tc := range []struct {
+		name string
+		live []FileInfo
+	}{
+		{"none", nil},
+		{"the newest", []FileInfo{file(9, "9", true)}},
+		{"renamed into the middle", []FileInfo{file(4, "4", true), file(9, "9", true)}},
+		{"a start already listed", []FileInfo{file(3, "+3x", true), file(3, "+3y", true), file(0, "0", true)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &Store{files: [][]FileInfo{files}, live: [][]FileInfo{tc.live}}
+			want := slices.Concat(files, tc.live)
+			slices.SortStableFunc(want, func(a, b FileInfo) int { return a.Start.Compare(b.Start) })
+			got := s.queryFiles(0)
+			if !slices.EqualFunc(got, want, func(a, b FileInfo) bool { return a.Name == b.Name }) {
+				t.Errorf("queryFiles = %v, want %v", names(got), names(want))
+			}
+			if len(files) != 4 || files[1].Name != "3" {
+				t.Error("queryFiles changed the listed files")
+			}
+		})
+	}
+}
+
+func names(fs []FileInfo) []string {
+	var out []string
+	for _, f := range fs {
+		out = append(out, f.Name)
+	}
+	return out
+}
