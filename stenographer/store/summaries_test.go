@@ -357,3 +357,52 @@ func TestConcurrentSummarize(t *testing.T) {
 		}
 	}
 }
+
+// TestSummaryRebuiltWhenItsFilesChange: after every index file's status
+// changed (a chown -R of the index directory changes each ctime), the
+// tables that listed them are removed and the files summarized again,
+// once: a stale table must neither keep its files uncovered nor make
+// every later Summarize write their tables anew.
+func TestSummaryRebuiltWhenItsFilesChange(t *testing.T) {
+	dir := buildSummarized(t)
+	s := openSummarized(t, dir, true)
+	summarize(t, s)
+	var stale [][]byte // the tables as they were before the change
+	for _, p := range summaryTables(t, dir) {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stale = append(stale, b)
+	}
+	for _, f := range s.Files(0) {
+		_, idx := s.paths(f)
+		if err := os.Chmod(idx, 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A build interrupted after the change can leave an old table beside
+	// new ones covering the same files, under another name (here one
+	// that sorts last, so that it is read last).
+	for k, b := range stale {
+		if err := os.WriteFile(filepath.Join(dir, "IDX0", SummaryDirName, fmt.Sprintf("zz-stale-%d%s", k, summaryExt)), b, 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	if n := summarize(t, s); n != 21 {
+		t.Errorf("Summarize after the change wrote %d tables, want 21 (all again)", n)
+	}
+	if n := summarize(t, s); n != 0 {
+		t.Errorf("a second Summarize wrote %d tables, want 0", n)
+	}
+	if got := len(summaryTables(t, dir)); got != 5 {
+		t.Errorf("%d tables left, want 5", got)
+	}
+	res := checkSame(t, dir, s)
+	if r := res["host 192.0.2.9"]; r.FilesOpened != 4 {
+		t.Errorf("host 192.0.2.9: %d files opened, want 4", r.FilesOpened)
+	}
+}

@@ -69,9 +69,9 @@ func (s *Store) summarizeThread(ctx context.Context, i int) (int, error) {
 	}
 	s.removeOldTemporaries(dir)
 	files := s.Files(i)
-	present := make(map[string]bool, len(files))
+	present := make(map[string]FileInfo, len(files))
 	for _, f := range files {
-		present[f.Name] = true
+		present[f.Name] = f
 	}
 	sums := s.reloadSummaries(i)
 	for path := range sums.unreadable {
@@ -81,9 +81,17 @@ func (s *Store) summarizeThread(ctx context.Context, i int) (int, error) {
 		}
 	}
 	for path, sf := range sums.tables {
-		if !slices.ContainsFunc(sf.members, func(m summary.Member) bool { return present[m.Name] }) {
+		switch tableState(sf, present) {
+		case tableGone:
 			if err := os.Remove(path); err == nil {
 				s.log.Debug("removed a summary whose files are all deleted", "path", path)
+			}
+		case tableStale:
+			// Its files are summarized again below. Kept, it could hide
+			// their new tables (the view keeps one table per file),
+			// leaving them uncovered and rebuilt at every run.
+			if err := os.Remove(path); err == nil {
+				s.log.Info("removed a summary table built from index files since changed or replaced", "path", path)
 			}
 		}
 	}
@@ -111,6 +119,28 @@ func (s *Store) summarizeThread(ctx context.Context, i int) (int, error) {
 	}
 	n, err := s.mergeTables(ctx, i, dir)
 	return written + n, err
+}
+
+// What a table is to the files listed now.
+const (
+	tableCurrent = iota // its listed files are the ones it was built from
+	tableGone           // none of its files is listed any more
+	tableStale          // one of its listed files is not the one it was built from
+)
+
+func tableState(sf *sumFile, present map[string]FileInfo) int {
+	state := tableGone
+	for _, m := range sf.members {
+		f, ok := present[m.Name]
+		switch {
+		case !ok:
+		case !summaryCovers(m, f):
+			return tableStale
+		default:
+			state = tableCurrent
+		}
+	}
+	return state
 }
 
 // buildGroup writes one first-level table. A file whose index cannot be
