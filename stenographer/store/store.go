@@ -251,7 +251,6 @@ func scanThread(i int, th Thread, stat, indexStat bool) (files, live []FileInfo,
 	}
 	pkts, idx := visible(pl), visible(il)
 	var out []FileInfo
-	var indexNames []string // of out's pairs
 	for a, b := 0, 0; a < len(pkts) && b < len(idx); {
 		us := pkts[a].us
 		p, x := pl.entries[pkts[a].k], il.entries[idx[b].k]
@@ -271,10 +270,9 @@ func scanThread(i int, th Thread, stat, indexStat bool) (files, live []FileInfo,
 			continue
 		}
 		out = append(out, FileInfo{Thread: i, Name: p.name, Start: time.UnixMicro(us), indexIno: x.ino})
-		indexNames = append(indexNames, x.name)
 	}
 	if stat {
-		out = statPairs(pl, il, out, indexNames, indexStat)
+		out = statPairs(pl, il, out, indexStat)
 	}
 	indexed := func(name string) bool {
 		us, ok := parseMicros(name)
@@ -297,9 +295,9 @@ const (
 )
 
 // statPairs fills in the sizes (and with indexStat the index files'
-// status) of files, whose index files are named indexNames, dropping the
+// status) of files (a pair's two files have one name), dropping the
 // pairs whose packet file has gone since the listing or is a directory.
-func statPairs(pl, il *dirList, files []FileInfo, indexNames []string, indexStat bool) []FileInfo {
+func statPairs(pl, il *dirList, files []FileInfo, indexStat bool) []FileInfo {
 	gone := make([]bool, len(files))
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -319,7 +317,7 @@ func statPairs(pl, il *dirList, files []FileInfo, indexNames []string, indexStat
 					}
 					f.Size, f.Allocated, f.sized = st.size, st.allocated, true
 					if indexStat {
-						if xs, err := il.stat(indexNames[j]); err == nil {
+						if xs, err := il.stat(f.Name); err == nil {
 							f.IndexSize, f.indexIno, f.indexCtime, f.indexStat = xs.size, xs.ino, xs.ctime, true
 						}
 					}
