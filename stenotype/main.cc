@@ -12,6 +12,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "app/capture_thread.h"
@@ -104,7 +105,7 @@ void PrintStats(const StatsLine& l) {
   LOG_INFO << line;
 }
 
-int Import(const Options& o, std::atomic<bool>* stop, SignalWatcher* signals) {
+int Import(const Options& o, InputFile in, std::atomic<bool>* stop, SignalWatcher* signals) {
   WriterOptions wo = MakeWriterOptions(o, 0);
   wo.live_index_usec = 0;  // nobody queries an import before it ends
   IndexThread index_thread(o.dir + "/IDX0", o.index_nicelevel);
@@ -116,7 +117,7 @@ int Import(const Options& o, std::atomic<bool>* stop, SignalWatcher* signals) {
     std::thread sig([&] {
       while (!done.load()) signals->Poll(10);
     });
-    s = ImportPcap(o.pcap_in, &writer, wo.block_size, o.aiops, stop, &stats);
+    s = ImportPcap(std::move(in), o.pcap_in, &writer, wo.block_size, o.aiops, stop, &stats);
     done = true;
     sig.join();
   }
@@ -296,14 +297,20 @@ int Main(int argc, char** argv) {
     return 1;
   }
   if (!o.pcap_in.empty()) {
-    // The import opens its input after the drop: it must be readable by
-    // the user stenotype runs as.
+    // The input is opened before the drop, as tcpdump -r opens its file:
+    // a capture only root may read can be imported into directories the
+    // capture user owns.
+    InputFile in(fopen(o.pcap_in.c_str(), "rbe"));
+    if (!in) {
+      LOG_ERROR << Status::FromErrno(errno, "cannot open pcap", o.pcap_in).ToString();
+      return 1;
+    }
     s = ProbeOutputs(o, id);
     if (!s.ok()) {
       LOG_ERROR << s.ToString();
       return 1;
     }
-    return Import(o, &stop, &signals);
+    return Import(o, std::move(in), &stop, &signals);
   }
   return Capture(o, id, &stop, &signals);
 }

@@ -55,12 +55,13 @@ class BlockPool {
 
 }  // namespace
 
-Status ImportPcap(const std::string& path, BlockWriter* writer, size_t block_size, int max_inflight,
+Status ImportPcap(InputFile in, const std::string& path, BlockWriter* writer, size_t block_size, int max_inflight,
                   const std::atomic<bool>* stop, ImportStats* stats) {
   char errbuf[PCAP_ERRBUF_SIZE] = {0};
   std::unique_ptr<pcap_t, PcapCloser> pc(
-      pcap_open_offline_with_tstamp_precision(path.c_str(), PCAP_TSTAMP_PRECISION_NANO, errbuf));
+      pcap_fopen_offline_with_tstamp_precision(in.get(), PCAP_TSTAMP_PRECISION_NANO, errbuf));
   if (!pc) return Status::Invalid("reading " + path + ": " + errbuf);
+  in.release();  // pcap_close closes it now
   if (int link = pcap_datalink(pc.get()); link != DLT_EN10MB) {
     const char* name = pcap_datalink_val_to_name(link);
     return Status::Invalid(path + ": link type " + (name ? name : std::to_string(link)) +

@@ -7,6 +7,8 @@
 #define STENOTYPE_PCAPIN_PCAP_IMPORT_H_
 
 #include <atomic>
+#include <cstdio>
+#include <memory>
 #include <string>
 
 #include "base/status.h"
@@ -20,10 +22,16 @@ struct ImportStats {
   uint64_t blocks = 0;
 };
 
-// ImportPcap imports path into writer (started, no file open). It stops
+struct FileCloser {
+  void operator()(FILE* f) const { fclose(f); }
+};
+using InputFile = std::unique_ptr<FILE, FileCloser>;
+
+// ImportPcap imports the pcap open as in (named path, for messages) into
+// writer (started, no file open). It stops
 // early, still finishing the files, when *stop becomes true. A read error
 // in the middle of the pcap is returned after what was read is written.
-Status ImportPcap(const std::string& path, BlockWriter* writer, size_t block_size, int max_inflight,
+Status ImportPcap(InputFile in, const std::string& path, BlockWriter* writer, size_t block_size, int max_inflight,
                   const std::atomic<bool>* stop, ImportStats* stats);
 
 }  // namespace steno
