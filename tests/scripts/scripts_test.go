@@ -181,7 +181,13 @@ func mapsEqual(a, b map[string]fileState) bool {
 // another user (setpriv), and returns stdout, stderr and the exit status.
 func script(t *testing.T, config string, asUser []string, name string, args ...string) (string, string, int) {
 	t.Helper()
-	argv := append([]string{testenv.Script(t, name)}, args...)
+	path := testenv.Script(t, name)
+	if asUser != nil {
+		// The other user may not reach the checkout (a clone in a 0700
+		// directory): it runs a copy from a directory anyone can enter.
+		path = reachableCopy(t, path)
+	}
+	argv := append([]string{path}, args...)
 	if asUser != nil {
 		argv = append(append([]string{"setpriv"}, asUser...), argv...)
 	}
@@ -202,6 +208,29 @@ func script(t *testing.T, config string, asUser []string, name string, args ...s
 		t.Fatalf("%v timed out; stderr: %s", argv, errb.String())
 	}
 	return out.String(), errb.String(), cmd.ProcessState.ExitCode()
+}
+
+// reachableCopy copies the script at path into a new directory that
+// every user may enter, and returns the copy's path.
+func reachableCopy(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "steno-script-") // t.TempDir's parent is 0700
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cp := filepath.Join(dir, filepath.Base(path))
+	if err := os.WriteFile(cp, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return cp
 }
 
 func lines(s string) int { return strings.Count(s, "\n") }
